@@ -1,0 +1,33 @@
+"""Streaming layers: the building blocks of hand-built streaming models and the targets of conversion."""
+
+from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.containers import Branches, Heads, Residual, Sequential, as_streaming
+from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d
+from streamify.layers.conv_transpose import ConvTranspose1d
+from streamify.layers.pointwise import Pointwise
+from streamify.layers.recurrent import GRU, LSTM
+from streamify.layers.resample import LinearUpsample, NearestUpsample, upsample
+from streamify.layers.shift import Crop, Delay, Pad
+
+__all__ = [
+    "AvgPool1d",
+    "Branches",
+    "Conv1d",
+    "ConvTranspose1d",
+    "Crop",
+    "Delay",
+    "GRU",
+    "Heads",
+    "LSTM",
+    "LinearUpsample",
+    "MaxPool1d",
+    "NearestUpsample",
+    "Pad",
+    "Pointwise",
+    "Residual",
+    "Sequential",
+    "StreamingError",
+    "StreamingModule",
+    "as_streaming",
+    "upsample",
+]

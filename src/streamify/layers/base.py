@@ -1,0 +1,279 @@
+"""The base of every streaming module: timing attributes, state life cycle, validation.
+
+A streaming module processes a signal ``[batch, channels, time]`` one buffer after
+another. Concatenated, its outputs equal the output of the same module run offline
+on the whole signal, delayed by ``delay`` output frames. Each module is configured
+once, at construction (and again by the container that holds it), with the delay of
+the stream that feeds it; its caches are sized from that, and they are allocated
+for the batch size of the first buffer of each stream.
+
+Warm-up: frames of a stream that lie before the start of the offline signal (the
+first ``input_delay`` frames a module receives) carry no offline counterpart. A
+module that mixes frames over time replaces them by its offline padding value, so
+that a stream started fresh reproduces offline zero padding exactly; the outermost
+module ("root") also zeroes its own first ``delay`` output frames. A fresh stream
+therefore outputs ``delay`` zero frames followed by the offline output.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+
+class StreamingError(RuntimeError):
+    """A streaming call or configuration was refused; the message says where and what to do."""
+
+
+class StreamingModule(nn.Module):
+    """Base class of streamify's streaming layers and containers.
+
+    Attributes (read them, never set them by hand):
+        delay: output frames by which the streamed output lags the offline output,
+            given the stream delay ``input_delay`` that feeds the module (0 for a model
+            used on its own).
+        input_delay: delay of the input stream, in input frames.
+        ratio_num, ratio_den: input samples per output frame, as a fraction
+            (see :attr:`ratio`): 2 for a stride-2 conv, 1/2 for a 2x upsampler.
+        buffer_multiple: accepted input lengths are positive multiples of this.
+        receptive_field: input frames that one output frame depends on (-1: unbounded,
+            as for recurrent layers).
+        in_channels, out_channels: channel counts (-1 where any count is accepted or
+            the count follows the input).
+        streaming: when False, ``forward`` runs the offline computation (training).
+        check_finite: when True, a root module refuses buffers with NaN or inf.
+    """
+
+    __jit_unused_properties__ = ["ratio", "cache_bytes"]
+    #: names of the buffers that make up the state of this module (besides warm-up counters)
+    _state_buffers: Tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer_name: str = type(self).__name__
+        self.is_root: bool = True
+        self.streaming: bool = True
+        self.check_finite: bool = False
+        self.input_delay: int = 0
+        self.delay: int = 0
+        self.ratio_num: int = 1
+        self.ratio_den: int = 1
+        self.buffer_multiple: int = 1
+        self.receptive_field: int = 1
+        self.in_channels: int = -1
+        self.out_channels: int = -1
+        self.stream_batch: int = 0
+        # whether input frames before the offline start are replaced by ``pad_value``
+        self.masks_input: bool = True
+        self.pad_value: float = 0.0
+        self.warm_left: int = 0
+        self.out_warm_left: int = 0
+        self.register_buffer("warm_pos", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("out_warm_pos", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("dtype_marker", torch.zeros(0), persistent=False)
+
+    # ------------------------------------------------------------------ timing (Python side)
+    @property
+    def ratio(self) -> Fraction:
+        """Input samples per output frame."""
+        return Fraction(self.ratio_num, self.ratio_den)
+
+    def _set_ratio(self, ratio: Fraction) -> None:
+        ratio = Fraction(ratio)
+        self.ratio_num, self.ratio_den = ratio.numerator, ratio.denominator
+
+    def configure(self, input_delay: int = 0) -> None:
+        """Set the delay of the stream feeding this module and derive its own timing.
+
+        Containers call this on their children; a module used on its own keeps 0.
+        The state returns to that of a fresh stream.
+        """
+        self.input_delay = int(input_delay)
+        self._configure()
+        self.reset()
+
+    def _configure(self) -> None:
+        """Derive ``delay`` and cache sizes from ``input_delay`` (subclasses)."""
+        self.delay = self.input_delay
+
+    def set_name(self, name: str) -> None:
+        """Set the qualified name used in error messages (containers recurse)."""
+        self.layer_name = name
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held now by the caches of this module and its streaming children."""
+        total = 0
+        for module in self.modules():
+            if isinstance(module, StreamingModule):
+                for name in module._state_buffers + ("warm_pos", "out_warm_pos"):
+                    total += getattr(module, name).nelement() * getattr(module, name).element_size()
+        return total
+
+    # ------------------------------------------------------------------ computation
+    def forward(self, x: Tensor) -> Tensor:
+        """Process one buffer ``[batch, in_channels, n]`` into ``[batch, out_channels, n / ratio]``.
+
+        With ``streaming`` False, runs the offline computation instead.
+        """
+        if not self.streaming:
+            return self.offline(x)
+        if self.is_root:
+            self._validate(x)
+        self._begin(x)
+        y = self.stream(x)
+        if self.is_root and self.delay > 0:
+            y = self._mask_output(y)
+        return y
+
+    def stream(self, x: Tensor) -> Tensor:
+        """One streaming step; the state is ready for ``x``'s batch size (subclasses)."""
+        raise NotImplementedError
+
+    def offline(self, x: Tensor) -> Tensor:
+        """The offline computation over a whole signal, without touching the state (subclasses)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ state life cycle
+    @torch.jit.export
+    def reset(self, indices: List[int] | None = None) -> None:
+        """Return to a fresh stream: the whole batch, or only the batch items ``indices``."""
+        self._reset_own(indices)
+        self._reset_children(indices)
+
+    def _reset_children(self, indices: List[int] | None) -> None:
+        """Reset the streaming children (containers)."""
+        pass
+
+    def _reset_own(self, indices: List[int] | None) -> None:
+        if indices is None:
+            self.stream_batch = 0
+            self.warm_left = 0
+            self.out_warm_left = 0
+            self.warm_pos = torch.zeros(0, dtype=torch.long, device=self.warm_pos.device)
+            self.out_warm_pos = torch.zeros(0, dtype=torch.long, device=self.out_warm_pos.device)
+            self._release_state()
+        elif self.stream_batch > 0:
+            for i in indices:
+                if i < 0 or i >= self.stream_batch:
+                    raise StreamingError(
+                        "streamify: "
+                        + self.layer_name
+                        + f": reset index {i} is outside the stream's batch of {self.stream_batch}"
+                    )
+            index = torch.tensor(indices, dtype=torch.long, device=self.warm_pos.device)
+            self._reset_items(index)
+            self._restart_warmup(index)
+
+    def _allocate(self, x: Tensor) -> None:
+        """Create the state for the batch size, dtype and device of ``x`` (subclasses)."""
+        pass
+
+    def _release_state(self) -> None:
+        """Drop the state, back to empty tensors (subclasses)."""
+        pass
+
+    def _reset_items(self, index: Tensor) -> None:
+        """Return the state of batch items ``index`` to that of a fresh stream (subclasses)."""
+        pass
+
+    def _begin(self, x: Tensor) -> None:
+        batch = x.size(0)
+        if self.stream_batch == 0:
+            self.warm_pos = torch.zeros(batch, dtype=torch.long, device=x.device)
+            self.out_warm_pos = torch.zeros(batch, dtype=torch.long, device=x.device)
+            self._allocate(x)
+            self.stream_batch = batch
+            self._restart_warmup(None)
+        else:
+            self._check_batch(batch)
+
+    def _check_batch(self, batch: int) -> None:
+        if self.stream_batch != 0 and batch != self.stream_batch:
+            raise StreamingError(
+                "streamify: "
+                + self.layer_name
+                + f": the batch size changed from {self.stream_batch} to {batch} in the middle of a stream; "
+                "call reset() before streaming with another batch size"
+            )
+
+    def _restart_warmup(self, index: Tensor | None) -> None:
+        if self.masks_input and self.input_delay > 0:
+            if index is None:
+                self.warm_pos.zero_()
+            else:
+                if self.warm_left <= 0:
+                    self.warm_pos.fill_(self.input_delay)
+                self.warm_pos.index_fill_(0, index, 0)
+            self.warm_left = self.input_delay
+        if self.is_root and self.delay > 0:
+            if index is None:
+                self.out_warm_pos.zero_()
+            else:
+                if self.out_warm_left <= 0:
+                    self.out_warm_pos.fill_(self.delay)
+                self.out_warm_pos.index_fill_(0, index, 0)
+            self.out_warm_left = self.delay
+
+    def _mask_input(self, x: Tensor) -> Tensor:
+        """Replace the frames that precede the offline signal's start by the padding value."""
+        if self.warm_left <= 0:
+            return x
+        n = x.size(-1)
+        position = self.warm_pos.unsqueeze(1) + torch.arange(n, device=x.device).unsqueeze(0)
+        x = x.masked_fill((position < self.input_delay).unsqueeze(1), self.pad_value)
+        self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
+        self.warm_left -= n
+        return x
+
+    def _mask_output(self, y: Tensor) -> Tensor:
+        """Zero the first ``delay`` output frames of a fresh stream (root only)."""
+        if self.out_warm_left <= 0:
+            return y
+        n = y.size(-1)
+        position = self.out_warm_pos.unsqueeze(1) + torch.arange(n, device=y.device).unsqueeze(0)
+        y = y.masked_fill((position < self.delay).unsqueeze(1), 0.0)
+        self.out_warm_pos = torch.clamp(self.out_warm_pos + n, max=self.delay)
+        self.out_warm_left -= n
+        return y
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, x: Tensor) -> None:
+        """Refuse a buffer the module cannot take, before any state changes."""
+        if x.dim() != 3:
+            raise StreamingError(
+                "streamify: "
+                + self.layer_name
+                + f": expected a buffer [batch, channels, time], got {x.dim()} dimensions"
+            )
+        if self.in_channels >= 0 and x.size(1) != self.in_channels:
+            raise StreamingError(
+                "streamify: " + self.layer_name + f": expected {self.in_channels} input channels, got {x.size(1)}"
+            )
+        n = x.size(2)
+        if n <= 0 or n % self.buffer_multiple != 0:
+            raise StreamingError(
+                "streamify: "
+                + self.layer_name
+                + f": buffer length {n} is not accepted; lengths must be positive multiples of "
+                f"buffer_multiple={self.buffer_multiple} (e.g. {self.buffer_multiple}, {2 * self.buffer_multiple}, {4 * self.buffer_multiple})"
+            )
+        if x.dtype != self.dtype_marker.dtype:
+            raise StreamingError(
+                "streamify: "
+                + self.layer_name
+                + ": expected dtype "
+                + str(self.dtype_marker.dtype)
+                + ", got "
+                + str(x.dtype)
+                + "; convert the input, or the model with .to(dtype)"
+            )
+        self._check_batch(x.size(0))
+        if self.check_finite and not bool(torch.isfinite(x).all()):
+            raise StreamingError("streamify: " + self.layer_name + ": the buffer holds NaN or infinite values")
+
+    def extra_repr(self) -> str:
+        return f"delay={self.delay}, ratio={self.ratio}, buffer_multiple={self.buffer_multiple}"

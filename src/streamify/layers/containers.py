@@ -1,0 +1,287 @@
+"""Containers that compose streaming modules and keep their timing consistent by themselves.
+
+:class:`Sequential` chains modules: each is configured with the delay of the stream
+that reaches it, rates multiply, and the buffer multiple is the smallest input length
+that gives every layer whole, accepted buffers. :class:`Branches` feeds one input to
+parallel branches and merges them (sum, mean, product, concatenation over channels):
+each branch ends in a delay line that aligns it on the most delayed branch.
+:class:`Residual` is ``module(x) + shortcut(x)``; :class:`Heads` returns the aligned
+branches as a list. No delay is ever passed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import List
+
+import torch
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.pointwise import Pointwise
+from streamify.layers.shift import Delay
+from streamify.timing import frames_multiple, lcm_all
+
+MERGES = ("sum", "mean", "prod", "cat")
+
+
+def as_streaming(module: nn.Module) -> StreamingModule:
+    """The streaming counterpart of a module placed in a container.
+
+    Streaming modules are kept; ``torch.nn`` time layers (Conv1d, ConvTranspose1d,
+    pools, Upsample, pads, LSTM, GRU) get their streaming copy; ``nn.Sequential``
+    becomes :class:`Sequential`; any other module must act on each frame on its own
+    and is wrapped in :class:`Pointwise`. A module hiding time layers inside is
+    refused: convert it with :func:`streamify.convert` instead.
+    """
+    from streamify.layers.torch_layers import from_torch_layer
+
+    if isinstance(module, StreamingModule):
+        return module
+    if isinstance(module, nn.Sequential):
+        return Sequential(*module)
+    converted = from_torch_layer(module)
+    if converted is not None:
+        return converted
+    for name, child in module.named_modules():
+        if from_torch_layer(child) is not None and not _is_pointwise_torch(child):
+            raise StreamingError(
+                f"streamify: {type(module).__name__} holds the time layer {name!r} ({type(child).__name__}) "
+                "inside its own forward, which a container cannot see; rebuild it from streamify layers, "
+                "or convert the whole model with streamify.convert(model, example)"
+            )
+    return Pointwise(module)
+
+
+def _is_pointwise_torch(module: nn.Module) -> bool:
+    if isinstance(module, nn.Conv1d):
+        return module.kernel_size[0] == 1 and module.stride[0] == 1 and module.padding in ((0,), "valid", "same")
+    return False
+
+
+def _dtype_of(modules: List[nn.Module]) -> torch.dtype:
+    for module in modules:
+        for parameter in module.parameters():
+            return parameter.dtype
+    return torch.get_default_dtype()
+
+
+class Sequential(StreamingModule):
+    """Streaming modules applied one after another (``torch.nn`` layers are converted, see :func:`as_streaming`)."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        if not layers:
+            raise StreamingError("streamify: Sequential needs at least one layer")
+        self.layers = nn.ModuleList([as_streaming(layer) for layer in layers])
+        for layer in self.layers:
+            layer.is_root = False
+        self.dtype_marker = torch.zeros(0, dtype=_dtype_of(list(self.layers)))
+        self.set_name("Sequential")
+        self._configure()
+
+    def set_name(self, name: str) -> None:
+        self.layer_name = name
+        for i, layer in enumerate(self.layers):
+            layer.set_name(f"{name}.{i}:{type(layer).__name__}")
+
+    def _configure(self) -> None:
+        delay = self.input_delay
+        ratio = Fraction(1)
+        field = Fraction(1)
+        unbounded = False
+        multiples = []
+        channels = -1
+        self.in_channels = -1
+        preserving = True  # every layer so far keeps the channel count of its input
+        for layer in self.layers:
+            layer.configure(delay)
+            delay = layer.delay
+            multiples.append(frames_multiple(ratio, layer.buffer_multiple))
+            if layer.receptive_field < 0:
+                unbounded = True
+            else:
+                field += (layer.receptive_field - 1) * ratio
+            ratio *= layer.ratio
+            if layer.in_channels >= 0 and channels >= 0 and layer.in_channels != channels:
+                raise StreamingError(
+                    f"streamify: {layer.layer_name} expects {layer.in_channels} channels but the layer before "
+                    f"gives {channels}"
+                )
+            if preserving and layer.in_channels >= 0:
+                self.in_channels = layer.in_channels
+            if layer.out_channels >= 0:
+                channels = layer.out_channels
+                preserving = False
+            elif layer.in_channels >= 0:
+                channels = layer.in_channels
+        multiples.append(frames_multiple(ratio, 1))
+        self.delay = delay
+        self._set_ratio(ratio)
+        self.buffer_multiple = lcm_all(multiples)
+        self.receptive_field = -1 if unbounded else math.ceil(field)
+        self.out_channels = channels
+
+    def _reset_children(self, indices: List[int] | None) -> None:
+        for layer in self.layers:
+            layer.reset(indices)
+
+    def stream(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def offline(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer.offline(x)
+        return x
+
+    def __getitem__(self, index: int) -> StreamingModule:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+class Branches(StreamingModule):
+    """Parallel branches fed the same input, aligned by delay lines and merged.
+
+    ``merge``: ``'sum'``, ``'mean'``, ``'prod'`` (same shapes) or ``'cat'`` (over channels).
+    Every branch must end at the same rate.
+    """
+
+    def __init__(self, *branches: nn.Module, merge: str = "sum") -> None:
+        super().__init__()
+        if len(branches) < 1:
+            raise StreamingError("streamify: Branches needs at least one branch")
+        if merge not in MERGES:
+            raise StreamingError(f"streamify: Branches: merge {merge!r} is not one of {MERGES}")
+        self.merge = merge
+        self.paths = nn.ModuleList([Sequential(branch, Delay(0)) for branch in branches])
+        for path in self.paths:
+            path.is_root = False
+        self.dtype_marker = torch.zeros(0, dtype=_dtype_of(list(branches)))
+        self.set_name(type(self).__name__)
+        self._configure()
+
+    def set_name(self, name: str) -> None:
+        self.layer_name = name
+        for i, path in enumerate(self.paths):
+            path.set_name(f"{name}.branch{i}")
+
+    def _align(self) -> List[int]:
+        """Configure the branches and return their output delays before alignment."""
+        delays = []
+        for path in self.paths:
+            path.layers[0].configure(self.input_delay)
+            delays.append(path.layers[0].delay)
+        return delays
+
+    def _configure(self) -> None:
+        delays = self._align()
+        ratios = {path.layers[0].ratio for path in self.paths}
+        if len(ratios) > 1:
+            raise StreamingError(
+                f"streamify: {self.layer_name}: branches end at different rates {sorted(ratios)} "
+                "(input samples per frame) and cannot be merged frame by frame"
+            )
+        target = max(delays)
+        for path, delay in zip(self.paths, delays):
+            path.layers[1].frames = target - delay
+            path.configure(self.input_delay)
+        self._adopt_timing()
+        ins = {p.in_channels for p in self.paths if p.in_channels >= 0}
+        self.in_channels = ins.pop() if len(ins) == 1 else -1
+        outs = [p.out_channels for p in self.paths]
+        if self.merge == "cat":
+            self.out_channels = sum(outs) if min(outs) >= 0 else -1
+        else:
+            known = {c for c in outs if c >= 0}
+            self.out_channels = known.pop() if len(known) == 1 else -1
+
+    def _adopt_timing(self) -> None:
+        first = self.paths[0]
+        self.delay = first.delay
+        self._set_ratio(first.ratio)
+        self.buffer_multiple = lcm_all(p.buffer_multiple for p in self.paths)
+        fields = [p.receptive_field for p in self.paths]
+        self.receptive_field = -1 if min(fields) < 0 else max(fields)
+
+    def _reset_children(self, indices: List[int] | None) -> None:
+        for path in self.paths:
+            path.reset(indices)
+
+    def _merge(self, outputs: List[Tensor]) -> Tensor:
+        if self.merge == "cat":
+            return torch.cat(outputs, 1)
+        y = outputs[0]
+        for other in outputs[1:]:
+            if self.merge == "prod":
+                y = y * other
+            else:
+                y = y + other
+        if self.merge == "mean":
+            y = y / len(outputs)
+        return y
+
+    def stream(self, x: Tensor) -> Tensor:
+        outputs: List[Tensor] = []
+        for path in self.paths:
+            outputs.append(path(x))
+        return self._merge(outputs)
+
+    def offline(self, x: Tensor) -> Tensor:
+        outputs: List[Tensor] = []
+        for path in self.paths:
+            outputs.append(path.offline(x))
+        return self._merge(outputs)
+
+    def extra_repr(self) -> str:
+        return f"merge={self.merge!r}, delay={self.delay}"
+
+
+class Residual(Branches):
+    """``module(x) + shortcut(x)`` (identity shortcut by default), aligned."""
+
+    def __init__(self, module: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__(module, nn.Identity() if shortcut is None else shortcut, merge="sum")
+
+
+class Heads(Branches):
+    """Parallel branches returned together as a list ``[head0, head1, ...]``, each ``[batch, channels, frames]``.
+
+    Heads may end at different rates: each is delayed so that all lag the offline
+    outputs by the same time in input samples where the rates allow it (else by the
+    next whole frame); ``delays`` gives each head's delay in its own frames.
+    A fresh stream's first ``delays[i]`` frames of head ``i`` are warm-up values.
+    """
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__(*branches, merge="sum")
+
+    def _configure(self) -> None:
+        delays = self._align()
+        ratios = [path.layers[0].ratio for path in self.paths]
+        target = max(d * r for d, r in zip(delays, ratios))
+        self.delays: List[int] = []
+        for path, delay, ratio in zip(self.paths, delays, ratios):
+            extra = math.ceil((target - delay * ratio) / ratio)
+            path.layers[1].frames = extra
+            path.configure(self.input_delay)
+            self.delays.append(path.delay)
+        self._adopt_timing()
+        self.buffer_multiple = lcm_all(p.buffer_multiple for p in self.paths)
+
+    def forward(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
+        """One buffer ``[batch, channels, n]`` in, one tensor per head out."""
+        if self.is_root:
+            self._validate(x)
+        self._begin(x)
+        outputs: List[Tensor] = []
+        for path in self.paths:
+            if self.streaming:
+                outputs.append(path(x))
+            else:
+                outputs.append(path.offline(x))
+        return outputs

@@ -1,0 +1,239 @@
+"""Window ops made streamable by cached padding: 1-D convolution and pooling.
+
+Offline, such an op pads its input by ``(left, right)`` frames and slides a window
+of ``span = dilation * (kernel - 1) + 1`` frames with a stride. Streaming, it keeps
+the last ``cache`` input frames of the previous call instead of padding, computes
+the windows without padding, and emits ``n / stride`` frames per call of ``n``
+frames. The cache length also sets the decimation phase, so that a strided op
+keeps to the offline sample grid whatever the delay of the stream that feeds it
+(see :func:`streamify.timing.strided_cache`).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingError, StreamingModule
+from streamify.timing import effective_kernel, strided_cache
+
+Padding = Union[int, Tuple[int, int], str]
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def resolve_padding(padding: Padding, span: int, where: str) -> Tuple[int, int]:
+    """Turn ``int``, ``(left, right)``, ``'same'`` or ``'valid'`` into ``(left, right)`` frames.
+
+    ``'same'`` splits ``span - 1`` frames as PyTorch does (the extra frame on the right).
+    """
+    if isinstance(padding, str):
+        if padding == "same":
+            left = (span - 1) // 2
+            return left, span - 1 - left
+        if padding == "valid":
+            return 0, 0
+        raise StreamingError(
+            f"streamify: {where}: padding {padding!r} is not one of int, (left, right), 'same', 'valid'"
+        )
+    if isinstance(padding, int):
+        left, right = padding, padding
+    else:
+        left, right = (int(p) for p in padding)
+    if left < 0 or right < 0:
+        raise StreamingError(
+            f"streamify: {where}: padding ({left}, {right}) must not be negative; crop with streamify.layers.Crop"
+        )
+    return left, right
+
+
+class WindowOp(StreamingModule):
+    """Common streaming logic of convolutions and pools (see the module docstring).
+
+    State: ``cache`` ``[batch, in_channels, cache_len]`` input frames.
+    """
+
+    _state_buffers = ("cache",)
+
+    def __init__(self, kernel_size: int, stride: int, dilation: int, padding: Padding, channels: int) -> None:
+        super().__init__()
+        for label, value in (("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)):
+            if int(value) < 1:
+                raise StreamingError(f"streamify: {self.layer_name}: {label} must be >= 1, got {value}")
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        self.dilation = int(dilation)
+        self.span = effective_kernel(self.kernel_size, self.dilation)
+        self.pad_left, self.pad_right = resolve_padding(padding, self.span, self.layer_name)
+        self.in_channels = channels
+        self.cache_len = 0
+        self.register_buffer("cache", torch.zeros(0, max(channels, 0), 0), persistent=False)
+        self._set_ratio(self.stride)
+        self.buffer_multiple = self.stride
+        self.receptive_field = self.span
+        self._configure()
+
+    def _configure(self) -> None:
+        self.cache_len, self.delay = strided_cache(self.span, self.stride, self.pad_left, self.input_delay)
+
+    def _allocate(self, x: Tensor) -> None:
+        self.cache = torch.full((x.size(0), x.size(1), self.cache_len), self.pad_value, dtype=x.dtype, device=x.device)
+
+    def _release_state(self) -> None:
+        self.cache = torch.zeros(
+            0, self.cache.size(1), self.cache_len, dtype=self.cache.dtype, device=self.cache.device
+        )
+
+    def _reset_items(self, index: Tensor) -> None:
+        self.cache.index_fill_(0, index, self.pad_value)
+
+    def stream(self, x: Tensor) -> Tensor:
+        x = self._mask_input(x)
+        n = x.size(-1)
+        if self.cache_len > 0:
+            z = torch.cat([self.cache, x], -1)
+            self.cache = z[:, :, n:]
+        else:
+            z = x
+        return self._window(z)[:, :, : n // self.stride]
+
+    def _window(self, z: Tensor) -> Tensor:
+        """The op without padding over ``z`` ``[batch, channels, frames]`` (subclasses)."""
+        raise NotImplementedError
+
+
+class Conv1d(WindowOp):
+    """Streaming 1-D convolution; same arguments as :class:`torch.nn.Conv1d`.
+
+    ``padding`` may also be ``(left, right)``. Input ``[batch, in_channels, n]`` with ``n``
+    a multiple of ``stride``; output ``[batch, out_channels, n / stride]``. Padding modes
+    other than zeros differ from offline only at the start of a stream.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: Padding = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        reference = nn.Conv1d(
+            in_channels, out_channels, kernel_size, groups=groups, bias=bias, device=device, dtype=dtype
+        )
+        self._init_from(reference.weight, reference.bias, stride, padding, dilation, groups, padding_mode)
+
+    @classmethod
+    def from_torch(cls, conv: nn.Conv1d, padding: Padding | None = None) -> Conv1d:
+        """A streaming copy of ``conv`` (its weights cloned); ``padding`` overrides the conv's own."""
+        if isinstance(conv.padding, str):
+            conv_padding: Padding = conv.padding
+        else:
+            conv_padding = int(conv.padding[0])
+        module = cls.__new__(cls)
+        bias = None if conv.bias is None else conv.bias.detach().clone()
+        module._init_from(
+            conv.weight.detach().clone(),
+            bias,
+            int(conv.stride[0]),
+            conv_padding if padding is None else padding,
+            int(conv.dilation[0]),
+            conv.groups,
+            conv.padding_mode,
+        )
+        return module
+
+    def _init_from(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        stride: int,
+        padding: Padding,
+        dilation: int,
+        groups: int,
+        padding_mode: str,
+    ) -> None:
+        super().__init__(weight.size(-1), stride, dilation, padding, weight.size(1) * groups)
+        if padding_mode not in PADDING_MODES:
+            raise StreamingError(
+                f"streamify: {self.layer_name}: padding_mode {padding_mode!r} is not one of {PADDING_MODES}"
+            )
+        self.padding_mode = padding_mode
+        self.groups = groups
+        self.out_channels = weight.size(0)
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
+
+    def _window(self, z: Tensor) -> Tensor:
+        return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def offline(self, x: Tensor) -> Tensor:
+        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        x = F.pad(x, [self.pad_left, self.pad_right], mode=mode)
+        return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding=({self.pad_left}, {self.pad_right}), dilation={self.dilation}, groups={self.groups}, "
+            f"delay={self.delay}, cache={self.cache_len}"
+        )
+
+
+class AvgPool1d(WindowOp):
+    """Streaming average pooling; same arguments as :class:`torch.nn.AvgPool1d`.
+
+    With ``count_include_pad=False`` only the start of a stream differs from offline.
+    """
+
+    def __init__(
+        self,
+        kernel_size: int,
+        stride: int | None = None,
+        padding: int = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__(kernel_size, kernel_size if stride is None else stride, 1, padding, -1)
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def _window(self, z: Tensor) -> Tensor:
+        return F.avg_pool1d(z, self.kernel_size, self.stride, 0)
+
+    def offline(self, x: Tensor) -> Tensor:
+        if self.pad_left == self.pad_right:
+            return F.avg_pool1d(x, self.kernel_size, self.stride, self.pad_left, self.ceil_mode, self.count_include_pad)
+        return F.avg_pool1d(F.pad(x, [self.pad_left, self.pad_right]), self.kernel_size, self.stride, 0, self.ceil_mode)
+
+
+class MaxPool1d(WindowOp):
+    """Streaming max pooling; same arguments as :class:`torch.nn.MaxPool1d` (padding counts as -inf)."""
+
+    def __init__(
+        self,
+        kernel_size: int,
+        stride: int | None = None,
+        padding: Padding = 0,
+        dilation: int = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__(kernel_size, kernel_size if stride is None else stride, dilation, padding, -1)
+        self.ceil_mode = ceil_mode
+        self.pad_value = float("-inf")
+
+    def _window(self, z: Tensor) -> Tensor:
+        return F.max_pool1d(z, self.kernel_size, self.stride, 0, self.dilation)
+
+    def offline(self, x: Tensor) -> Tensor:
+        x = F.pad(x, [self.pad_left, self.pad_right], value=float("-inf"))
+        return F.max_pool1d(x, self.kernel_size, self.stride, 0, self.dilation, self.ceil_mode)

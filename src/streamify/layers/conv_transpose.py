@@ -1,0 +1,169 @@
+"""Streaming 1-D transposed convolution of any shape, by overlap-add.
+
+Offline, ``conv_transpose1d`` spreads each input frame ``j`` over the output frames
+``j * stride + [0, span)`` of a full signal ``f`` and returns ``f[padding:]`` cut to
+``(n - 1) * stride - 2 * padding + span + output_padding`` frames. Streaming, each
+call of ``n`` frames computes its contributions without padding, adds the tail that
+the previous call left on its first frames, emits the first ``n * stride`` frames
+(complete: no later input reaches them) and keeps the rest as the next tail. The
+output lags the offline output by ``input_delay * stride + padding`` frames, for
+every kernel, stride, padding, output_padding, dilation and groups.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingError, StreamingModule
+from streamify.timing import ceil_div, effective_kernel
+
+
+class OverlapAdd(StreamingModule):
+    """Streaming logic shared by transposed convolution and interpolating upsamplers.
+
+    State: ``tail`` ``[batch, out_channels, max(span - stride, 0)]`` partial output frames.
+    """
+
+    _state_buffers = ("tail",)
+
+    def __init__(self, span: int, stride: int, padding: int, channels: int) -> None:
+        super().__init__()
+        if stride < 1:
+            raise StreamingError(f"streamify: {self.layer_name}: stride must be >= 1, got {stride}")
+        self.stride = int(stride)
+        self.span = int(span)
+        self.padding = int(padding)
+        self.tail_len = max(self.span - self.stride, 0)
+        self.register_buffer("tail", torch.zeros(0, max(channels, 0), self.tail_len), persistent=False)
+        self._set_ratio(1 / Fraction(self.stride))
+        self.receptive_field = ceil_div(self.span, self.stride)
+        self._configure()
+
+    def _configure(self) -> None:
+        self.delay = self.input_delay * self.stride + self.padding
+
+    def _allocate(self, x: Tensor) -> None:
+        self.tail = torch.zeros(x.size(0), self._tail_channels(x), self.tail_len, dtype=x.dtype, device=x.device)
+
+    def _tail_channels(self, x: Tensor) -> int:
+        return x.size(1)
+
+    def _release_state(self) -> None:
+        self.tail = torch.zeros(0, self.tail.size(1), self.tail_len, dtype=self.tail.dtype, device=self.tail.device)
+
+    def _reset_items(self, index: Tensor) -> None:
+        self.tail.index_fill_(0, index, 0.0)
+
+    def _overlap_add(self, full: Tensor, n: int) -> Tensor:
+        """Emit ``n * stride`` complete frames of ``full`` (contributions of this call, no bias)."""
+        emitted = n * self.stride
+        if full.size(-1) < emitted:
+            full = F.pad(full, [0, emitted - full.size(-1)])
+        if self.tail_len > 0:
+            full = torch.cat([full[:, :, : self.tail_len] + self.tail, full[:, :, self.tail_len :]], -1)
+            self.tail = full[:, :, emitted:]
+        return full[:, :, :emitted]
+
+
+class ConvTranspose1d(OverlapAdd):
+    """Streaming transposed convolution; same arguments as :class:`torch.nn.ConvTranspose1d`.
+
+    Input ``[batch, in_channels, n]``, output ``[batch, out_channels, n * stride]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        output_padding: int = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int = 1,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        reference = nn.ConvTranspose1d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups,
+            bias,
+            dilation,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_from(reference.weight, reference.bias, stride, padding, output_padding, dilation, groups)
+
+    @classmethod
+    def from_torch(cls, conv: nn.ConvTranspose1d) -> ConvTranspose1d:
+        """A streaming copy of ``conv`` (its weights cloned)."""
+        if conv.padding_mode != "zeros":
+            raise StreamingError("streamify: ConvTranspose1d: only zeros padding_mode exists for transposed convs")
+        module = cls.__new__(cls)
+        bias = None if conv.bias is None else conv.bias.detach().clone()
+        module._init_from(
+            conv.weight.detach().clone(),
+            bias,
+            int(conv.stride[0]),
+            int(conv.padding[0]),
+            int(conv.output_padding[0]),
+            int(conv.dilation[0]),
+            conv.groups,
+        )
+        return module
+
+    def _init_from(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        stride: int,
+        padding: int,
+        output_padding: int,
+        dilation: int,
+        groups: int,
+    ) -> None:
+        kernel_size = weight.size(-1)
+        super().__init__(effective_kernel(kernel_size, dilation), stride, padding, weight.size(1) * groups)
+        self.kernel_size = kernel_size
+        self.dilation = int(dilation)
+        self.output_padding = int(output_padding)
+        self.groups = int(groups)
+        self.in_channels = weight.size(0)
+        self.out_channels = weight.size(1) * groups
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
+
+    def _tail_channels(self, x: Tensor) -> int:
+        return self.out_channels
+
+    def stream(self, x: Tensor) -> Tensor:
+        x = self._mask_input(x)
+        full = F.conv_transpose1d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
+        y = self._overlap_add(full, x.size(-1))
+        bias = self.bias
+        if bias is not None:
+            y = y + bias.unsqueeze(-1)
+        return y
+
+    def offline(self, x: Tensor) -> Tensor:
+        return F.conv_transpose1d(
+            x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, output_padding={self.output_padding}, dilation={self.dilation}, "
+            f"groups={self.groups}, delay={self.delay}"
+        )

@@ -1,0 +1,27 @@
+"""Pointwise modules (activations, 1x1 maps, normalisation over channels) inside streaming models.
+
+A module that maps each time frame on its own (ReLU, Snake, LayerNorm over channels,
+BatchNorm in eval mode, ...) streams as it is: same computation, no state, no delay.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingModule
+
+
+class Pointwise(StreamingModule):
+    """Wrap a module that acts on each time frame independently (``[batch, channels, n]`` in and out)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.masks_input = False
+        self._configure()
+
+    def stream(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+    def offline(self, x: Tensor) -> Tensor:
+        return self.module(x)

@@ -1,0 +1,76 @@
+"""The state of a streaming model as a whole: reset, snapshot and restore, mode switch.
+
+Every streaming module keeps its caches in non-persistent buffers (they are not part
+of ``state_dict``: weights load the same whether a model has streamed or not) and a
+few integer counters. These functions walk a model and handle all of them at once.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingError, StreamingModule
+
+_COUNTERS = ("stream_batch", "warm_left", "out_warm_left")
+
+
+def _streaming_modules(model: nn.Module):
+    for name, module in model.named_modules():
+        if isinstance(module, StreamingModule):
+            yield name, module
+
+
+def reset(model: nn.Module, indices: List[int] | None = None) -> None:
+    """Return every streaming module of ``model`` to a fresh stream (or only batch items ``indices``)."""
+    roots = [m for _, m in _streaming_modules(model) if m.is_root] or [m for _, m in _streaming_modules(model)]
+    for module in roots:
+        module.reset(indices)
+
+
+def get_state(model: nn.Module) -> Dict[str, Tensor]:
+    """A snapshot of the whole stream state of ``model`` (copies), for :func:`set_state`."""
+    state: Dict[str, Tensor] = {}
+    for name, module in _streaming_modules(model):
+        prefix = f"{name}." if name else ""
+        for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+            state[prefix + buffer] = getattr(module, buffer).clone()
+        for counter in _COUNTERS:
+            state[prefix + counter] = torch.tensor(getattr(module, counter))
+    return state
+
+
+def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
+    """Restore a snapshot taken by :func:`get_state` on the same model (or an identical one)."""
+    expected = set(get_state_names(model))
+    if set(state) != expected:
+        missing = sorted(expected - set(state))[:5]
+        extra = sorted(set(state) - expected)[:5]
+        raise StreamingError(
+            f"streamify: set_state: the snapshot does not fit this model (missing {missing}, unknown {extra}); "
+            "take it with get_state() on a model of the same architecture"
+        )
+    for name, module in _streaming_modules(model):
+        prefix = f"{name}." if name else ""
+        for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+            setattr(module, buffer, state[prefix + buffer].clone())
+        for counter in _COUNTERS:
+            setattr(module, counter, int(state[prefix + counter]))
+
+
+def get_state_names(model: nn.Module) -> List[str]:
+    """Names of the entries of :func:`get_state`'s snapshot."""
+    names = []
+    for name, module in _streaming_modules(model):
+        prefix = f"{name}." if name else ""
+        names += [prefix + b for b in module._state_buffers + ("warm_pos", "out_warm_pos")]
+        names += [prefix + c for c in _COUNTERS]
+    return names
+
+
+def set_streaming(model: nn.Module, streaming: bool) -> None:
+    """Switch every streaming module between streaming (True) and offline computation (False, e.g. training)."""
+    for _, module in _streaming_modules(model):
+        module.streaming = streaming
