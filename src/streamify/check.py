@@ -6,7 +6,7 @@ Used by the test suite, the demo and the exporters' self-checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +61,7 @@ def measure_delay(
     buffer: int,
     buffers: int = 8,
     dtype: torch.dtype = torch.float64,
-) -> int | None:
+) -> Optional[int]:
     """Measure by an impulse how many output frames the streamed output lags the offline one.
 
     Streams an impulse (and silence, to cancel biases) through ``model`` and runs both
@@ -91,7 +91,7 @@ def measure_delay(
     return onset_streamed - onset_offline
 
 
-def _onset(response: Tensor, tolerance: float) -> int | None:
+def _onset(response: Tensor, tolerance: float) -> Optional[int]:
     active = (response.abs() > tolerance * max(response.abs().max().item(), 1.0)).flatten(0, -2).any(0)
     indices = torch.nonzero(active)
     return int(indices[0]) if indices.numel() else None

@@ -7,7 +7,7 @@ few integer counters. These functions walk a model and handle all of them at onc
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ def _streaming_modules(model: nn.Module):
             yield name, module
 
 
-def reset(model: nn.Module, indices: List[int] | None = None) -> None:
+def reset(model: nn.Module, indices: Optional[List[int]] = None) -> None:
     """Return every streaming module of ``model`` to a fresh stream (or only batch items ``indices``)."""
     roots = [m for _, m in _streaming_modules(model) if m.is_root] or [m for _, m in _streaming_modules(model)]
     for module in roots:

@@ -18,7 +18,7 @@ therefore outputs ``delay`` zero frames followed by the offline output.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -139,16 +139,16 @@ class StreamingModule(nn.Module):
 
     # ------------------------------------------------------------------ state life cycle
     @torch.jit.export
-    def reset(self, indices: List[int] | None = None) -> None:
+    def reset(self, indices: Optional[List[int]] = None) -> None:
         """Return to a fresh stream: the whole batch, or only the batch items ``indices``."""
         self._reset_own(indices)
         self._reset_children(indices)
 
-    def _reset_children(self, indices: List[int] | None) -> None:
+    def _reset_children(self, indices: Optional[List[int]]) -> None:
         """Reset the streaming children (containers)."""
         pass
 
-    def _reset_own(self, indices: List[int] | None) -> None:
+    def _reset_own(self, indices: Optional[List[int]]) -> None:
         if indices is None:
             self.stream_batch = 0
             self.warm_left = 0
@@ -200,7 +200,7 @@ class StreamingModule(nn.Module):
                 "call reset() before streaming with another batch size"
             )
 
-    def _restart_warmup(self, index: Tensor | None) -> None:
+    def _restart_warmup(self, index: Optional[Tensor]) -> None:
         if self.masks_input and self.input_delay > 0:
             if index is None:
                 self.warm_pos.zero_()

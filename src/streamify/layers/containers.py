@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -123,7 +123,7 @@ class Sequential(StreamingModule):
         self.receptive_field = -1 if unbounded else math.ceil(field)
         self.out_channels = channels
 
-    def _reset_children(self, indices: List[int] | None) -> None:
+    def _reset_children(self, indices: Optional[List[int]]) -> None:
         for layer in self.layers:
             layer.reset(indices)
 
@@ -208,7 +208,7 @@ class Branches(StreamingModule):
         fields = [p.receptive_field for p in self.paths]
         self.receptive_field = -1 if min(fields) < 0 else max(fields)
 
-    def _reset_children(self, indices: List[int] | None) -> None:
+    def _reset_children(self, indices: Optional[List[int]]) -> None:
         for path in self.paths:
             path.reset(indices)
 
@@ -244,7 +244,7 @@ class Branches(StreamingModule):
 class Residual(Branches):
     """``module(x) + shortcut(x)`` (identity shortcut by default), aligned."""
 
-    def __init__(self, module: nn.Module, shortcut: nn.Module | None = None) -> None:
+    def __init__(self, module: nn.Module, shortcut: Optional[nn.Module] = None) -> None:
         super().__init__(module, nn.Identity() if shortcut is None else shortcut, merge="sum")
 
 

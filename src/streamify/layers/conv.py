@@ -11,7 +11,7 @@ keeps to the offline sample grid whatever the delay of the stream that feeds it
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -123,8 +123,8 @@ class Conv1d(WindowOp):
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         reference = nn.Conv1d(
             in_channels, out_channels, kernel_size, groups=groups, bias=bias, device=device, dtype=dtype
@@ -132,7 +132,7 @@ class Conv1d(WindowOp):
         self._init_from(reference.weight, reference.bias, stride, padding, dilation, groups, padding_mode)
 
     @classmethod
-    def from_torch(cls, conv: nn.Conv1d, padding: Padding | None = None) -> Conv1d:
+    def from_torch(cls, conv: nn.Conv1d, padding: Optional[Padding] = None) -> Conv1d:
         """A streaming copy of ``conv`` (its weights cloned); ``padding`` overrides the conv's own."""
         if isinstance(conv.padding, str):
             conv_padding: Padding = conv.padding
@@ -154,7 +154,7 @@ class Conv1d(WindowOp):
     def _init_from(
         self,
         weight: Tensor,
-        bias: Tensor | None,
+        bias: Optional[Tensor],
         stride: int,
         padding: Padding,
         dilation: int,
@@ -198,7 +198,7 @@ class AvgPool1d(WindowOp):
     def __init__(
         self,
         kernel_size: int,
-        stride: int | None = None,
+        stride: Optional[int] = None,
         padding: int = 0,
         ceil_mode: bool = False,
         count_include_pad: bool = True,
@@ -222,7 +222,7 @@ class MaxPool1d(WindowOp):
     def __init__(
         self,
         kernel_size: int,
-        stride: int | None = None,
+        stride: Optional[int] = None,
         padding: Padding = 0,
         dilation: int = 1,
         ceil_mode: bool = False,

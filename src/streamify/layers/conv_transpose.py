@@ -13,6 +13,7 @@ every kernel, stride, padding, output_padding, dilation and groups.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +87,8 @@ class ConvTranspose1d(OverlapAdd):
         groups: int = 1,
         bias: bool = True,
         dilation: int = 1,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         reference = nn.ConvTranspose1d(
             in_channels,
@@ -125,7 +126,7 @@ class ConvTranspose1d(OverlapAdd):
     def _init_from(
         self,
         weight: Tensor,
-        bias: Tensor | None,
+        bias: Optional[Tensor],
         stride: int,
         padding: int,
         output_padding: int,

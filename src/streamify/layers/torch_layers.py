@@ -22,7 +22,7 @@ _PADS = {
 _WHOLE_AXIS = (nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.MultiheadAttention, nn.InstanceNorm1d, nn.GroupNorm)
 
 
-def from_torch_layer(module: nn.Module) -> StreamingModule | None:
+def from_torch_layer(module: nn.Module) -> Optional[StreamingModule]:
     """The streaming copy of a ``torch.nn`` time layer, or None if ``module`` is not one.
 
     Raises:
