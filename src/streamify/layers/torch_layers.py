@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import nn
 
 from streamify.layers.base import StreamingError, StreamingModule
