@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from fractions import Fraction
 
 import torch
 import torch.fx as fx
@@ -19,8 +18,8 @@ from torch import Tensor, nn
 from streamify.convert.builder import GraphRewriter, Unsupported
 from streamify.convert.capture import MethodCall, capture
 from streamify.convert.model import StreamingModel
-from streamify.convert.timeinfo import TimeInfo
 from streamify.layers.base import StreamingError
+from streamify.state import set_streaming
 from streamify.timing import lcm_all
 
 __all__ = ["StreamingModel", "Unsupported", "convert"]
@@ -54,6 +53,7 @@ def convert(
             f"streamify: convert: the example must be [batch, channels, time], got {tuple(example.shape)}"
         )
     model = copy.deepcopy(model).eval()
+    set_streaming(model, False)  # streamify layers inside run offline while the model is captured
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     with torch.no_grad():
@@ -62,12 +62,7 @@ def convert(
     probe_length = example.size(-1) + max(example.size(-1) // 2, 1)
     probe = torch.cat([example, example], -1)[..., :probe_length].contiguous()
     rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random)
-    graph, out_info = rewriter.run()
-    if not isinstance(out_info, TimeInfo):
-        raise StreamingError(
-            "streamify: convert: the method must return one tensor [batch, channels, frames] that varies in time; "
-            f"it returns {type(rewriter.values[list(gm.graph.nodes)[-1].args[0]]).__name__ if False else 'something else'}"
-        )
+    graph, out_info, out_value = rewriter.run()
     root = nn.Module()
     root.streams = nn.ModuleList(rewriter.streams)
     for name, module in rewriter.kept_modules.items():
@@ -76,37 +71,22 @@ def convert(
         if node.op == "get_attr":
             _set_path(root, node.target, _get_path(gm, node.target))
     streaming_graph = fx.GraphModule(root, graph)
-    streaming_graph.streams = root.streams
+    streaming_graph.streams = root.streams  # a ModuleList, so that reset() can loop over it in TorchScript
     streaming_graph.graph.eliminate_dead_code()
     streaming_graph.recompile()
-    delay = out_info.delay
-    out_value = rewriter.values[[n for n in gm.graph.nodes if n.op == "output"][0].args[0]]
-    if out_info.dim != out_value.dim() - 1 or out_value.dim() != 3:
-        raise StreamingError(
-            "streamify: convert: the output must be [batch, channels, frames] with time last, "
-            f"got shape {tuple(out_value.shape)} with time on axis {out_info.dim}"
-        )
-    multiple = lcm_all(rewriter.multiples + [Fraction(1).numerator])
-    field = -1 if out_info.field is None else math.ceil(out_info.field)
     result = StreamingModel(
         streaming_graph,
         MethodCall(model, method),
         method,
-        delay,
+        out_info.delay,
         out_info.ratio,
-        multiple,
-        field,
+        lcm_all(rewriter.multiples),
+        -1 if out_info.field is None else math.ceil(out_info.field),
         example.size(1),
         out_value.size(1),
         example.dtype,
     )
-    if delay < 0:
-        raise StreamingError(
-            f"streamify: convert: the output leads the offline output by {-delay} frames (a pad without a following "
-            "layer); this is not supported yet"
-        )
-    for layer in result.graph.streams:
-        layer.is_root = False
+    object.__setattr__(result, "input_ratios", list(rewriter.input_ratios))  # for streamify.inspect
     result.reset()
     return result
 

@@ -18,6 +18,7 @@ derives a :class:`TimeInfo` (time axis, delay, rate); each node is then re-emitt
 
 from __future__ import annotations
 
+import copy
 import operator
 from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -37,7 +38,20 @@ from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
 from streamify.layers.shift import Crop, Delay, Pad
 from streamify.layers.torch_layers import from_torch_layer
+from streamify.state import set_streaming
 from streamify.timing import frames_multiple
+
+WHOLE_AXIS_MODULES = (
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.MultiheadAttention,
+    nn.InstanceNorm1d,
+    nn.GroupNorm,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.Transformer,
+    nn.TransformerEncoder,
+)
 
 
 class Unsupported(StreamingError):
@@ -99,6 +113,7 @@ class GraphRewriter:
         self.info: Dict[fx.Node, Any] = {}
         self.streams: List[StreamingModule] = []
         self.multiples: List[int] = []
+        self.input_ratios: List[Fraction] = []  # model input samples per frame at each stream's input
         self.kept_modules: Dict[str, nn.Module] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -134,7 +149,8 @@ class GraphRewriter:
         """Apply a streaming module to new-graph node ``x`` whose time axis is ``info.dim``."""
         module.is_root = False
         module.configure(info.delay)
-        module.set_name(f"{name}:{type(module).__name__}")
+        module.set_name(f"{name.removeprefix('model.')}:{type(module).__name__}")
+        self.input_ratios.append(info.ratio)
         index = len(self.streams)
         self.streams.append(module)
         self.multiples.append(frames_multiple(info.ratio, module.buffer_multiple))
@@ -195,14 +211,33 @@ class GraphRewriter:
                 self.env[node] = self.graph.get_attr(node.target)
                 self.info[node] = None
             elif node.op == "output":
-                self.graph.output(self.new_args(node.args[0]))
-                return self.graph, self._output_info(node.args[0])
+                return self.finish(node)
             else:
                 self.visit(node)
         raise StreamingError("streamify: convert: the captured graph has no output")
 
-    def _output_info(self, arg: Any) -> Any:
-        return fx.node.map_aggregate(arg, lambda a: self.info.get(a) if isinstance(a, fx.Node) else None)
+    def finish(self, node: fx.Node) -> Tuple[fx.Graph, TimeInfo, Tensor]:
+        """Emit the output: one ``[batch, channels, frames]`` tensor, delayed to a non-negative delay."""
+        result = node.args[0]
+        value = self.values.get(result) if isinstance(result, fx.Node) else None
+        info = self.info.get(result) if isinstance(result, fx.Node) else None
+        if not isinstance(value, Tensor) or not isinstance(info, TimeInfo):
+            raise self.fail(
+                node,
+                "returns something other than one tensor that varies in time",
+                "convert a method that returns one [batch, channels, frames] tensor (wrap the model if needed)",
+            )
+        if value.dim() != 3 or info.dim != 2:
+            raise self.fail(
+                node,
+                f"returns shape {tuple(value.shape)} with time on axis {info.dim}",
+                "return [batch, channels, frames] with time last",
+            )
+        output = self.env[result]
+        if info.delay < 0:  # a trailing pad: the offline output starts before the stream can
+            output, info = self.emit_stream(Delay(-info.delay), output, info, 3, "output")
+        self.graph.output(output)
+        return self.graph, info, value
 
     def visit(self, node: fx.Node) -> None:
         tins = self.time_inputs(node)
@@ -240,9 +275,8 @@ class GraphRewriter:
             self.visit_recurrent(node, module, info)
             return
         if isinstance(module, StreamingModule):
-            import copy
-
             streaming = copy.deepcopy(module)
+            set_streaming(streaming, True)
         elif isinstance(module, TIME_LAYERS):
             if node.args[0] is not arg or len(tins) > 1 or x.dim() != 3:
                 raise self.fail(
@@ -254,6 +288,8 @@ class GraphRewriter:
                 )
             streaming = from_torch_layer(module)
         else:
+            if isinstance(module, WHOLE_AXIS_MODULES):
+                raise self.fail(node, "reads the whole time axis", "replace it by a causal or windowed equivalent")
             self.visit_opaque(node, tins)
             return
         y, out = self.emit_stream(streaming, self.env[arg], info, x.dim(), node.target)
@@ -693,6 +729,9 @@ class GraphRewriter:
             self.info[node] = None
             return
         self._check_static_operands(node, tins, out)
+        for arg in node.all_input_nodes:
+            if not isinstance(self.values[arg], Tensor) and self.length_dependent(arg):
+                raise self.fail(node, "computes with the signal length", "use only constants and per-frame values")
         replaced, delay, ratio, field = self.align(node, tins)
         first_arg, first_info = tins[0]
         dim = broadcast_dim(first_info, self.values[first_arg].dim(), out.dim())

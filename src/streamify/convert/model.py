@@ -45,7 +45,7 @@ class StreamingModel(StreamingModule):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.dtype_marker = torch.zeros(0, dtype=dtype)
-        self.set_name(f"{type(original).__name__}.{method}")
+        self.set_name(f"{type(getattr(original, 'model', original)).__name__}.{method}")
 
     @property
     def layers(self) -> List[StreamingModule]:
