@@ -30,7 +30,10 @@ def strided_cache(span: int, stride: int, left_pad: int, input_delay: int) -> Tu
     The cache must hold at least ``span - stride`` frames so that every window of
     a call is complete, and its length fixes the decimation phase: the output
     stream then lags the offline output by ``(cache + input_delay - left_pad) / stride``
-    output frames, which must be a whole number. The smallest such cache is chosen.
+    output frames, which must be a whole number. The smallest such cache is chosen
+    whose output delay is not negative: a negative delay (possible after a pad,
+    ``input_delay < 0``) would drop the first offline output frames, which later
+    layers need.
 
     Returns:
         ``(cache, output_delay)`` in input frames and output frames.
@@ -39,6 +42,9 @@ def strided_cache(span: int, stride: int, left_pad: int, input_delay: int) -> Tu
     cache = low + (left_pad - input_delay - low) % stride
     delay, remainder = divmod(cache + input_delay - left_pad, stride)
     assert remainder == 0
+    if delay < 0:
+        cache -= delay * stride
+        delay = 0
     return cache, delay
 
 

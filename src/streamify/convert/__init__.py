@@ -8,7 +8,6 @@ delay alignment (:mod:`streamify.convert.builder`) and wraps the result in a
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -18,8 +17,8 @@ from torch import Tensor, nn
 from streamify.convert.builder import GraphRewriter, Unsupported
 from streamify.convert.capture import MethodCall, capture
 from streamify.convert.model import StreamingModel
+from streamify.convert.prepare import private_copy
 from streamify.layers.base import StreamingError
-from streamify.state import set_streaming
 from streamify.timing import lcm_all
 
 __all__ = ["StreamingModel", "Unsupported", "convert"]
@@ -52,15 +51,12 @@ def convert(
         raise StreamingError(
             f"streamify: convert: the example must be [batch, channels, time], got {tuple(example.shape)}"
         )
-    model = copy.deepcopy(model).eval()
-    set_streaming(model, False)  # streamify layers inside run offline while the model is captured
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model = private_copy(model)
     with torch.no_grad():
         getattr(model, method)(example)  # runs weight-norm hooks and checks the example
-    gm = capture(model, method)
     probe_length = example.size(-1) + max(example.size(-1) // 2, 1)
     probe = torch.cat([example, example], -1)[..., :probe_length].contiguous()
+    gm = capture(model, method, example, probe)
     rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random)
     graph, out_info, out_value = rewriter.run()
     root = nn.Module()

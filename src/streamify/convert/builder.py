@@ -32,7 +32,7 @@ from streamify.convert import ops
 from streamify.convert.capture import TIME_LAYERS, describe_target, source_of
 from streamify.convert.timeinfo import TimeInfo, broadcast_dim, view_time_dim
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d
+from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d, WindowOp
 from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
@@ -146,7 +146,14 @@ class GraphRewriter:
     def emit_stream(
         self, module: StreamingModule, x: Any, info: TimeInfo, ndim: int, name: str
     ) -> Tuple[fx.Node, TimeInfo]:
-        """Apply a streaming module to new-graph node ``x`` whose time axis is ``info.dim``."""
+        """Apply a streaming module to new-graph node ``x`` whose time axis is ``info.dim``.
+
+        A stream of negative delay (after a pad) lacks the first offline frames; only
+        window ops (their cache stands for those frames) and time shifts may take it,
+        any other layer gets a delay line that brings it to delay 0 first.
+        """
+        if info.delay < 0 and not isinstance(module, (WindowOp, Pad, Crop, Delay)):
+            x, info = self.emit_stream(Delay(-info.delay), x, info, ndim, f"{name}.pre")
         module.is_root = False
         module.configure(info.delay)
         module.set_name(f"{name.removeprefix('model.')}:{type(module).__name__}")
@@ -178,7 +185,7 @@ class GraphRewriter:
                 f"combines signals at different rates {sorted(str(r) for r in ratios)} (input samples per frame)",
                 "resample them to one rate before combining",
             )
-        target = max(info.delay for _, info in pairs)
+        target = max([0] + [info.delay for _, info in pairs])  # see emit_stream on negative delays
         fields = [info.field for _, info in pairs]
         field = None if any(f is None for f in fields) else max(fields)
         replaced: Dict[fx.Node, fx.Node] = {}

@@ -11,11 +11,13 @@ Python control flow on them (``if self.warmed_up:``) is resolved at conversion.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List
+import math
+import operator
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.fx as fx
-from torch import nn
+from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 
@@ -49,12 +51,183 @@ class MethodCall(nn.Module):
         return getattr(self.model, self.method)(x)
 
 
-class StreamTracer(fx.Tracer):
-    """fx tracer that keeps time layers, streamify layers and TorchScript modules as leaves."""
+#: tensor factories that code calls with sizes read from the input (``torch.zeros(B, C, k)``):
+#: recorded as calls when a size is traced, instead of failing in the factory
+TRACED_FACTORIES = (
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.empty,
+    torch.randn,
+    torch.rand,
+    torch.randint,
+    torch.arange,
+)
 
-    def __init__(self, autowrap_functions: tuple = ()) -> None:
+_UNKNOWN = object()
+
+
+def _untraced():
+    """A context where the tracer's patches (module calls, wrapped functions) are undone."""
+    try:
+        from torch.fx._symbolic_trace import _maybe_revert_all_patches
+    except ImportError:  # pragma: no cover - older or newer torch
+        import contextlib
+
+        return contextlib.nullcontext()
+    return _maybe_revert_all_patches()
+
+
+#: ops whose result describes a tensor's layout, not its values
+_SHAPE_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "get_device"}
+_SHAPE_ATTRIBUTES = {"shape", "dtype", "device", "ndim", "is_cuda", "layout", "requires_grad"}
+
+
+class _ConcreteProxy(fx.Proxy):
+    """A proxy that knows the value it takes on the example: Python may read ints and lengths from it.
+
+    ``len``, ``int``, ``float`` and ``index`` return the example's value (the tracer records a
+    guard, checked on a second signal length); rounding stays in the graph.
+    """
+
+    def __len__(self) -> int:
+        return self.tracer.specialize(self, len)
+
+    def __int__(self) -> int:
+        return self.tracer.specialize(self, int)
+
+    def __index__(self) -> int:
+        return self.tracer.specialize(self, operator.index)
+
+    def __float__(self) -> float:
+        return self.tracer.specialize(self, float)
+
+    def __ceil__(self) -> fx.Proxy:
+        return self.tracer.create_proxy("call_function", math.ceil, (self,), {})
+
+    def __floor__(self) -> fx.Proxy:
+        return self.tracer.create_proxy("call_function", math.floor, (self,), {})
+
+    def __trunc__(self) -> fx.Proxy:
+        return self.tracer.create_proxy("call_function", math.trunc, (self,), {})
+
+    def __round__(self, ndigits: Optional[int] = None) -> fx.Proxy:
+        args = (self,) if ndigits is None else (self, ndigits)
+        return self.tracer.create_proxy("call_function", round, args, {})
+
+
+class StreamTracer(fx.Tracer):
+    """fx tracer that keeps time layers, streamify layers and TorchScript modules as leaves.
+
+    With an ``example`` input, every node is also evaluated on it while tracing (a
+    concrete trace): Python control flow on shapes and sizes (``if pad > 0:``,
+    ``assert T % stride == 0``, ``math.ceil(length / stride)``, ``len(...)``) takes the
+    example's branch instead of failing, and each such decision is recorded in
+    ``guards`` so that :func:`capture` can check that another signal length takes
+    the same branch. Control flow on the signal's values is still refused.
+    """
+
+    def __init__(self, autowrap_functions: tuple = (), example: Optional[Tensor] = None) -> None:
         super().__init__(autowrap_functions=autowrap_functions)
         self.record_stack_traces = True
+        self.example = example
+        #: (node, conversion, value on the example) for each decision taken on a traced value
+        self.guards: List[Tuple[fx.Node, Callable, Any]] = []
+        if example is not None and hasattr(self, "_autowrap_function_ids") and hasattr(self, "_autowrap_search"):
+            self._autowrap_function_ids |= {id(f) for f in TRACED_FACTORIES}
+            self._autowrap_search.append(torch)
+
+    # ---- concrete values (only with an example)
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        if self.example is None:
+            return super().proxy(node)
+        return _ConcreteProxy(node, self)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        if self.example is not None and isinstance(proxy, fx.Proxy):
+            node = proxy.node
+            node.meta["concrete"] = self._evaluate(node)
+            node.meta["reads_signal"] = self._reads_signal(node)
+        return proxy
+
+    def _evaluate(self, node: fx.Node) -> Any:
+        if node.op == "placeholder":
+            first = not any(n.op == "placeholder" for n in node.graph.nodes if n is not node)
+            return self.example if first else _UNKNOWN
+        if node.op == "get_attr":
+            value: Any = self.root
+            try:
+                for part in str(node.target).split("."):
+                    value = getattr(value, part)
+            except AttributeError:
+                return _UNKNOWN
+            return value
+        unknown = False
+
+        def concrete(n: fx.Node) -> Any:
+            nonlocal unknown
+            value = n.meta.get("concrete", _UNKNOWN)
+            unknown = unknown or value is _UNKNOWN
+            return value
+
+        args = fx.node.map_arg(node.args, concrete)
+        kwargs = fx.node.map_arg(node.kwargs, concrete)
+        if unknown:
+            return _UNKNOWN
+        try:
+            with torch.no_grad(), _untraced():
+                if node.op == "call_function":
+                    return node.target(*args, **kwargs)
+                if node.op == "call_method":
+                    return getattr(args[0], node.target)(*args[1:], **kwargs)
+                if node.op == "call_module":
+                    return self.root.get_submodule(node.target)(*args, **kwargs)
+        except Exception:
+            return _UNKNOWN
+        return _UNKNOWN
+
+    @staticmethod
+    def _reads_signal(node: fx.Node) -> bool:
+        """Whether the node's value depends on the values (not just the shape) of the input."""
+        if node.op == "placeholder":
+            return True
+        if node.op == "call_method" and node.target in _SHAPE_METHODS:
+            return False
+        if node.op == "call_function" and node.target is getattr and node.args[1] in _SHAPE_ATTRIBUTES:
+            return False
+        if node.op == "call_function" and node.target in (len, torch.numel):
+            return False
+        return any(arg.meta.get("reads_signal", False) for arg in node.all_input_nodes)
+
+    def specialize(self, proxy: fx.Proxy, conversion: Callable) -> Any:
+        """The example's ``conversion(value)`` of a traced value, recorded as a guard."""
+        node = proxy.node
+        value = node.meta.get("concrete", _UNKNOWN)
+        if value is _UNKNOWN or node.meta.get("reads_signal", False):
+            what = (
+                "used as a condition"
+                if conversion is bool
+                else f"converted by {getattr(conversion, '__name__', conversion)}()"
+            )
+            raise fx.proxy.TraceError(
+                f"a traced value is {what} and depends on the signal's values"
+                if value is not _UNKNOWN
+                else f"a traced value is {what} and could not be evaluated on the example"
+            )
+        result = conversion(value)
+        self.guards.append((node, conversion, result))
+        return result
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        if self.example is None:
+            return super().to_bool(obj)
+        return self.specialize(obj, bool)
+
+    def iter(self, obj: fx.Proxy):
+        if self.example is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(self.specialize(obj, len))])
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, (StreamingModule, torch.jit.ScriptModule) + TIME_LAYERS):
@@ -79,24 +252,202 @@ def _script_functions(model: nn.Module) -> List[Callable]:
     return list(found.values())
 
 
-def capture(model: nn.Module, method: str = "forward") -> fx.GraphModule:
-    """Trace ``model.<method>`` into a GraphModule.
+def capture(
+    model: nn.Module,
+    method: str = "forward",
+    example: Optional[Tensor] = None,
+    probe: Optional[Tensor] = None,
+) -> fx.GraphModule:
+    """Trace ``model.<method>`` into a GraphModule, without the computations its output does not use.
+
+    With an ``example``, the trace is concrete (see :class:`StreamTracer`): control flow on
+    shapes follows the example; with a ``probe`` of another length too, every such
+    decision is checked to come out the same on the probe.
 
     Raises:
-        StreamingError: naming the construct fx could not trace and what to do.
+        StreamingError: naming the construct fx could not trace, or the control flow that
+            depends on the signal length, and what to do.
     """
     root = MethodCall(model, method)
-    tracer = StreamTracer(autowrap_functions=tuple(_script_functions(model)))
+    tracer = StreamTracer(autowrap_functions=tuple(_script_functions(model)), example=example)
     try:
         graph = tracer.trace(root)
     except Exception as error:  # fx raises many types; re-raise with guidance
         raise StreamingError(
-            f"streamify: convert: could not capture {type(model).__name__}.{method} with torch.fx: "
-            f"{type(error).__name__}: {error}. Python control flow on the input's values or shapes cannot be "
-            "captured; move it out of the method, make the submodule concerned a streamify layer, or "
-            "script it with torch.jit.script so that it is kept as one call"
+            f"streamify: convert: could not capture {type(model).__name__}.{method} with torch.fx"
+            f"{_user_frame(error)}: {type(error).__name__}: {error}. Python control flow on the input's values "
+            "cannot be captured (nor, without an example, on its shapes); move it out of the method, make the "
+            "submodule concerned a streamify layer, or script it with torch.jit.script so that it is kept as one call"
         ) from error
-    return fx.GraphModule(root, graph)
+    gm = fx.GraphModule(root, graph)
+    if probe is not None and tracer.guards:
+        _check_guards(gm, tracer.guards, example, probe)
+    remove_dead_code(gm.graph)
+    gm.recompile()
+    return gm
+
+
+def _user_frame(error: BaseException) -> str:
+    """`` at file:line: code`` of the innermost user frame of an exception's traceback (best effort)."""
+    import traceback
+
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if "/torch/" not in f.filename and "/streamify/convert/" not in f.filename
+    ]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f' at File "{frame.filename}", line {frame.lineno}: {(frame.line or "").strip()}'
+
+
+def _check_guards(gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]], example, probe) -> None:
+    """Check that each decision the concrete trace took on the example comes out the same on ``probe``."""
+    interpreter = fx.Interpreter(gm, garbage_collect_values=False)
+    try:
+        with torch.no_grad():
+            interpreter.run(probe)
+    except Exception as error:
+        raise StreamingError(
+            f"streamify: convert: the captured graph fails on a signal of {probe.size(-1)} frames "
+            f"({type(error).__name__}: {error}); the model's control flow likely depends on the signal length: "
+            "keep the time axis out of Python conditions"
+        ) from error
+    for node, conversion, expected in guards:
+        got = conversion(interpreter.env[node]) if node in interpreter.env else expected
+        if got != expected:
+            raise StreamingError(
+                f"streamify: convert: Python control flow at {source_of(node)} depends on the signal length "
+                f"(it gives {expected!r} for {example.size(-1)} frames and {got!r} for {probe.size(-1)}); "
+                "a stream cannot follow it. Make the decision independent of the length (e.g. pad or crop by "
+                "constants); if it is a check that the length is a multiple of a stride, give an example whose "
+                "length is a multiple of twice the model's total stride"
+            )
+
+
+_INPLACE_OPERATORS = {
+    operator.setitem,
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    operator.ifloordiv,
+    operator.imod,
+    operator.ipow,
+    operator.iand,
+    operator.ior,
+    operator.ixor,
+    operator.ilshift,
+    operator.irshift,
+    operator.imatmul,
+}
+_VIEW_METHODS = {
+    "view",
+    "view_as",
+    "reshape",
+    "reshape_as",
+    "narrow",
+    "select",
+    "permute",
+    "transpose",
+    "t",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "expand_as",
+    "movedim",
+    "swapaxes",
+    "flatten",
+    "unflatten",
+    "as_strided",
+    "detach",
+    "contiguous",
+    "split",
+    "chunk",
+    "unbind",
+    "__getitem__",
+}
+
+
+def _mutates(node: fx.Node) -> bool:
+    if node.op == "call_function":
+        return node.target in _INPLACE_OPERATORS
+    if node.op == "call_method":
+        name = str(node.target)
+        return name.endswith("_") and not name.startswith("__")
+    return False
+
+
+def _alias_groups(nodes: List[fx.Node]) -> Dict[fx.Node, Set[fx.Node]]:
+    """Nodes that may share memory: same storage on the example, or linked by view ops."""
+    parent: Dict[fx.Node, fx.Node] = {n: n for n in nodes}
+
+    def find(n: fx.Node) -> fx.Node:
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    def union(a: fx.Node, b: fx.Node) -> None:
+        parent[find(a)] = find(b)
+
+    by_storage: Dict[int, fx.Node] = {}
+    for node in nodes:
+        value = node.meta.get("concrete", _UNKNOWN)
+        if isinstance(value, Tensor) and value.layout == torch.strided:
+            try:
+                pointer = value.untyped_storage().data_ptr()
+            except Exception:
+                pointer = 0
+            if pointer:
+                if pointer in by_storage:
+                    union(node, by_storage[pointer])
+                else:
+                    by_storage[pointer] = node
+        first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        if first is None:
+            continue
+        is_view = (node.op == "call_method" and node.target in _VIEW_METHODS) or (
+            node.op == "call_function" and (node.target is operator.getitem or _mutates(node))
+        )
+        if node.op == "call_function" and node.target is getattr and node.args[1] in ("T", "mT", "data"):
+            is_view = True
+        if is_view:
+            union(node, first)
+    groups: Dict[fx.Node, Set[fx.Node]] = {}
+    for node in nodes:
+        groups.setdefault(find(node), set()).add(node)
+    return {node: groups[find(node)] for node in nodes}
+
+
+def remove_dead_code(graph: fx.Graph) -> None:
+    """Erase the nodes that do not contribute to the output.
+
+    An in-place op (``x[:] = ...``, ``x.add_(...)``) is kept when a later node that is kept
+    reads the tensor it modifies or a view of it; so a model's bookkeeping that is never
+    read (state updates of a module's own streaming API, unused branches) goes away.
+    """
+    nodes = list(graph.nodes)
+    position = {node: i for i, node in enumerate(nodes)}
+    aliases: Optional[Dict[fx.Node, Set[fx.Node]]] = None
+    live: Set[fx.Node] = set()
+    for node in reversed(nodes):
+        if node.op in ("output", "placeholder") or any(user in live for user in node.users):
+            live.add(node)
+        elif _mutates(node) and node.args and isinstance(node.args[0], fx.Node):
+            if aliases is None:
+                aliases = _alias_groups(nodes)
+            here = position[node]
+            if any(user in live and position[user] > here for m in aliases[node.args[0]] for user in m.users):
+                live.add(node)
+        elif node.op == "call_module" and graph.owning_module is not None:
+            module = graph.owning_module.get_submodule(str(node.target))
+            if getattr(module, "_is_impure", False):
+                live.add(node)
+    for node in reversed(nodes):
+        if node not in live:
+            graph.erase_node(node)
 
 
 def source_of(node: fx.Node) -> str:
