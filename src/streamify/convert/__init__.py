@@ -51,6 +51,8 @@ def convert(
         raise StreamingError(
             f"streamify: convert: the example must be [batch, channels, time], got {tuple(example.shape)}"
         )
+    if not callable(getattr(model, method, None)):
+        raise StreamingError(f"streamify: convert: {type(model).__name__} has no method {method!r}")
     model = private_copy(model)
     with torch.no_grad():
         getattr(model, method)(example)  # runs weight-norm hooks and checks the example

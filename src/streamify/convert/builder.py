@@ -379,8 +379,10 @@ class GraphRewriter:
     def visit_function(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
         target = node.target
         is_method = node.op == "call_method"
-        if self._is_random(node) and not self.allow_random:
-            raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+        if self._is_random(node):
+            if not self.allow_random:
+                raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+            return self.visit_elementwise(node, tins)  # noise shaped like its input, drawn per frame
         if not is_method and target in ops.WHOLE_AXIS:
             raise self.fail(node, "reads the whole time axis", ops.WHOLE_AXIS[target])
         if not is_method and target in (F.conv1d, torch.conv1d):

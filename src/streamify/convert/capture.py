@@ -158,8 +158,9 @@ class StreamTracer(fx.Tracer):
         if node.op == "get_attr":
             value: Any = self.root
             try:
-                for part in str(node.target).split("."):
-                    value = getattr(value, part)
+                with _untraced():
+                    for part in str(node.target).split("."):
+                        value = getattr(value, part)
             except AttributeError:
                 return _UNKNOWN
             return value
