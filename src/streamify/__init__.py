@@ -2,11 +2,29 @@
 
 Streaming models process audio buffer by buffer and return what the offline model
 returns, delayed by a fixed, reported number of frames.
+
+* :func:`convert` makes an unmodified PyTorch model stream;
+* :mod:`streamify.layers` holds the streaming layers for hand-built models;
+* :func:`inspect` reports delays, rates and caches;
+* :mod:`streamify.state` resets, snapshots and restores streams.
 """
 
+from streamify.convert import StreamingModel, convert
+from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
 from streamify.state import get_state, reset, set_state, set_streaming
 
 __version__ = "0.1.0"
 
-__all__ = ["StreamingError", "StreamingModule", "get_state", "reset", "set_state", "set_streaming", "__version__"]
+__all__ = [
+    "StreamingError",
+    "StreamingModel",
+    "StreamingModule",
+    "__version__",
+    "convert",
+    "get_state",
+    "inspect",
+    "reset",
+    "set_state",
+    "set_streaming",
+]
