@@ -41,9 +41,12 @@ class Comparison:
 def compare_streamed(streamed: Tensor, offline: Tensor, delay: int, warmup: int = 0, edge: int = 0) -> Comparison:
     """Compare ``streamed[t + delay]`` with ``offline[t]`` for ``warmup <= t < len - edge``.
 
-    ``warmup`` and ``edge`` are counted in offline frames; the compared range also ends
-    where the streamed output ends.
+    ``warmup`` and ``edge`` are counted in offline frames; the compared range starts at
+    ``-delay`` at the earliest and ends where the streamed output ends.
     """
+    # a negative delay (a model that pads more than it looks ahead) means the stream never emits
+    # the first -delay offline frames: start where the streamed output has a counterpart
+    warmup = max(warmup, -delay)
     stop = min(offline.size(-1) - edge, streamed.size(-1) - delay)
     if stop <= warmup:
         return Comparison(float("nan"), float("nan"), 0, 0.0)

@@ -52,12 +52,35 @@ def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
             f"streamify: set_state: the snapshot does not fit this model (missing {missing}, unknown {extra}); "
             "take it with get_state() on a model of the same architecture"
         )
+    # check every entry before restoring any, so that a refused snapshot leaves the state untouched
+    for name, module in _streaming_modules(model):
+        prefix = f"{name}." if name else ""
+        for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+            _check_entry(module, buffer, state[prefix + buffer], int(state[prefix + "stream_batch"]), prefix + buffer)
     for name, module in _streaming_modules(model):
         prefix = f"{name}." if name else ""
         for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
             setattr(module, buffer, state[prefix + buffer].clone())
         for counter in _COUNTERS:
             setattr(module, counter, int(state[prefix + counter]))
+
+
+def _check_entry(module: StreamingModule, buffer: str, value: Tensor, batch: int, entry: str) -> None:
+    """Refuse a snapshot entry whose shape cannot be this module's state (other cache lengths, channels)."""
+    current = getattr(module, buffer)
+    fits = value.dim() == current.dim() and value.size(0) == batch
+    if fits and value.dim() > 1:
+        # the last dimension (cache length, state size) is fixed by the architecture; channel-like
+        # dimensions too, unless the module accepts any channel count (its caches follow the input)
+        fits = value.size(-1) == current.size(-1)
+        if module.in_channels >= 0:
+            fits = fits and value.shape[1:-1] == current.shape[1:-1]
+    if not fits:
+        raise StreamingError(
+            f"streamify: set_state: the snapshot entry {entry!r} has shape {tuple(value.shape)}, which does not "
+            f"fit {module.layer_name} (its state has shape [batch, ...] like {tuple(current.shape)}, batch "
+            f"{batch}); take the snapshot with get_state() on a model of the same architecture"
+        )
 
 
 def get_state_names(model: nn.Module) -> List[str]:

@@ -195,6 +195,9 @@ class Branches(StreamingModule):
         self.in_channels = ins.pop() if len(ins) == 1 else -1
         outs = [p.out_channels for p in self.paths]
         if self.merge == "cat":
+            # a path of unknown output channels (pools, pointwise ops) passes its input's count on
+            if min(outs) < 0 and self.in_channels >= 0:
+                outs = [c if c >= 0 else self.in_channels for c in outs]
             self.out_channels = sum(outs) if min(outs) >= 0 else -1
         else:
             known = {c for c in outs if c >= 0}
@@ -272,16 +275,25 @@ class Heads(Branches):
             self.delays.append(path.delay)
         self._adopt_timing()
         self.buffer_multiple = lcm_all(p.buffer_multiple for p in self.paths)
+        # the heads share one input: its channel count is checked like a Branches' (outputs are a list)
+        ins = {p.in_channels for p in self.paths if p.in_channels >= 0}
+        self.in_channels = ins.pop() if len(ins) == 1 else -1
 
     def forward(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
         """One buffer ``[batch, channels, n]`` in, one tensor per head out."""
+        if not self.streaming:
+            return self.offline(x)
         if self.is_root:
             self._validate(x)
         self._begin(x)
         outputs: List[Tensor] = []
         for path in self.paths:
-            if self.streaming:
-                outputs.append(path(x))
-            else:
-                outputs.append(path.offline(x))
+            outputs.append(path(x))
+        return outputs
+
+    def offline(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
+        """The offline heads over a whole signal (heads may run at different rates: no merge)."""
+        outputs: List[Tensor] = []
+        for path in self.paths:
+            outputs.append(path.offline(x))
         return outputs

@@ -80,6 +80,22 @@ class WindowOp(StreamingModule):
 
     def _allocate(self, x: Tensor) -> None:
         self.cache = torch.full((x.size(0), x.size(1), self.cache_len), self.pad_value, dtype=x.dtype, device=x.device)
+        self._fill_missing(None)
+
+    def _fill_missing(self, index: Optional[Tensor]) -> None:
+        """Zero the cache frames that stand for input frames a stream ahead of offline never holds.
+
+        After a (zero) Pad the stream lacks the first ``-input_delay`` offline input frames: the
+        last cache frames stand for them, and they hold zeros, not this op's own padding value
+        (which differs for max pooling).
+        """
+        missing = min(max(-self.input_delay, 0), self.cache_len)
+        if missing > 0 and self.pad_value != 0.0:
+            tail = self.cache.narrow(2, self.cache_len - missing, missing)
+            if index is None:
+                tail.fill_(0.0)
+            else:
+                tail.index_fill_(0, index, 0.0)
 
     def _release_state(self) -> None:
         self.cache = torch.zeros(
@@ -88,6 +104,7 @@ class WindowOp(StreamingModule):
 
     def _reset_items(self, index: Tensor) -> None:
         self.cache.index_fill_(0, index, self.pad_value)
+        self._fill_missing(index)
 
     def stream(self, x: Tensor) -> Tensor:
         x = self._mask_input(x)

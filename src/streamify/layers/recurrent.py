@@ -81,6 +81,9 @@ class Recurrent(StreamingModule):
         # warm-up: skip, per batch item, the frames before the offline start
         n = x.size(-1)
         y = x.new_zeros(x.size(0), self.out_channels, n)
+        # own copies: the states may be views made under no_grad, which grad mode forbids writing into
+        self.hidden = self.hidden.clone()
+        self.cell = self.cell.clone()
         for b in range(x.size(0)):
             skip = min(max(self.input_delay - int(self.warm_pos[b]), 0), n)
             if skip < n:

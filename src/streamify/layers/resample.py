@@ -87,7 +87,12 @@ class LinearUpsample(OverlapAdd):
     def stream(self, x: Tensor) -> Tensor:
         x = self._mask_input(x)
         channels = x.size(1)
-        weight = self.kernel.to(x.dtype).expand(channels, 1, self.kernel.size(-1))
+        # the weights are recomputed in x's dtype: the buffer holds them rounded to the dtype the
+        # module had at construction (float32 weights in a float64 stream are off by ~1e-8)
+        size = self.kernel.size(-1)
+        offsets = torch.arange(size, dtype=x.dtype, device=x.device) - float(self.scale // 2)
+        kernel = torch.clamp(1.0 - (offsets + 0.5 - self.scale / 2.0).abs() / self.scale, min=0.0)
+        weight = kernel.view(1, 1, size).expand(channels, 1, size)
         full = F.conv_transpose1d(x, weight, None, self.scale, 0, 0, channels)
         return self._overlap_add(full, x.size(-1))
 

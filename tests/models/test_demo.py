@@ -1,0 +1,106 @@
+"""The built-in demo autoencoder streams exactly, scripts, and is deterministic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamify.check import compare_streamed, measure_delay, stream_signal
+from streamify.layers import Sequential
+from streamify.models import build_demo_autoencoder, demo_signal
+from streamify.state import reset
+
+
+@pytest.fixture(scope="module")
+def model64() -> Sequential:
+    return build_demo_autoencoder().to(torch.float64)
+
+
+def test_timing_attributes(model64: Sequential) -> None:
+    assert isinstance(model64, Sequential)
+    assert model64.ratio == 1
+    assert model64.buffer_multiple == 8
+    assert model64.delay > 0
+    assert model64.receptive_field > model64.delay
+    assert model64.in_channels == 1 and model64.out_channels == 1
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [512] * 16,
+        [8, 16, 24, 1000 - 8 - 16 - 24 + 8, 2048, 8, 4096 + 1000],  # irregular, each a multiple of 8
+        [8] * 200,
+    ],
+    ids=["fixed-512", "irregular", "tiny-8"],
+)
+def test_streams_exactly_from_a_fresh_stream(model64: Sequential, sizes: list) -> None:
+    x = demo_signal(length=sum(sizes), dtype=torch.float64, seed=1)
+    reset(model64)
+    streamed = stream_signal(model64, x, sizes)
+    with torch.no_grad():
+        offline = model64.offline(x)
+    comparison = compare_streamed(streamed, offline, model64.delay, warmup=0)
+    assert comparison.compared_frames == x.size(-1) - model64.delay
+    assert comparison.max_abs_error <= 1e-10
+    assert comparison.offline_scale > 1e-3  # the check compares a real signal, not silence
+    # a fresh stream starts with exactly `delay` zero frames
+    assert torch.count_nonzero(streamed[..., : model64.delay]) == 0
+
+
+def test_reported_delay_is_the_measured_delay(model64: Sequential) -> None:
+    assert measure_delay(model64, model64.offline, channels=1, buffer=256, buffers=8) == model64.delay
+
+
+def test_float32_within_relative_bar() -> None:
+    model = build_demo_autoencoder()
+    x = demo_signal(length=4096, dtype=torch.float32)
+    streamed = stream_signal(model, x, [512] * 8)
+    with torch.no_grad():
+        offline = model.offline(x)
+    assert compare_streamed(streamed, offline, model.delay).max_rel_error <= 1e-5
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_scripted_model_matches_eager_and_offline() -> None:
+    model = build_demo_autoencoder().to(torch.float64)
+    scripted = torch.jit.script(model)  # before it has ever run: no lazily created state
+    x = demo_signal(length=3072, dtype=torch.float64, seed=2)
+    sizes = [256, 512, 8, 1024 - 8, 1280]
+    eager = stream_signal(model, x, sizes)
+    script = stream_signal(scripted, x, sizes)
+    assert torch.equal(eager, script)
+    with torch.no_grad():
+        offline = model.offline(x)
+    assert compare_streamed(script, offline, model.delay).max_abs_error <= 1e-10
+    scripted.reset(None)
+    assert torch.equal(stream_signal(scripted, x, sizes), script)
+
+
+def test_multichannel_batch_streams_exactly() -> None:
+    model = build_demo_autoencoder(channels=2, seed=3).to(torch.float64)
+    x = torch.cat([demo_signal(channels=2, length=2048, seed=s, dtype=torch.float64) for s in range(3)])
+    streamed = stream_signal(model, x, [128] * 16)
+    with torch.no_grad():
+        offline = model.offline(x)
+    assert streamed.shape == (3, 2, 2048)
+    assert compare_streamed(streamed, offline, model.delay).max_abs_error <= 1e-10
+
+
+def test_weights_are_deterministic_and_leave_the_global_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    a = build_demo_autoencoder(seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = build_demo_autoencoder(seed=0)
+    c = build_demo_autoencoder(seed=1)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+
+
+def test_demo_signal_is_seeded_and_bounded() -> None:
+    x = demo_signal(seconds=0.5, sample_rate=8000)
+    assert x.shape == (1, 1, 4000) and x.dtype == torch.float64
+    assert torch.equal(x, demo_signal(seconds=0.5, sample_rate=8000))
+    assert not torch.equal(x, demo_signal(seconds=0.5, sample_rate=8000, seed=1))
+    assert 0.1 < x.abs().max() < 1.0

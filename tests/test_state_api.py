@@ -1,0 +1,210 @@
+"""streamify.state: reset, get_state / set_state snapshots and set_streaming over whole models.
+
+Issue "Streaming core", section 3 (State): "the whole state can be read and restored (a host
+can snapshot a stream)".
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import streamify
+from core_cases import (
+    assert_identical,
+    assert_same,
+    build,
+    one_thread,  # noqa: F401  (autouse fixture)
+    signal,
+    sizes_of,
+    stream,
+)
+from streamify import StreamingError, get_state, reset, set_state, set_streaming
+from streamify.layers import LSTM, AvgPool1d, Conv1d, ConvTranspose1d, LinearUpsample, Sequential
+from streamify.state import get_state_names
+
+KINDS = ["sequential", "nested", "heads", "lstm", "conv_transpose", "linear"]
+
+
+def cat(a, b):
+    if isinstance(a, list):
+        return [torch.cat([u, v], -1) for u, v in zip(a, b)]
+    return torch.cat([a, b], -1)
+
+
+def test_the_state_api_is_exported_at_the_top_level() -> None:
+    assert streamify.reset is reset and streamify.get_state is get_state
+    assert streamify.set_state is set_state and streamify.set_streaming is set_streaming
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_restored_snapshot_continues_identically(kind: str) -> None:
+    model = build(kind)
+    x = signal(3, 16 * model.buffer_multiple)
+    sizes = sizes_of(model, [1, 3, 4, 2, 6])
+    split = sizes[0]  # a short first buffer: the snapshot is taken in the middle of the warm-up
+    reference = stream(build(kind), x, sizes)
+    head = stream(model, x[..., :split], sizes[:1])
+    snapshot = get_state(model)
+    assert sorted(snapshot) == sorted(get_state_names(model))
+    tail = stream(model, x[..., split:], sizes[1:])
+    assert_identical(cat(head, tail), reference)
+
+    # back to the snapshot: the same continuation, even after the model streamed something else
+    stream(model, signal(3, 4 * model.buffer_multiple, seed=7), sizes_of(model, [4]))
+    set_state(model, snapshot)
+    assert_identical(stream(model, x[..., split:], sizes[1:]), tail)
+
+    # into an identical fresh model, which then carries the stream on (a host moving a stream)
+    other = build(kind)
+    set_state(other, snapshot)
+    # set_state copies: changing the snapshot afterwards does not reach the model
+    for value in snapshot.values():
+        if value.is_floating_point():
+            value.fill_(123.0)
+    assert_identical(stream(other, x[..., split:], sizes[1:]), tail)
+
+
+def test_a_snapshot_brings_its_batch_size() -> None:
+    model = build("sequential")
+    x = signal(3, 8 * model.buffer_multiple)
+    sizes = sizes_of(model, [4, 4])
+    head = stream(model, x[..., : sizes[0]], sizes[:1])
+    snapshot = get_state(model)
+    other = build("sequential")
+    stream(other, signal(5, sizes[0]), sizes[:1])  # streaming batch 5
+    set_state(other, snapshot)  # now a batch-3 stream
+    tail = stream(other, x[..., sizes[0] :], sizes[1:])
+    assert_identical(cat(head, tail), stream(build("sequential"), x, sizes))
+    with pytest.raises(StreamingError, match="batch size changed from 3 to 5"):
+        other(signal(5, sizes[0]))
+
+
+def test_the_snapshot_of_a_fresh_model_restores_a_fresh_stream() -> None:
+    model = build("nested")
+    fresh = get_state(model)
+    assert all(v.numel() == 0 for k, v in fresh.items() if not k.endswith(("stream_batch", "warm_left")))
+    x = signal(2, 8 * model.buffer_multiple)
+    sizes = sizes_of(model, [3, 5])
+    stream(model, x, sizes)
+    set_state(model, fresh)
+    assert model.cache_bytes == 0
+    assert_identical(stream(model, x, sizes), stream(build("nested"), x, sizes))
+
+
+def test_stream_state_is_not_part_of_the_state_dict() -> None:
+    """Weights load the same whether a model has streamed or not."""
+    model = build("sequential")
+    keys = set(model.state_dict())
+    stream(model, signal(3, 8 * model.buffer_multiple), sizes_of(model, [8]))
+    assert set(model.state_dict()) == keys
+    assert not keys & set(get_state_names(model))
+    fresh = build("sequential", seed=1)
+    fresh.load_state_dict(model.state_dict())
+    x = signal(2, 8 * model.buffer_multiple)
+    model.reset()
+    assert_identical(stream(fresh, x, sizes_of(model, [8])), stream(model, x, sizes_of(model, [8])))
+
+
+def mismatches(snapshot):
+    """Snapshots that do not fit the ``sequential`` model, and what the error must say."""
+    missing = dict(snapshot)
+    del missing["layers.0.cache"]
+    extra = dict(snapshot, **{"layers.9.cache": torch.zeros(1)})
+    wrong_length = dict(snapshot, **{"layers.0.cache": snapshot["layers.0.cache"][..., :1]})
+    wrong_batch = dict(snapshot, **{"layers.3.hidden": snapshot["layers.3.hidden"][:2]})
+    wrong_channels = dict(snapshot, **{"layers.0.cache": torch.cat([snapshot["layers.0.cache"]] * 2, 1)})
+    return {
+        "missing": (missing, r"missing \['layers\.0\.cache'\]"),
+        "extra": (extra, r"unknown \['layers\.9\.cache'\]"),
+        "wrong_length": (wrong_length, r"'layers\.0\.cache' has shape \(3, 2, 1\).*Sequential\.0:Conv1d"),
+        "wrong_batch": (wrong_batch, r"'layers\.3\.hidden' has shape \(2, 1, 4\).*batch 3"),
+        "wrong_channels": (wrong_channels, r"'layers\.0\.cache' has shape \(3, 4, 2\)"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "extra", "wrong_length", "wrong_batch", "wrong_channels", "other_model", "other_architecture"]
+)
+def test_a_snapshot_that_does_not_fit_is_refused_and_changes_nothing(case: str) -> None:
+    model = build("sequential")
+    x = signal(3, 12 * model.buffer_multiple)
+    sizes = sizes_of(model, [4, 4, 4])
+    reference = stream(build("sequential"), x, sizes)
+    head = stream(model, x[..., : sizes[0]], sizes[:1])
+    if case == "other_model":
+        # the same layer names, other kernel sizes: the caches have other lengths
+        torch.manual_seed(0)
+        other = Sequential(
+            Conv1d(2, 4, 5, padding=2),
+            nn.ReLU(),
+            Conv1d(4, 4, 4, stride=2, padding=1),
+            LSTM(4, 4),
+            ConvTranspose1d(4, 2, 5, 2, 1),
+            LinearUpsample(2),
+            AvgPool1d(2),
+        ).double()
+        assert get_state_names(other) == get_state_names(model)
+        stream(other, x[..., : sizes[0]], sizes[:1])
+        with pytest.raises(StreamingError, match=r"'layers\.0\.cache' has shape \(3, 2, 4\)"):
+            set_state(model, get_state(other))
+    elif case == "other_architecture":
+        other = Sequential(Conv1d(2, 4, 3, padding=1), nn.ReLU()).double()
+        stream(other, x[..., : sizes[0]], sizes[:1])
+        with pytest.raises(StreamingError, match=r"does not fit this model \(missing \['layers\.2\."):
+            set_state(model, get_state(other))
+    else:
+        snapshot, pattern = mismatches(get_state(model))[case]
+        with pytest.raises(StreamingError, match=pattern):
+            set_state(model, snapshot)
+    tail = stream(model, x[..., sizes[0] :], sizes[1:])
+    assert_identical(cat(head, tail), reference)
+
+
+class Host(nn.Module):
+    """A plain module holding two streaming models, as an application would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = build("sequential")
+        self.voice = build("lstm")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.encoder(x), self.voice(x)], 1)
+
+
+def test_reset_over_a_host_module_resets_every_streaming_model() -> None:
+    host = Host()
+    x = signal(3, 16 * host.encoder.buffer_multiple)
+    sizes = sizes_of(host.encoder, [4, 4, 8])
+    reference = stream(Host(), x, sizes)
+    stream(host, signal(2, 8, seed=3), [4, 4])
+    reset(host)
+    assert host.encoder.cache_bytes == 0 and host.voice.cache_bytes == 0
+    assert_identical(stream(host, x, sizes), reference)
+    # per item: item 1 restarts in both models
+    reset(host)
+    stream(host, x[..., : sizes[0]], sizes[:1])
+    reset(host, [1])
+    y = stream(host, x[..., sizes[0] :], sizes[1:])
+    fresh_item = stream(Host(), x[1:2, :, sizes[0] :], sizes[1:])
+    assert_same(y[1:2], fresh_item)
+    assert_same(y[[0, 2]], reference[[0, 2], :, sizes[0] :])
+    # the host's snapshot covers both models
+    names = get_state_names(host)
+    assert any(n.startswith("encoder.") for n in names) and any(n.startswith("voice.") for n in names)
+
+
+def test_set_streaming_reaches_nested_modules() -> None:
+    host = Host()
+    set_streaming(host, False)
+    modules = [m for m in host.modules() if isinstance(m, streamify.StreamingModule)]
+    assert len(modules) > 5 and not any(m.streaming for m in modules)
+    x = signal(2, 30)
+    with torch.no_grad():
+        assert_identical(host.encoder(x), host.encoder.offline(x))
+        assert_identical(host.voice(x), host.voice.offline(x))
+    assert host.encoder.cache_bytes == 0
+    set_streaming(host, True)
+    assert all(m.streaming for m in modules)
