@@ -209,6 +209,60 @@ def demo(
         raise typer.Exit(code=1)
 
 
+# ---------------------------------------------------------------------------------------------- info
+
+
+@app.command()
+def info(
+    model: Annotated[
+        str, typer.Argument(help="'demo' (built-in), 'package.module:factory', or an exported .ts file.")
+    ] = "demo",
+    weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
+    channels: Annotated[int, typer.Option(min=1, help="Input channels of the model.")] = 1,
+    sample_rate: Annotated[int, typer.Option(min=1, help="Sample rate, for latencies in ms.")] = 48000,
+    method: Annotated[str, typer.Option(help="Method to convert (forward, encode, decode...).")] = "forward",
+    length: Annotated[int, typer.Option(min=1, help="Length of the conversion example, in samples.")] = 32768,
+    batch: Annotated[int, typer.Option(min=1, help="Streams, for the cache memory.")] = 1,
+) -> None:
+    """Per-layer delay, rate and cache of a streaming model, and its latency, buffer multiple and memory."""
+    from streamify.inspect import inspect as inspect_model
+    from streamify.models.loading import load_model, streaming_model
+
+    out = console()
+    if model.endswith(".ts"):
+        from streamify.export import describe_file
+
+        out.print(describe_file(model))
+        return
+    try:
+        stream = streaming_model(load_model(model, weights), channels, length, method)
+        report = inspect_model(stream, sample_rate=sample_rate, batch=batch, show=False)
+    except streamify.StreamingError as error:
+        out.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+    table = Table(title=f"{report.name}: streaming layers")
+    for column in ("layer", "kind", "in delay", "delay", "rate in -> out", "cache"):
+        table.add_column(column, justify="left" if column in ("layer", "kind") else "right", overflow="fold")
+    for layer in report.layers:
+        table.add_row(
+            layer.name,
+            layer.kind,
+            str(layer.input_delay),
+            str(layer.delay),
+            f"{layer.input_rate} -> {layer.output_rate}",
+            _human_bytes(layer.cache_bytes),
+        )
+    out.print(table)
+    totals = Table(title="totals", show_header=False)
+    totals.add_row("latency", f"{report.delay} output frames = {_samples(float(report.latency_samples), sample_rate)}")
+    totals.add_row("rate", f"{report.ratio} input samples per output frame")
+    totals.add_row("buffer multiple", f"{report.buffer_multiple} samples")
+    field = "unbounded (recurrent)" if report.receptive_field < 0 else f"{report.receptive_field} samples"
+    totals.add_row("receptive field", field)
+    totals.add_row("cache memory", f"{_human_bytes(report.cache_bytes)} for {batch} stream(s)")
+    out.print(totals)
+
+
 def main() -> None:
     """Entry point of the ``streamify`` script and of ``python -m streamify``."""
     app(prog_name="streamify")

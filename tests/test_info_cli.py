@@ -1,0 +1,75 @@
+"""``streamify info`` and the command line's model loading."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from streamify import StreamingError
+from streamify.cli import app
+from streamify.models.loading import load_model, streaming_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def factory_module(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            def make():
+                return nn.Sequential(nn.Conv1d(1, 4, 5, padding=2), nn.ReLU(), nn.Conv1d(4, 1, 4, stride=2, padding=1))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_models:make"
+    sys.modules.pop("my_models", None)
+
+
+def test_info_on_the_builtin_model():
+    result = runner.invoke(app, ["info", "--sample-rate", "16000"])
+    assert result.exit_code == 0, result.output
+    assert "latency" in result.output and "74 output frames" in result.output
+    assert "buffer multiple" in result.output and "8 samples" in result.output
+
+
+def test_info_converts_a_factory_model(factory_module):
+    result = runner.invoke(app, ["info", factory_module, "--sample-rate", "16000", "--length", "256"])
+    assert result.exit_code == 0, result.output
+    assert "2 output frames = 4 samples (0.25 ms)" in result.output
+    assert "2 input samples per output frame" in result.output
+
+
+def test_weights_are_loaded_with_weights_only(factory_module, tmp_path):
+    model = load_model(factory_module)
+    state = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items()}
+    path = tmp_path / "w.pt"
+    torch.save(state, path)
+    loaded = load_model(factory_module, path)
+    assert all(torch.all(v == 0.5) for v in loaded.state_dict().values())
+    torch.save({"weights": object()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported"):
+        load_model(factory_module, tmp_path / "evil.pt")
+
+
+def test_bad_model_names_are_explained():
+    with pytest.raises(StreamingError, match="package.module:factory"):
+        load_model("nonsense")
+    with pytest.raises(StreamingError, match="cannot import"):
+        load_model("no_such_module_xyz:make")
+
+
+def test_streaming_model_converts_plain_models_only():
+    plain = nn.Conv1d(1, 1, 3, padding=1)
+    stream = streaming_model(plain, channels=1, length=64)
+    assert stream.delay == 1
+    demo = load_model("demo")
+    assert streaming_model(demo, channels=1) is demo
