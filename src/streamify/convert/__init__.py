@@ -84,6 +84,7 @@ def convert(
         out_value.size(1),
         example.dtype,
     )
+    result.requires_grad_(False)  # an inference model: no autograd graph per buffer
     object.__setattr__(result, "input_ratios", list(rewriter.input_ratios))  # for streamify.inspect
     result.reset()
     return result

@@ -111,7 +111,7 @@ class WindowOp(StreamingModule):
         n = x.size(-1)
         if self.cache_len > 0:
             z = torch.cat([self.cache, x], -1)
-            self.cache = z[:, :, n:]
+            self.cache = z[:, :, n:].detach()  # state never carries an autograd graph across calls
         else:
             z = x
         return self._window(z)[:, :, : n // self.stride]

@@ -66,7 +66,7 @@ class OverlapAdd(StreamingModule):
             full = F.pad(full, [0, emitted - full.size(-1)])
         if self.tail_len > 0:
             full = torch.cat([full[:, :, : self.tail_len] + self.tail, full[:, :, self.tail_len :]], -1)
-            self.tail = full[:, :, emitted:]
+            self.tail = full[:, :, emitted:].detach()
         return full[:, :, :emitted]
 
 

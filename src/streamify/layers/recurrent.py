@@ -76,7 +76,8 @@ class Recurrent(StreamingModule):
 
     def stream(self, x: Tensor) -> Tensor:
         if self.warm_left <= 0:
-            y, self.hidden, self.cell = self._run(x, self.hidden, self.cell)
+            y, hidden, cell = self._run(x, self.hidden, self.cell)
+            self.hidden, self.cell = hidden.detach(), cell.detach()
             return y
         # warm-up: skip, per batch item, the frames before the offline start
         n = x.size(-1)
@@ -89,8 +90,8 @@ class Recurrent(StreamingModule):
             if skip < n:
                 item_y, item_h, item_c = self._run(x[b : b + 1, :, skip:], self.hidden[b : b + 1], self.cell[b : b + 1])
                 y[b : b + 1, :, skip:] = item_y
-                self.hidden[b : b + 1] = item_h
-                self.cell[b : b + 1] = item_c
+                self.hidden[b : b + 1] = item_h.detach()
+                self.cell[b : b + 1] = item_c.detach()
         self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
         self.warm_left -= n
         return y

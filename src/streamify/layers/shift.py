@@ -56,7 +56,7 @@ class Delay(StreamingModule):
             return x
         n = x.size(-1)
         z = torch.cat([self.buffer, x], -1)
-        self.buffer = z[:, :, n:]
+        self.buffer = z[:, :, n:].detach()
         return z[:, :, :n]
 
     def offline(self, x: Tensor) -> Tensor:
