@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.conv import WindowOp
 from streamify.layers.pointwise import Pointwise
-from streamify.layers.shift import Delay
+from streamify.layers.shift import Crop, Delay, Pad
 from streamify.timing import frames_multiple, lcm_all
 
 MERGES = ("sum", "mean", "prod", "cat")
@@ -60,6 +61,36 @@ def _is_pointwise_torch(module: nn.Module) -> bool:
     return False
 
 
+class LeadGuard(Delay):
+    """A delay line that brings a stream running ahead of offline (negative delay, after a pad) back to delay 0.
+
+    Such a stream lacks the first offline frames (the pad's); window ops stand for them
+    with their cache, but any other layer would lose them: :class:`Sequential` puts a
+    guard before those layers, sized at configuration (0 frames when not needed).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+
+def _may_lead(module: StreamingModule) -> bool:
+    """Whether ``module`` can output a stream ahead of offline (it holds a pad)."""
+    return any(isinstance(m, Pad) for m in module.modules())
+
+
+def _guarded(layers: List[StreamingModule]) -> List[StreamingModule]:
+    """``layers`` with a :class:`LeadGuard` before each layer that cannot take a stream ahead of offline."""
+    out: List[StreamingModule] = []
+    leading = False
+    for layer in layers:
+        if leading and not isinstance(layer, (WindowOp, Pad, Crop, Delay)):
+            out.append(LeadGuard())
+            leading = False
+        out.append(layer)
+        leading = _may_lead(layer) or (leading and isinstance(layer, (Crop, Delay)))
+    return out
+
+
 def _dtype_of(modules: List[nn.Module]) -> torch.dtype:
     for module in modules:
         for parameter in module.parameters():
@@ -74,7 +105,7 @@ class Sequential(StreamingModule):
         super().__init__()
         if not layers:
             raise StreamingError("streamify: Sequential needs at least one layer")
-        self.layers = nn.ModuleList([as_streaming(layer) for layer in layers])
+        self.layers = nn.ModuleList(_guarded([as_streaming(layer) for layer in layers]))
         for layer in self.layers:
             layer.is_root = False
         self.dtype_marker = torch.zeros(0, dtype=_dtype_of(list(self.layers)))
@@ -96,6 +127,8 @@ class Sequential(StreamingModule):
         self.in_channels = -1
         preserving = True  # every layer so far keeps the channel count of its input
         for layer in self.layers:
+            if isinstance(layer, LeadGuard):
+                layer.frames = max(0, -delay)
             layer.configure(delay)
             delay = layer.delay
             multiples.append(frames_multiple(ratio, layer.buffer_multiple))
@@ -113,6 +146,10 @@ class Sequential(StreamingModule):
                 self.in_channels = layer.in_channels
             if layer.out_channels >= 0:
                 channels = layer.out_channels
+                preserving = False
+            elif isinstance(layer, Branches) and layer.merge == "cat":
+                # concatenated paths of unknown channel counts: the count is unknown from here on
+                channels = -1
                 preserving = False
             elif layer.in_channels >= 0:
                 channels = layer.in_channels
