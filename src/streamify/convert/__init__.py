@@ -56,8 +56,10 @@ def convert(
     model = private_copy(model)
     with torch.no_grad():
         getattr(model, method)(example)  # runs weight-norm hooks and checks the example
-    probe_length = example.size(-1) + max(example.size(-1) // 2, 1)
-    probe = torch.cat([example, example], -1)[..., :probe_length].contiguous()
+    # a second signal, twice as long and one batch item more: whatever the capture decides from
+    # the example's shapes must hold for it too, and integers that differ depend on the length
+    probe = torch.cat([example, example.flip(-1)], -1)
+    probe = torch.cat([probe, probe[:1]], 0).contiguous()
     gm = capture(model, method, example, probe)
     rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random)
     graph, out_info, out_value = rewriter.run()

@@ -764,9 +764,19 @@ class GraphRewriter:
             if isinstance(value, Tensor) and value.dim() > 0:
                 k = dim - (out.dim() - value.dim())
                 if 0 <= k < value.dim() and value.size(k) != 1:
+                    if self.allow_random and self._is_random(arg) and self._follows_length(arg, k, node, dim):
+                        continue  # noise drawn at the signal's length (e.g. randn(B, 1, T)): drawn per buffer
                     raise self.fail(
                         node, "combines the signal with a constant that extends along time", "make it per frame"
                     )
+
+    def _follows_length(self, arg: fx.Node, k: int, node: fx.Node, dim: int) -> bool:
+        """Whether axis ``k`` of ``arg`` is as long as the time axis ``dim`` of ``node``, for both signal lengths."""
+        value, probe = self.values[arg], self.probe_values.get(arg)
+        out, probe_out = self.values[node], self.probe_values.get(node)
+        if not all(isinstance(t, Tensor) for t in (probe, out, probe_out)):
+            return False
+        return value.size(k) == out.size(dim) and probe.size(k) == probe_out.size(dim) != out.size(dim)
 
     def visit_join(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
         out = self.values[node]
@@ -776,6 +786,8 @@ class GraphRewriter:
         in_ndim = self.values[first_arg].dim()
         is_stack = node.target is torch.stack
         if not is_stack and _norm_dim(dim, in_ndim) == first_info.dim:
+            if self._join_as_pad(node, tins):
+                return
             raise self.fail(
                 node, "concatenates along time", "concatenate along channels, or stream the parts separately"
             )
@@ -792,6 +804,44 @@ class GraphRewriter:
         self.env[node] = self.copy_node(node, replaced)
         self.info[node] = TimeInfo(time_dim, delay, ratio, field)
         del out
+
+    def _join_as_pad(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> bool:
+        """A concatenation along time of one signal with constant blocks (``torch.cat([zeros, x], -1)``,
+        a hand-written pad) becomes constant pads; returns False if it is not one."""
+        parts = node.args[0]
+        if len(tins) != 1 or not isinstance(parts, (list, tuple)):
+            return False
+        arg, info = tins[0]
+        if sum(1 for p in parts if p is arg) != 1:
+            return False
+        x = self.values[arg]
+        sides: List[List[Tuple[int, float]]] = [[], []]
+        side = 0
+        for part in parts:
+            if part is arg:
+                side = 1
+                continue
+            value = self.value(part)
+            probe = fx.node.map_arg(part, lambda n: self.probe_values[n])
+            if not isinstance(value, Tensor) or not isinstance(probe, Tensor) or value.dim() != x.dim():
+                return False
+            length = value.size(info.dim)
+            if probe.size(info.dim) != length:  # a block as long as the signal is not a pad
+                return False
+            if length == 0:
+                continue
+            first = value.flatten()[0]
+            if not bool((value == first).all()):
+                return False
+            sides[side].append((length, float(first)))
+        y, out = self.env[arg], info
+        for side_index, blocks in enumerate(sides):
+            for length, fill in reversed(blocks) if side_index == 0 else blocks:  # innermost first
+                left, right = (length, 0) if side_index == 0 else (0, length)
+                y, out = self.emit_stream(Pad(left, right, "constant", fill), y, out, x.dim(), node.name)
+        self.env[node] = y
+        self.info[node] = out
+        return True
 
     def visit_split(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
         arg, info = self._single_time_input(node, tins, "a split")

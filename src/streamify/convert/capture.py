@@ -6,6 +6,12 @@ everything else is traced down to functions and tensor methods. TorchScript
 functions called from ``forward`` (e.g. a scripted Snake activation) are recorded as
 opaque calls instead of failing the trace. Buffers are read as concrete tensors, so
 Python control flow on them (``if self.warmed_up:``) is resolved at conversion.
+
+The trace is concrete: every node is also evaluated on the example, so control flow
+on shapes (``if pad > 0:``, ``assert T % stride == 0``, ``len(x.shape)``) follows the
+example and is checked to follow a second signal length the same way (else refused);
+control flow on the signal's values is refused. Computations the output does not
+use (e.g. the state updates of a model's own streaming API) are removed.
 """
 
 from __future__ import annotations
@@ -79,16 +85,31 @@ def _untraced():
 
 
 #: ops whose result describes a tensor's layout, not its values
-_SHAPE_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "get_device"}
-_SHAPE_ATTRIBUTES = {"shape", "dtype", "device", "ndim", "is_cuda", "layout", "requires_grad"}
+_SHAPE_METHODS = {
+    "size",
+    "dim",
+    "ndimension",
+    "numel",
+    "nelement",
+    "get_device",
+    "stride",
+    "storage_offset",
+    "element_size",
+    "is_complex",
+    "is_floating_point",
+    "is_contiguous",
+}
+_SHAPE_ATTRIBUTES = {"shape", "dtype", "device", "ndim", "is_cuda", "layout", "requires_grad", "is_sparse", "is_meta"}
 
 
-class _ConcreteProxy(fx.Proxy):
-    """A proxy that knows the value it takes on the example: Python may read ints and lengths from it.
+class _ConcreteMixin:
+    """What a proxy that knows its value on the example adds: Python may read ints and lengths from it.
 
     ``len``, ``int``, ``float`` and ``index`` return the example's value (the tracer records a
     guard, checked on a second signal length); rounding stays in the graph.
     """
+
+    tracer: Any
 
     def __len__(self) -> int:
         return self.tracer.specialize(self, len)
@@ -102,6 +123,9 @@ class _ConcreteProxy(fx.Proxy):
     def __float__(self) -> float:
         return self.tracer.specialize(self, float)
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
     def __ceil__(self) -> fx.Proxy:
         return self.tracer.create_proxy("call_function", math.ceil, (self,), {})
 
@@ -114,6 +138,15 @@ class _ConcreteProxy(fx.Proxy):
     def __round__(self, ndigits: Optional[int] = None) -> fx.Proxy:
         args = (self,) if ndigits is None else (self, ndigits)
         return self.tracer.create_proxy("call_function", round, args, {})
+
+
+class _ConcreteProxy(_ConcreteMixin, fx.Proxy):
+    def __getattr__(self, k: str) -> fx.proxy.Attribute:
+        return _ConcreteAttribute(self, k)
+
+
+class _ConcreteAttribute(_ConcreteMixin, fx.proxy.Attribute):
+    """``x.shape`` and other attributes of a concrete proxy (``len(x.shape)`` works)."""
 
 
 class StreamTracer(fx.Tracer):
@@ -280,12 +313,65 @@ def capture(
             "cannot be captured (nor, without an example, on its shapes); move it out of the method, make the "
             "submodule concerned a streamify layer, or script it with torch.jit.script so that it is kept as one call"
         ) from error
+    for node in graph.nodes:
+        # fx writes `wrap("torch.zeros")` into the code of a graph with wrapped calls, which
+        # registers names that later traces fail to find: these graphs are never traced again
+        node.meta.pop("is_wrapped", None)
+        if node.op == "call_function" and isinstance(node.target, torch.jit.ScriptFunction):
+            node.target = script_function_caller(node.target)
     gm = fx.GraphModule(root, graph)
     if probe is not None and tracer.guards:
         _check_guards(gm, tracer.guards, example, probe)
     remove_dead_code(gm.graph)
     gm.recompile()
     return gm
+
+
+_CALLERS: Dict[int, Callable] = {}
+
+
+def script_function_caller(fn: torch.jit.ScriptFunction) -> Callable:
+    """A Python function with ``fn``'s signature that calls ``fn``.
+
+    fx writes a call to a TorchScript function as ``torch.jit.ScriptFunction(...)`` (it names
+    it by its type), which fails; a call to this wrapper runs eagerly, and TorchScript
+    compiles it (its source is registered like fx's generated code).
+    """
+    import linecache
+
+    if id(fn) in _CALLERS:
+        return _CALLERS[id(fn)]
+    try:
+        schema = fn.schema
+        params = []
+        for argument in schema.arguments:
+            param = f"{argument.name}: {argument.type}"
+            if argument.has_default_value():
+                param += f" = {argument.default_value!r}"
+            params.append(param)
+        returns = [str(r.type) for r in schema.returns]
+        annotation = returns[0] if len(returns) == 1 else f"Tuple[{', '.join(returns)}]"
+        name = "".join(c if c.isalnum() else "_" for c in fn.name)
+        args = ", ".join(a.name for a in schema.arguments)
+        source = f"def {name}({', '.join(params)}) -> {annotation}:\n    return __script_function__({args})\n"
+        filename = f"<streamify: call of TorchScript function {fn.qualified_name}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = {
+            "__name__": __name__,
+            "__script_function__": fn,
+            "Tensor": torch.Tensor,
+            "List": List,
+            "Optional": Optional,
+            "Tuple": Tuple,
+            "Dict": Dict,
+            "torch": torch,
+        }
+        exec(compile(source, filename, "exec"), namespace)
+        caller = namespace[name]
+    except Exception:  # an unusual signature: keep the TorchScript function itself
+        caller = fn
+    _CALLERS[id(fn)] = caller
+    return caller
 
 
 def _user_frame(error: BaseException) -> str:
@@ -320,10 +406,10 @@ def _check_guards(gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]
         if got != expected:
             raise StreamingError(
                 f"streamify: convert: Python control flow at {source_of(node)} depends on the signal length "
-                f"(it gives {expected!r} for {example.size(-1)} frames and {got!r} for {probe.size(-1)}); "
+                f"or the batch size (it gives {expected!r} for {tuple(example.shape)} and {got!r} for "
+                f"{tuple(probe.shape)}); "
                 "a stream cannot follow it. Make the decision independent of the length (e.g. pad or crop by "
-                "constants); if it is a check that the length is a multiple of a stride, give an example whose "
-                "length is a multiple of twice the model's total stride"
+                "constants) and from the batch size"
             )
 
 
