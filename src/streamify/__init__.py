@@ -6,10 +6,12 @@ returns, delayed by a fixed, reported number of frames.
 * :func:`convert` makes an unmodified PyTorch model stream;
 * :mod:`streamify.layers` holds the streaming layers for hand-built models;
 * :func:`inspect` reports delays, rates and caches;
-* :mod:`streamify.state` resets, snapshots and restores streams.
+* :mod:`streamify.state` resets, snapshots and restores streams;
+* :func:`export_nn_tilde`, :func:`export_onnx` and :class:`OnnxStream` serve real-time hosts.
 """
 
 from streamify.convert import StreamingModel, convert
+from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
 from streamify.state import get_state, reset, set_state, set_streaming
@@ -17,14 +19,26 @@ from streamify.state import get_state, reset, set_state, set_streaming
 __version__ = "0.1.0"
 
 __all__ = [
+    "OnnxStream",
     "StreamingError",
     "StreamingModel",
     "StreamingModule",
     "__version__",
     "convert",
+    "export_nn_tilde",
+    "export_onnx",
     "get_state",
     "inspect",
     "reset",
     "set_state",
     "set_streaming",
 ]
+
+
+def __getattr__(name: str):
+    # ONNX support needs the optional onnx and onnxruntime packages: imported when first used
+    if name in ("export_onnx", "OnnxStream"):
+        import streamify.export
+
+        return getattr(streamify.export, name)
+    raise AttributeError(f"module 'streamify' has no attribute {name!r}")

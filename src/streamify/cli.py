@@ -229,10 +229,14 @@ def info(
     from streamify.models.loading import load_model, streaming_model
 
     out = console()
-    if model.endswith(".ts"):
+    if model.endswith((".ts", ".onnx")):
         from streamify.export import describe_file
 
-        out.print(describe_file(model))
+        try:
+            out.print(describe_file(model))
+        except streamify.StreamingError as error:
+            out.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(code=2) from error
         return
     try:
         stream = streaming_model(load_model(model, weights), channels, length, method)
@@ -261,6 +265,21 @@ def info(
     totals.add_row("receptive field", field)
     totals.add_row("cache memory", f"{_human_bytes(report.cache_bytes)} for {batch} stream(s)")
     out.print(totals)
+
+
+def _register_commands() -> None:
+    """Commands that live with their feature: ``export`` (streamify.export), ``bench`` (streamify.bench)."""
+    from streamify.export.commands import register as register_export
+
+    register_export(app)
+    try:
+        from streamify.bench.commands import register as register_bench
+    except ImportError:  # pragma: no cover - the bench package is optional in a source checkout
+        return
+    register_bench(app)
+
+
+_register_commands()
 
 
 def main() -> None:

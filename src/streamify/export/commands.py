@@ -1,0 +1,88 @@
+"""The ``streamify export`` command (added to the command line by :func:`register`)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import torch
+import typer
+from rich.console import Console
+
+from streamify.layers.base import StreamingError
+
+
+class ExportFormat(str, Enum):
+    """File formats ``streamify export`` writes."""
+
+    nn_tilde = "nn-tilde"
+    onnx = "onnx"
+
+
+def _format_of(output: Path, chosen: Optional[ExportFormat]) -> ExportFormat:
+    if chosen is not None:
+        return chosen
+    if output.suffix.lower() == ".onnx":
+        return ExportFormat.onnx
+    if output.suffix.lower() in (".ts", ".pt", ".torchscript"):
+        return ExportFormat.nn_tilde
+    raise typer.BadParameter(f"cannot tell the format from {output.name!r}; name it .ts or .onnx, or pass --format")
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="'demo' (built-in) or 'package.module:factory'.")] = "demo",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript) or .onnx.")
+    ] = Path("model.ts"),
+    weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
+    channels: Annotated[int, typer.Option(min=1, help="Input channels of the model.")] = 1,
+    sample_rate: Annotated[int, typer.Option(min=1, help="The model's sample rate (recorded in the file).")] = 48000,
+    method: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--method", "-m", help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one."
+        ),
+    ] = None,
+    length: Annotated[int, typer.Option(min=1, help="Length of the conversion example, in samples.")] = 32768,
+    format: Annotated[
+        Optional[ExportFormat], typer.Option("--format", help="Output format (default: from the file suffix).")
+    ] = None,
+    buffer_size: Annotated[
+        Optional[int], typer.Option(min=1, help="ONNX: fix the buffer length (frames); default dynamic.")
+    ] = None,
+) -> None:
+    """Export a model for real-time hosts: an nn~ TorchScript file or an ONNX model with explicit state.
+
+    The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream), and the file is written only if every check passes.
+    """
+    from streamify.models.loading import load_model
+
+    out = Console(highlight=False)
+    methods = list(method or ["forward"])
+    kind = _format_of(output, format)
+    try:
+        loaded = load_model(model, weights)
+        generator = torch.Generator().manual_seed(0)
+        example = torch.randn(1, channels, length, generator=generator)
+        if kind is ExportFormat.onnx:
+            if len(methods) != 1:
+                raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
+            from streamify.export.onnx_export import describe_onnx, export_onnx
+
+            export_onnx(loaded, output, example, method=methods[0], sample_rate=sample_rate, buffer_size=buffer_size)
+            out.print(describe_onnx(output))
+        else:
+            from streamify.export.nn_tilde import describe_file, export_nn_tilde
+
+            export_nn_tilde(loaded, output, example, methods=methods, sample_rate=sample_rate)
+            out.print(describe_file(output))
+    except StreamingError as error:
+        out.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+    out.print(f"[green]wrote[/green] {output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` command to ``app``."""
+    app.command(name="export")(export)

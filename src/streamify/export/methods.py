@@ -1,0 +1,239 @@
+"""Conversion of the methods an export ships, with their rates in audio samples.
+
+A real-time host feeds every method at audio rate: nn~ hands a method ``n`` samples
+per channel and sends it ``n / in_ratio`` frames, expecting ``n / out_ratio`` frames
+back. :func:`convert_methods` converts each method with :func:`streamify.convert` and
+derives those two integer ratios from the method's own ratio (model input frames per
+output frame) and the rate of what it takes in.
+"""
+
+from __future__ import annotations
+
+import copy
+import keyword
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from streamify.convert import StreamingModel, convert
+from streamify.layers.base import StreamingError
+
+#: an example for one method: a tensor, or a tensor and its in_ratio (audio samples per frame)
+MethodExample = Union[Tensor, Tuple[Tensor, int]]
+
+
+@dataclass
+class ConvertedMethod:
+    """One method of an export: its streaming model and its rates in audio samples per frame."""
+
+    name: str
+    stream: StreamingModel
+    example: Tensor
+    in_ratio: int
+    out_ratio: int
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.stream.in_channels)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.stream.out_channels)
+
+    @property
+    def delay_frames(self) -> int:
+        """Output frames by which the streamed output lags the offline output."""
+        return int(self.stream.delay)
+
+    @property
+    def delay_samples(self) -> int:
+        """The same lag in audio samples (output frames times ``out_ratio``)."""
+        return int(self.stream.delay) * self.out_ratio
+
+    @property
+    def multiple_samples(self) -> int:
+        """Accepted host buffer sizes are multiples of this many audio samples."""
+        return int(self.stream.buffer_multiple) * self.in_ratio
+
+
+def check_float32(model: nn.Module, where: str) -> None:
+    """Refuse a model whose floating-point weights are not float32 (real-time hosts compute in float32)."""
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.is_floating_point() and tensor.dtype != torch.float32:
+            raise StreamingError(
+                f"streamify: {where}: the model's {name!r} is {tensor.dtype}; real-time hosts (nn~, ONNX Runtime "
+                "audio plugins) compute in float32: export model.float() instead"
+            )
+
+
+def check_method_name(name: str, reserved: Sequence[str], where: str) -> None:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise StreamingError(f"streamify: {where}: method name {name!r} is not a Python identifier")
+    if name in reserved or name.startswith("_") or name.endswith("_params"):
+        raise StreamingError(
+            f"streamify: {where}: method name {name!r} clashes with a name the exported file reserves "
+            f"({', '.join(sorted(reserved))}, names starting with '_' or ending with '_params')"
+        )
+
+
+def _ratio_int(value: Fraction, what: str, method: str, where: str) -> int:
+    if value.denominator != 1 or value <= 0:
+        raise StreamingError(
+            f"streamify: {where}: method {method!r}: its {what} is {value} audio samples per frame, not a whole "
+            "number; a real-time host exchanges whole frames per sample count (nn~'s METHOD_params are integers)"
+        )
+    return int(value)
+
+
+def _accepts(model: nn.Module, method: str, x: Tensor) -> Optional[Tensor]:
+    """The method's output on ``x`` in eval mode, or None if it refuses ``x`` (wrong channels, too short...).
+
+    The model's train/eval flags are restored afterwards (batch norms in training mode must
+    not learn from the probe).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            y = getattr(model, method)(x)
+    except Exception:
+        return None
+    finally:
+        for module, training in modes:
+            module.training = training
+    return y if isinstance(y, Tensor) and y.dim() == 3 else None
+
+
+def convert_methods(
+    model: nn.Module,
+    example: Tensor,
+    methods: Sequence[str],
+    examples: Optional[Mapping[str, MethodExample]] = None,
+    where: str = "export",
+) -> List[ConvertedMethod]:
+    """Convert each method of ``model`` for a real-time host.
+
+    The example of a method is, in this order: ``examples[name]`` (a tensor, or
+    ``(tensor, in_ratio)``); the audio ``example`` if the method accepts it; else the output
+    of the first earlier method whose output it accepts (``in_ratio`` is that method's
+    ``out_ratio``: ``decode`` takes ``encode``'s latents). Otherwise ``in_ratio`` is the
+    smallest that makes ``out_ratio`` whole: 1 for a method whose ratio is whole (audio in),
+    256 for a vocoder that makes 256 samples of each input frame.
+
+    A model that is already a :class:`StreamingModel` is used as it is for the one method.
+    """
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = list(methods)
+    if not methods:
+        raise StreamingError(f"streamify: {where}: no method to export")
+    if len(set(methods)) != len(methods):
+        raise StreamingError(f"streamify: {where}: methods {methods} name a method twice")
+    examples = dict(examples or {})
+    unknown = sorted(set(examples) - set(methods))
+    if unknown:
+        raise StreamingError(f"streamify: {where}: examples given for methods {unknown} that are not exported")
+    check_float32(model, where)
+    if example.dim() != 3:
+        raise StreamingError(
+            f"streamify: {where}: the example must be [batch, channels, time], got {tuple(example.shape)}"
+        )
+    example = example.detach().to(torch.float32)
+    if isinstance(model, StreamingModel):
+        if len(methods) != 1:
+            raise StreamingError(
+                f"streamify: {where}: a StreamingModel streams one method; pass the original model to export {methods}"
+            )
+        model = copy.deepcopy(model)  # the export resets and runs it: the caller's stream stays as it is
+        given = examples.get(methods[0])
+        in_ratio = int(given[1]) if isinstance(given, tuple) else model.ratio.denominator
+        out_ratio = _ratio_int(in_ratio * model.ratio, "output ratio", methods[0], where)
+        return [ConvertedMethod(methods[0], model, example, in_ratio, out_ratio)]
+
+    done: List[Tuple[ConvertedMethod, Tensor]] = []
+    for name in methods:
+        if not callable(getattr(model, name, None)):
+            raise StreamingError(f"streamify: {where}: {type(model).__name__} has no method {name!r}")
+        given_ratio: Optional[int] = None
+        if name in examples:
+            value = examples[name]
+            if isinstance(value, tuple):
+                method_example, given_ratio = value[0], int(value[1])
+            else:
+                method_example = value
+            method_example = method_example.detach().to(torch.float32)
+            output = _accepts(model, name, method_example)
+            if output is None:
+                raise StreamingError(
+                    f"streamify: {where}: method {name!r} fails on the example given for it, "
+                    f"shape {tuple(method_example.shape)}"
+                )
+        else:
+            method_example, output = example, _accepts(model, name, example)
+            if output is None:
+                for previous, previous_output in done:
+                    output = _accepts(model, name, previous_output)
+                    if output is not None:
+                        method_example, given_ratio = previous_output, previous.out_ratio
+                        break
+            if output is None:
+                tried = ", ".join(["the audio example"] + [f"the output of {p.name!r}" for p, _ in done])
+                raise StreamingError(
+                    f"streamify: {where}: method {name!r} accepts none of {tried}; pass "
+                    f"examples={{{name!r}: tensor}} (or (tensor, in_ratio))"
+                )
+        stream = convert(model, method_example, method=name)
+        if given_ratio is None:
+            given_ratio = stream.ratio.denominator
+        if given_ratio < 1:
+            raise StreamingError(f"streamify: {where}: method {name!r}: in_ratio must be >= 1, got {given_ratio}")
+        out_ratio = _ratio_int(given_ratio * stream.ratio, "output ratio", name, where)
+        converted = ConvertedMethod(name, stream, method_example, given_ratio, out_ratio)
+        done.append((converted, output.detach().to(torch.float32)))
+    return [c for c, _ in done]
+
+
+def nn_tilde_buffer_unit(method: ConvertedMethod, where: str, largest: int = 4096) -> int:
+    """The smallest host buffer (audio samples) the method takes; refused unless a power of two dividing ``largest``."""
+    unit = method.multiple_samples
+    if unit & (unit - 1) != 0 or largest % unit != 0:
+        raise StreamingError(
+            f"streamify: {where}: method {method.name!r} takes buffers of multiples of {unit} audio samples "
+            f"(buffer multiple {method.stream.buffer_multiple} frames x in_ratio {method.in_ratio}); nn~ buffer "
+            f"sizes are powers of two and {largest} by default, so the multiple must be a power of two dividing "
+            f"{largest}: change the model's strides (their product sets the multiple)"
+        )
+    return unit
+
+
+def power_of_two_sizes(unit: int, low: int = 256, high: int = 8192) -> List[int]:
+    """nn~ buffer sizes from ``low`` to ``high`` (powers of two) that are multiples of ``unit``."""
+    sizes = []
+    n = low
+    while n <= high:
+        if n % unit == 0:
+            sizes.append(n)
+        n *= 2
+    return sizes
+
+
+def method_info(method: ConvertedMethod, sample_rate: Optional[int]) -> Dict[str, object]:
+    """What an exported file records about one method (JSON-friendly)."""
+    info: Dict[str, object] = {
+        "in_channels": method.in_channels,
+        "in_ratio": method.in_ratio,
+        "out_channels": method.out_channels,
+        "out_ratio": method.out_ratio,
+        "delay_frames": method.delay_frames,
+        "delay_samples": method.delay_samples,
+        "buffer_multiple_samples": method.multiple_samples,
+        "receptive_field_samples": int(method.stream.receptive_field) * method.in_ratio
+        if method.stream.receptive_field >= 0
+        else -1,
+    }
+    if sample_rate:
+        info["delay_ms"] = round(1000.0 * method.delay_samples / sample_rate, 3)
+    return info

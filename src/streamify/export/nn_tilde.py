@@ -1,0 +1,394 @@
+"""TorchScript files for nn~ (Max/MSP, PureData): the model contract, the self-checks, the file's metadata.
+
+:func:`export_nn_tilde` converts each method with :func:`streamify.convert`, wraps the
+streaming models in one module that follows nn~'s contract (see ``docs/export.md``),
+streams them the way nn~ does at every allowed buffer size and batch size 1 and 2,
+and writes the scripted module from a fresh-stream state. The wrapper's methods have
+the names of the exported methods; their source is generated and registered with
+:mod:`linecache` so that TorchScript can compile them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import linecache
+import warnings
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+import streamify
+from streamify.export.contract import ContractReport, check_host_contract
+from streamify.export.methods import (
+    ConvertedMethod,
+    MethodExample,
+    check_method_name,
+    convert_methods,
+    method_info,
+    nn_tilde_buffer_unit,
+    power_of_two_sizes,
+)
+from streamify.layers.base import StreamingError, StreamingModule
+
+#: name of the JSON metadata stored in the file's ``extra/`` folder (``torch.jit.load(..., _extra_files=...)``)
+EXTRA_FILE = "streamify.json"
+#: nn~ attribute type codes of ``A_params`` (bool, int, float, str)
+TYPE_BOOL, TYPE_INT, TYPE_FLOAT, TYPE_STR = 0, 1, 2, 3
+#: buffer sizes nn~ offers (powers of two); 4096 is its default
+NN_TILDE_SIZES = (256, 8192)
+NN_TILDE_DEFAULT_BUFFER = 4096
+
+_counter = itertools.count()
+
+
+class NnTildeModule(nn.Module):
+    """The part of the exported module that does not depend on the method names.
+
+    Attributes (TorchScript): ``_methods``, ``_attributes`` (``get_methods()``,
+    ``get_attributes()``), ``sample_rate`` (the model's, 0 if unknown), ``sr`` (the
+    host's, from ``set_sample_rate``), ``streamify_info`` (``get_streamify_info()``),
+    ``pending_reset`` / ``pending_items`` (resets asked by the host, applied by each
+    method at its next call, on the audio thread).
+    """
+
+    def __init__(
+        self, streams: Sequence[StreamingModule], names: Sequence[str], sample_rate: int, info: Dict[str, str]
+    ) -> None:
+        super().__init__()
+        for index, stream in enumerate(streams):
+            stream.reset()
+            setattr(self, f"stream_{index}", stream)
+        self._methods: List[str] = list(names)
+        self._attributes: List[str] = ["reset", "reset_item"]
+        self.register_buffer("reset_params", torch.tensor([TYPE_BOOL], dtype=torch.long))
+        self.register_buffer("reset_item_params", torch.tensor([TYPE_INT], dtype=torch.long))
+        self.sample_rate: int = int(sample_rate)
+        self.sr: int = int(sample_rate)
+        self.streamify_info: Dict[str, str] = dict(info)
+        self.pending_reset: List[bool] = [False for _ in names]
+        self.pending_items: List[List[int]] = [[] for _ in names]
+
+    @torch.jit.export
+    def get_methods(self) -> List[str]:
+        """The methods nn~ may call (each has a ``METHOD_params`` buffer)."""
+        return self._methods
+
+    @torch.jit.export
+    def get_attributes(self) -> List[str]:
+        """Settable attributes: ``reset`` (bool, resets every stream) and ``reset_item`` (int, one batch item)."""
+        return self._attributes
+
+    @torch.jit.export
+    def get_reset(self) -> bool:
+        return False
+
+    @torch.jit.export
+    def set_reset(self, value: bool) -> int:
+        """``set reset 1`` from the host: every stream of every method restarts fresh at its next buffer."""
+        if value:
+            for i in range(len(self.pending_reset)):
+                self.pending_reset[i] = True
+        return 0
+
+    @torch.jit.export
+    def get_reset_item(self) -> int:
+        return -1
+
+    @torch.jit.export
+    def set_reset_item(self, index: int) -> int:
+        """Restart batch item ``index`` (an mc.nn~ channel) of every method at its next buffer; -1 if negative."""
+        if index < 0:
+            return -1
+        for i in range(len(self.pending_items)):
+            self.pending_items[i].append(index)
+        return 0
+
+    @torch.jit.export
+    def set_sample_rate(self, sample_rate: int) -> None:
+        """The host's sample rate (recorded; the model runs at the rate it was trained for, ``get_sample_rate()``)."""
+        self.sr = sample_rate
+
+    @torch.jit.export
+    def get_sample_rate(self) -> int:
+        """The sample rate the model was exported for (0 if unknown)."""
+        return self.sample_rate
+
+    @torch.jit.export
+    def get_streamify_info(self) -> Dict[str, str]:
+        """streamify version, sample rate, and per method its delay, ratios and buffer multiple."""
+        return self.streamify_info
+
+    def _pending_items(self, index: int, batch: int) -> List[int]:
+        items: List[int] = []
+        for item in self.pending_items[index]:
+            if item < batch and item not in items:
+                items.append(item)
+        self.pending_items[index] = torch.jit.annotate(List[int], [])
+        return items
+
+
+_METHOD_TEMPLATE = '''
+    @torch.jit.export
+    def {name}(self, x: Tensor) -> Tensor:
+        """Stream one nn~ buffer through {name}: [batch, {in_channels}, n / {in_ratio}] -> [batch, {out_channels}, n / {out_ratio}]."""
+        if self.pending_reset[{index}]:
+            self.pending_reset[{index}] = False
+            self.pending_items[{index}] = torch.jit.annotate(List[int], [])
+            self.stream_{index}.reset(None)
+        if len(self.pending_items[{index}]) > 0:
+            items = self._pending_items({index}, self.stream_{index}.stream_batch)
+            if len(items) > 0:
+                self.stream_{index}.reset(items)
+        if self.stream_{index}.stream_batch != 0 and x.size(0) != self.stream_{index}.stream_batch:
+            self.stream_{index}.reset(None)
+        return self.stream_{index}(x)
+'''
+
+_RESET_TEMPLATE = '''
+    @torch.jit.export
+    def reset_streams(self) -> None:
+        """Every stream of every method back to a fresh stream, now."""
+{body}
+
+    @torch.jit.export
+    def reset_items(self, items: List[int]) -> None:
+        """Batch items ``items`` of every method back to a fresh stream, now (items beyond a stream's batch are ignored)."""
+{items_body}
+'''
+
+
+def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
+    """Generate the module class whose methods carry the exported names (TorchScript reads their source)."""
+    parts = [
+        "class StreamifyNnTilde(NnTildeModule):\n"
+        '    """An nn~ model exported by streamify."""\n\n'
+        # TorchScript reads attribute types from the class's own annotations
+        "    _methods: List[str]\n"
+        "    _attributes: List[str]\n"
+        "    sample_rate: int\n"
+        "    sr: int\n"
+        "    streamify_info: Dict[str, str]\n"
+        "    pending_reset: List[bool]\n"
+        "    pending_items: List[List[int]]\n"
+    ]
+    for index, method in enumerate(methods):
+        parts.append(
+            _METHOD_TEMPLATE.format(
+                name=method.name,
+                index=index,
+                in_channels=method.in_channels,
+                in_ratio=method.in_ratio,
+                out_channels=method.out_channels,
+                out_ratio=method.out_ratio,
+            )
+        )
+    body = []
+    items_body = []
+    for index in range(len(methods)):
+        body += [
+            f"        self.pending_reset[{index}] = False",
+            f"        self.pending_items[{index}] = torch.jit.annotate(List[int], [])",
+            f"        self.stream_{index}.reset(None)",
+        ]
+        items_body += [
+            f"        kept_{index}: List[int] = []",
+            f"        for item in items:",  # noqa: F541 - generated code
+            f"            if item >= 0 and item < self.stream_{index}.stream_batch and item not in kept_{index}:",
+            f"                kept_{index}.append(item)",
+            f"        if len(kept_{index}) > 0:",
+            f"            self.stream_{index}.reset(kept_{index})",
+        ]
+    parts.append(_RESET_TEMPLATE.format(body="\n".join(body), items_body="\n".join(items_body)))
+    source = "".join(parts)
+    filename = f"<streamify-nn-tilde-{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {
+        "__name__": "streamify_nn_tilde_generated",
+        "torch": torch,
+        "Tensor": Tensor,
+        "List": List,
+        "Dict": Dict,
+        "NnTildeModule": NnTildeModule,
+    }
+    exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
+    return namespace["StreamifyNnTilde"]
+
+
+_RESERVED = (
+    "get_methods",
+    "get_attributes",
+    "get_reset",
+    "set_reset",
+    "get_reset_item",
+    "set_reset_item",
+    "set_sample_rate",
+    "get_sample_rate",
+    "get_streamify_info",
+    "reset_streams",
+    "reset_items",
+    "sample_rate",
+    "sr",
+    "streamify_info",
+    "pending_reset",
+    "pending_items",
+    "reset",
+    "reset_item",
+    "training",
+)
+
+
+def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], reports) -> Dict[str, object]:
+    return {
+        "format": "nn~ TorchScript",
+        "streamify_version": streamify.__version__,
+        "torch_version": torch.__version__,
+        "sample_rate": sample_rate,
+        "methods": {
+            m.name: {
+                **method_info(m, sample_rate),
+                "checked_buffer_sizes": r.buffer_sizes,
+                # frames at the start of a fresh stream that differ from offline (reflect/replicate padding)
+                "start_differs_frames": r.warmup_frames,
+                "max_rel_error": float(f"{r.max_rel_error:.3g}"),
+            }
+            for m, r in zip(methods, reports)
+        },
+        "host_latency_note": "nn~ adds 2 * buffer size - host block size samples on top of each method's delay",
+    }
+
+
+def _flat_info(info: Mapping[str, object]) -> Dict[str, str]:
+    """The metadata as ``Dict[str, str]`` for TorchScript: ``"encode.delay_samples": "1024"``."""
+    flat: Dict[str, str] = {
+        "streamify_version": str(info["streamify_version"]),
+        "torch_version": str(info["torch_version"]),
+        "sample_rate": "" if info["sample_rate"] is None else str(info["sample_rate"]),
+        "methods": ",".join(info["methods"]),  # type: ignore[arg-type]
+    }
+    for name, fields in info["methods"].items():  # type: ignore[union-attr]
+        for key, value in fields.items():
+            flat[f"{name}.{key}"] = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return flat
+
+
+def export_nn_tilde(
+    model: nn.Module,
+    path: Union[str, Path],
+    example: Tensor,
+    methods: Sequence[str] = ("forward",),
+    sample_rate: Optional[int] = None,
+    examples: Optional[Mapping[str, MethodExample]] = None,
+) -> Dict[str, object]:
+    """Write a TorchScript file that nn~ loads and streams, exactly.
+
+    Args:
+        model: a float32 model written with plain ``torch.nn`` (each method is converted
+            with :func:`streamify.convert`), or a :class:`streamify.StreamingModel` (one method).
+        path: the ``.ts`` file to write.
+        example: an audio input ``[batch, channels, time]`` for the conversion.
+        methods: the methods to export (``("encode", "decode", "forward")``...). A method
+            that does not accept the audio example takes the output of the first earlier
+            method it accepts (``decode`` takes ``encode``'s latents, at its rate).
+        sample_rate: the model's sample rate, recorded in the file (latencies in ms).
+        examples: explicit examples per method: a tensor, or ``(tensor, in_ratio)``.
+
+    Returns:
+        The metadata written into the file (also in its extra file ``streamify.json``).
+
+    Raises:
+        StreamingError: where a method cannot stream, or breaks nn~'s contract at one of
+            the buffer sizes 256 ... 8192 it allows or with batch 1 or 2, naming the
+            method, the buffer size and the reason. Nothing is written then.
+    """
+    where = "export_nn_tilde"
+    if sample_rate is not None and int(sample_rate) <= 0:
+        raise StreamingError(f"streamify: {where}: sample_rate must be positive, got {sample_rate}")
+    for name in [methods] if isinstance(methods, str) else methods:
+        check_method_name(name, _RESERVED, where)
+    converted = convert_methods(model, example, methods, examples, where)
+    units = [nn_tilde_buffer_unit(m, where, NN_TILDE_DEFAULT_BUFFER) for m in converted]
+    cls = _wrapper_class(converted)
+    wrapper = cls([m.stream for m in converted], [m.name for m in converted], int(sample_rate or 0), {})
+    for method in converted:
+        params = [method.in_channels, method.in_ratio, method.out_channels, method.out_ratio]
+        wrapper.register_buffer(f"{method.name}_params", torch.tensor(params, dtype=torch.long))
+        setattr(wrapper, f"{method.name}_input_labels", [f"(signal) input {i}" for i in range(method.in_channels)])
+        setattr(wrapper, f"{method.name}_output_labels", [f"(signal) output {i}" for i in range(method.out_channels)])
+    wrapper.eval()
+    try:
+        with warnings.catch_warnings():
+            # TorchScript is what nn~ loads: its deprecation notice is not the user's concern here
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
+            scripted = torch.jit.script(wrapper)
+    except Exception as error:
+        raise StreamingError(f"streamify: {where}: the wrapper does not compile with TorchScript: {error}") from error
+
+    reports: List[ContractReport] = []
+    for method, unit in zip(converted, units):
+        sizes = power_of_two_sizes(max(unit, 1), *NN_TILDE_SIZES)
+        call = getattr(scripted, method.name)
+        reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where))
+    scripted.reset_streams()
+    info = _file_info(converted, sample_rate, reports)
+    flat = _flat_info(info)
+    scripted.streamify_info = flat
+    _check_fresh(scripted, where)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scripted.save(str(path), _extra_files={EXTRA_FILE: json.dumps(info, indent=2)})
+    return info
+
+
+def _check_fresh(module: torch.jit.ScriptModule, where: str) -> None:
+    """Every stream of the scripted module is fresh: no batch, empty caches."""
+    for name, sub in module.named_modules():
+        if hasattr(sub, "stream_batch") and int(sub.stream_batch) != 0:
+            raise StreamingError(f"streamify: {where}: internal error: {name} is not reset before saving")
+
+
+def read_info(path: Union[str, Path]) -> Dict[str, object]:
+    """The metadata of a file written by :func:`export_nn_tilde` (without running the model)."""
+    extra = {EXTRA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    if not extra[EXTRA_FILE]:
+        raise StreamingError(f"streamify: {path} was not written by streamify (no {EXTRA_FILE} inside)")
+    return json.loads(extra[EXTRA_FILE])
+
+
+def describe_file(path: Union[str, Path]):
+    """A table of a ``.ts`` file's methods, rates, delays and versions (for ``streamify info model.ts``)."""
+    from rich.table import Table
+
+    if str(path).lower().endswith(".onnx"):
+        from streamify.export.onnx_export import describe_onnx
+
+        return describe_onnx(path)
+    info = read_info(path)
+    sample_rate = info.get("sample_rate")
+    table = Table(title=f"{Path(path).name}: nn~ model (streamify {info.get('streamify_version')})")
+    for column in ("method", "in ch", "in ratio", "out ch", "out ratio", "delay", "buffer multiple", "checked sizes"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for name, fields in info["methods"].items():  # type: ignore[union-attr]
+        delay = f"{fields['delay_samples']} samples"
+        if sample_rate:
+            delay += f" ({1000.0 * fields['delay_samples'] / sample_rate:.2f} ms)"
+        table.add_row(
+            name,
+            str(fields["in_channels"]),
+            str(fields["in_ratio"]),
+            str(fields["out_channels"]),
+            str(fields["out_ratio"]),
+            delay,
+            f"{fields['buffer_multiple_samples']} samples",
+            ",".join(str(s) for s in fields.get("checked_buffer_sizes", [])),
+        )
+    table.caption = (
+        f"sample rate: {sample_rate or 'unknown'} Hz; torch {info.get('torch_version')}; "
+        "nn~ adds 2 x buffer - block size samples of latency on top of the delays"
+    )
+    return table

@@ -1,0 +1,86 @@
+"""``streamify export``: the command that :func:`streamify.export.commands.register` adds."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from streamify.export import read_info
+from streamify.export.commands import register
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """streamify (test app)."""
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def factory_module(tmp_path, monkeypatch):
+    (tmp_path / "export_factories.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            def codec():
+                return nn.Sequential(nn.Conv1d(1, 4, 5, padding=2), nn.ELU(), nn.Conv1d(4, 1, 4, stride=2, padding=1),
+                                     nn.ConvTranspose1d(1, 1, 4, 2, 1))
+
+            def odd():
+                return nn.Conv1d(1, 1, 3, stride=3)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "export_factories"
+    sys.modules.pop("export_factories", None)
+
+
+def test_export_demo_model_to_nn_tilde(app, tmp_path):
+    path = tmp_path / "demo.ts"
+    result = runner.invoke(app, ["export", "demo", "-o", str(path), "--sample-rate", "16000", "--length", "4096"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "forward" in result.output
+    info = read_info(path)
+    assert info["sample_rate"] == 16000 and info["methods"]["forward"]["delay_samples"] == 74
+    assert torch.jit.load(str(path)).get_methods() == ["forward"]
+
+
+def test_export_factory_with_weights_to_onnx(app, tmp_path, factory_module):
+    pytest.importorskip("onnxruntime")
+    module = __import__(factory_module)
+    weights = tmp_path / "w.pt"
+    torch.save({k: torch.full_like(v, 0.1) for k, v in module.codec().state_dict().items()}, weights)
+    path = tmp_path / "codec.onnx"
+    result = runner.invoke(
+        app, ["export", f"{factory_module}:codec", "--weights", str(weights), "-o", str(path), "--length", "512"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "state input" in result.output
+    from streamify.export import OnnxStream
+
+    stream = OnnxStream(path)
+    assert stream.in_channels == 1 and stream.out_channels == 1
+
+
+def test_export_refusal_exits_with_the_reason(app, tmp_path, factory_module):
+    result = runner.invoke(app, ["export", f"{factory_module}:odd", "-o", str(tmp_path / "odd.ts"), "--length", "300"])
+    assert result.exit_code == 2
+    assert "power of two" in result.output
+    result = runner.invoke(app, ["export", "demo", "-o", str(tmp_path / "x.onnx"), "-m", "forward", "-m", "forward2"])
+    assert result.exit_code == 2 and "one method" in result.output
+    result = runner.invoke(app, ["export", "demo", "-o", str(tmp_path / "model.bin")])
+    assert result.exit_code != 0 and "cannot tell the format" in result.output
