@@ -1,0 +1,309 @@
+"""Where a streaming call's time goes: per layer (hook timer), per op (torch.profiler), and what a
+matrix-product kernel would save on the layers that see few frames per call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamify.bench.measure import noise_signal
+
+
+def streaming_layers(model: nn.Module) -> List[nn.Module]:
+    """The leaf streaming layers of a streamify model, in execution order."""
+    graph = getattr(model, "graph", None)
+    streams = getattr(graph, "streams", None)
+    if streams is not None:
+        return list(streams)
+    from streamify.layers import StreamingModule
+
+    return [m for m in model.modules() if isinstance(m, StreamingModule) and not list(m.children())]
+
+
+def _prime(model: nn.Module, batch: int, buffer: int) -> None:
+    """Stream past the model's warm-up (its delay, in input samples), so that profiled calls are steady-state."""
+    samples = int(getattr(model, "delay", 0) * getattr(model, "ratio", 1))
+    with torch.inference_mode():
+        for i in range(-(-samples // buffer)):
+            model(noise_signal(batch, buffer, seed=20 + i))
+
+
+def _layer_macs(layer: nn.Module, frames_in: int, batch: int) -> Dict[str, int]:
+    """Multiply-accumulates a call computes, and those it keeps (a conv may compute frames it then drops)."""
+    weight = getattr(layer, "weight", None)
+    if weight is None:
+        return {"computed": 0, "kept": 0}
+    kind = type(layer).__name__
+    if kind == "ConvTranspose1d":
+        per_frame = weight.size(0) * weight.size(1) * weight.size(2)  # in x (out / groups) x kernel
+        return {"computed": batch * frames_in * per_frame, "kept": batch * frames_in * per_frame}
+    per_frame = weight.size(0) * weight.size(1) * weight.size(2)  # out x (in / groups) x kernel
+    stride = int(getattr(layer, "stride", 1))
+    span = int(getattr(layer, "span", weight.size(2)))
+    cache = int(getattr(layer, "cache_len", 0))
+    computed = max((cache + frames_in - span) // stride + 1, 0)
+    kept = frames_in // stride
+    return {"computed": batch * computed * per_frame, "kept": batch * kept * per_frame}
+
+
+def layer_profile(
+    model: nn.Module,
+    buffer: int,
+    batch: int = 1,
+    calls: int = 30,
+    warmup: int = 5,
+    floor: Optional[Dict[str, float]] = None,
+) -> Dict[str, object]:
+    """Per-layer time of a streamify model's calls (forward hooks with ``perf_counter``).
+
+    Returns the layers (time per call, frames in, multiply-accumulates, weight bytes, floor),
+    the call's total time with and without hooks, and the glue: the time spent outside the
+    streaming layers (the graph's pointwise ops, adds, splits, validation, output masking).
+    """
+    layers = streaming_layers(model)
+    names = {id(layer): getattr(layer, "layer_name", type(layer).__name__) for layer in layers}
+    spent: Dict[int, float] = {id(layer): 0.0 for layer in layers}
+    frames: Dict[int, int] = {}
+    started: Dict[int, float] = {}
+    recording = [False]
+
+    def before(module: nn.Module, inputs) -> None:
+        if recording[0]:
+            frames[id(module)] = int(inputs[0].size(-1))
+            started[id(module)] = time.perf_counter()
+
+    def after(module: nn.Module, inputs, output) -> None:
+        if recording[0]:
+            spent[id(module)] += time.perf_counter() - started[id(module)]
+
+    signal = noise_signal(batch, buffer * 8, seed=7)
+    chunks = [signal[..., i * buffer : (i + 1) * buffer].contiguous() for i in range(8)]
+    # plain calls first: the reference total
+    plain: List[float] = []
+    model.reset()
+    _prime(model, batch, buffer)
+    with torch.inference_mode():
+        for i in range(warmup + calls):
+            began = time.perf_counter()
+            model(chunks[i % 8])
+            if i >= warmup:
+                plain.append(time.perf_counter() - began)
+    handles = []
+    for layer in layers:
+        handles.append(layer.register_forward_pre_hook(before))
+        handles.append(layer.register_forward_hook(after))
+    hooked: List[float] = []
+    try:
+        model.reset()
+        _prime(model, batch, buffer)
+        with torch.inference_mode():
+            for i in range(warmup + calls):
+                recording[0] = i >= warmup
+                began = time.perf_counter()
+                model(chunks[i % 8])
+                if i >= warmup:
+                    hooked.append(time.perf_counter() - began)
+    finally:
+        recording[0] = False
+        for handle in handles:
+            handle.remove()
+        model.reset()
+    rows = []
+    for layer in layers:
+        key = id(layer)
+        weight = getattr(layer, "weight", None)
+        nbytes = 0 if weight is None else weight.numel() * weight.element_size()
+        bias = getattr(layer, "bias", None)
+        if isinstance(bias, Tensor):
+            nbytes += bias.numel() * bias.element_size()
+        macs = _layer_macs(layer, frames.get(key, 0), batch)
+        row = {
+            "layer": names[key],
+            "kind": type(layer).__name__,
+            "frames_in": frames.get(key, 0),
+            "ms": 1e3 * spent[key] / max(calls, 1),
+            "weight_bytes": nbytes,
+            "macs": macs["kept"],
+            "macs_computed": macs["computed"],
+        }
+        if floor is not None:
+            row["floor_ms"] = 1e3 * max(nbytes / floor["bandwidth"], macs["kept"] / floor["macs"])
+        rows.append(row)
+    layer_total = sum(r["ms"] for r in rows)
+    hooked_ms = 1e3 * statistics.median(hooked)
+    return {
+        "buffer": buffer,
+        "batch": batch,
+        "calls": calls,
+        "call_ms": 1e3 * statistics.median(plain),
+        "call_ms_with_hooks": hooked_ms,
+        "layers_ms": layer_total,
+        "glue_ms": max(hooked_ms - layer_total, 0.0),
+        "layers": rows,
+    }
+
+
+def op_profile(
+    model: nn.Module, buffer: int, batch: int = 1, calls: int = 10, warmup: int = 5, top: int = 15
+) -> Dict[str, object]:
+    """torch.profiler's view of a call: aten ops by self CPU time, op count, and the time outside any kernel."""
+    from torch.profiler import ProfilerActivity, profile
+
+    signal = noise_signal(batch, buffer * 4, seed=9)
+    chunks = [signal[..., i * buffer : (i + 1) * buffer].contiguous() for i in range(4)]
+    model.reset()
+    _prime(model, batch, buffer)
+    with torch.inference_mode():
+        for i in range(warmup):
+            model(chunks[i % 4])
+        began = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for i in range(calls):
+                model(chunks[i % 4])
+        wall = (time.perf_counter() - began) / calls
+    model.reset()
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    # self time of the innermost ops: the sum over all aten ops' self times is the time inside aten
+    self_total = sum(e.self_cpu_time_total for e in events) / calls / 1e3
+    op_count = sum(e.count for e in events) / calls
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {
+        "buffer": buffer,
+        "batch": batch,
+        "wall_ms_profiled": 1e3 * wall,
+        "aten_self_ms": self_total,
+        "aten_ops_per_call": op_count,
+        "outside_aten_ms": max(1e3 * wall - self_total, 0.0),
+        "top_ops": [
+            {"op": e.key, "calls_per_call": e.count / calls, "self_ms": e.self_cpu_time_total / calls / 1e3}
+            for e in rows
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- short-input kernels
+
+
+def _conv_as_matmul(
+    z: Tensor, weight_t: Tensor, bias: Optional[Tensor], span: int, stride: int, dilation: int, frames: int
+) -> Tensor:
+    """``conv1d`` (no padding, groups 1) over ``z`` as one matrix product over the ``frames`` kept windows.
+
+    ``weight_t`` is the weight reshaped once to ``[in * kernel, out]`` (contiguous): the product
+    ``windows @ weight_t`` then streams through the weights once, row by row.
+    """
+    if span == 1 and stride == 1:
+        cols = z[:, :, :frames].transpose(1, 2).reshape(z.size(0) * frames, -1)
+    else:
+        windows = z.unfold(2, span, stride)[:, :, :frames]  # [batch, in, frames, span]
+        if dilation > 1:
+            windows = windows[..., ::dilation]
+        cols = windows.permute(0, 2, 1, 3).reshape(z.size(0) * frames, -1)  # [batch * frames, in * kernel]
+    out = torch.addmm(bias, cols, weight_t) if bias is not None else cols @ weight_t
+    return out.view(z.size(0), frames, -1).transpose(1, 2)
+
+
+def _conv_transpose_as_matmul(x: Tensor, weight2d: Tensor, out_channels: int, kernel: int, stride: int) -> Tensor:
+    """``conv_transpose1d`` (no padding, groups 1) as one matrix product then an overlap-add (``F.fold``)."""
+    batch, _, frames = x.shape
+    cols = torch.matmul(x.transpose(1, 2), weight2d)  # [batch, frames, out * kernel]
+    length = (frames - 1) * stride + kernel
+    return F.fold(cols.transpose(1, 2), (1, length), (1, kernel), stride=(1, stride)).view(batch, out_channels, length)
+
+
+def _median_time(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def _kernel_pair(layer: nn.Module, n: int, batch: int, max_frames: int):
+    """``(generic, matmul)``: two closures computing a layer's op on ``n`` random input frames, or None."""
+    kind = type(layer).__name__
+    weight = getattr(layer, "weight", None)
+    if weight is None or n == 0 or n > max_frames or int(getattr(layer, "groups", 1)) != 1:
+        return None
+    bias = getattr(layer, "bias", None)
+    if kind == "Conv1d":
+        span, stride, dilation = int(layer.span), int(layer.stride), int(layer.dilation)
+        z = torch.randn(batch, weight.size(1), int(layer.cache_len) + n)
+        kept = n // stride
+        weight_t = weight.reshape(weight.size(0), -1).t().contiguous()
+
+        def generic() -> Tensor:
+            return F.conv1d(z, weight, bias, stride, 0, dilation)[:, :, :kept]
+
+        def matmul() -> Tensor:
+            return _conv_as_matmul(z, weight_t, bias, span, stride, dilation, kept)
+
+        return generic, matmul
+    if kind == "ConvTranspose1d" and int(layer.dilation) == 1:
+        x = torch.randn(batch, weight.size(0), n)
+        stride, kernel = int(layer.stride), int(layer.kernel_size)
+        weight2d = weight.reshape(weight.size(0), -1).contiguous()
+        out_channels = weight.size(1)
+
+        def generic_t() -> Tensor:
+            return F.conv_transpose1d(x, weight, None, stride)
+
+        def matmul_t() -> Tensor:
+            return _conv_transpose_as_matmul(x, weight2d, out_channels, kernel, stride)
+
+        return generic_t, matmul_t
+    return None
+
+
+def short_input_experiment(
+    model: nn.Module, buffer: int, batch: int = 1, reps: int = 20, max_frames: int = 64
+) -> Dict[str, object]:
+    """For each conv / transposed conv that sees at most ``max_frames`` frames per call: PyTorch's generic
+    kernel (``F.conv1d`` / ``F.conv_transpose1d``) against the same math as one matrix product, with the
+    weights reshaped once ahead of time, as a kernel suited to short inputs would keep them. Both give
+    the same result to float32 rounding (``max_rel_diff``); times are medians per call, in ms.
+    """
+    layers = streaming_layers(model)
+    frames: Dict[int, int] = {}
+
+    def record(module: nn.Module, inputs) -> None:
+        frames[id(module)] = int(inputs[0].size(-1))
+
+    handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    try:
+        model.reset()
+        with torch.inference_mode():
+            model(noise_signal(batch, buffer))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.reset()
+    rows = []
+    with torch.inference_mode():
+        for layer in layers:
+            pair = _kernel_pair(layer, frames.get(id(layer), 0), batch, max_frames)
+            if pair is None:
+                continue
+            generic, matmul = pair
+            error = (generic() - matmul()).abs().max().item()
+            scale = max(generic().abs().max().item(), 1e-30)
+            rows.append(
+                {
+                    "layer": getattr(layer, "layer_name", type(layer).__name__),
+                    "kind": type(layer).__name__,
+                    "frames_in": frames.get(id(layer), 0),
+                    "generic_ms": 1e3 * _median_time(generic, reps),
+                    "matmul_ms": 1e3 * _median_time(matmul, reps),
+                    "max_rel_diff": error / scale,
+                }
+            )
+    generic_total = sum(r["generic_ms"] for r in rows)
+    matmul_total = sum(r["matmul_ms"] for r in rows)
+    return {"buffer": buffer, "batch": batch, "layers": rows, "generic_ms": generic_total, "matmul_ms": matmul_total}

@@ -1,0 +1,579 @@
+"""Benchmark results to files: JSON, PNG plots (matplotlib, the ``bench`` extra) and a markdown summary.
+
+The summary can also be spliced into a hand-written page between the markers
+``<!-- bench:begin -->`` and ``<!-- bench:end -->`` (see :func:`splice`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+
+TARGETS = {
+    "speedup_vs_cached_conv_2048": 3.0,
+    "cost_vs_offline_8192": 1.5,
+    "speedup_vs_overlap_add_2048": 8.0,
+    "batch4_over_batch1_2048": 1.6,
+}
+
+
+def write_json(results: Dict[str, object], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+
+def _runs(results: Dict[str, object], **where) -> List[Dict[str, object]]:
+    return [r for r in results["runs"] if all(r.get(k) == v for k, v in where.items())]
+
+
+def _best(rows: Iterable[Dict[str, object]]) -> Optional[Dict[str, object]]:
+    rows = list(rows)
+    return min(rows, key=lambda r: r["median_ms"]) if rows else None
+
+
+def _offline(results: Dict[str, object], model: str, threads: int, batch: int) -> Optional[Dict[str, object]]:
+    for row in results["offline"]:
+        if row["model"] == model and row["threads"] == threads and row["batch"] == batch:
+            return row
+    return None
+
+
+def targets(results: Dict[str, object], model: str = "rave-v2") -> List[Dict[str, object]]:
+    """The issue's targets, measured: 1 thread, batch 1 unless said; streamify's fastest engine."""
+    rows: List[Dict[str, object]] = []
+
+    def add(target: str, goal: str, value: Optional[float], met: Optional[bool], detail: str) -> None:
+        rows.append({"target": target, "goal": goal, "measured": value, "met": met, "detail": detail})
+
+    sf = _best(_runs(results, model=model, method="streamify", threads=1, batch=1, buffer=2048))
+    cc = _best(_runs(results, model=model, method="cached_conv", threads=1, batch=1, buffer=2048))
+    ola = _best(_runs(results, model=model, method="overlap_add", threads=1, batch=1, buffer=2048))
+    if sf and cc:
+        value = cc["median_ms"] / sf["median_ms"]
+        add(
+            "faster than cached_conv at 2048, 1 thread",
+            ">= 3x",
+            value,
+            value >= 3.0,
+            f"streamify {sf['engine']} {sf['median_ms']:.2f} ms vs cached_conv {cc['engine']} {cc['median_ms']:.2f} ms",
+        )
+    sf8 = _best(_runs(results, model=model, method="streamify", threads=1, batch=1, buffer=8192))
+    if sf8:
+        value = sf8["cost_vs_offline"]
+        add(
+            "cost per sample vs offline at 8192",
+            "<= 1.5x",
+            value,
+            value <= 1.5,
+            f"streamify {sf8['engine']} {sf8['median_ms']:.2f} ms per 8192 samples",
+        )
+    if sf and ola:
+        value = ola["median_ms"] / sf["median_ms"]
+        add(
+            "faster than exact overlap-add at 2048",
+            ">= 8x",
+            value,
+            value >= 8.0,
+            f"overlap-add {ola['median_ms']:.2f} ms vs streamify {sf['median_ms']:.2f} ms",
+        )
+    if sf:
+        four = _runs(results, model=model, method="streamify", engine=sf["engine"], threads=1, batch=4, buffer=2048)
+        if four:
+            value = four[0]["median_ms"] / sf["median_ms"]
+            add(
+                "batch 4 vs batch 1 at 2048",
+                "<= 1.6x",
+                value,
+                value <= 1.6,
+                f"{four[0]['median_ms']:.2f} ms vs {sf['median_ms']:.2f} ms ({sf['engine']})",
+            )
+    checks = [c for c in results.get("exactness", []) if c["model"] == model]
+    least = [c for c in checks if c["check"] == "streamify delay is the least exact delay"]
+    exact = [c for c in checks if c["check"] == "streamify (eager)"]
+    if least and exact:
+        met = bool(least[0]["passed"] and exact[0]["passed"])
+        add(
+            "latency = model delay + buffering",
+            "nothing else",
+            None,
+            met,
+            f"delay {least[0]['delay']} samples, exact at that shift; {least[0]['note']}",
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def plot(results: Dict[str, object], folder: Path) -> List[Path]:
+    """``rtf_<model>.png`` (real-time factor against buffer size, one line per method/engine, one panel per
+    threads x batch) and ``latency_<model>.png``; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written: List[Path] = []
+    for model in results["models"]:
+        runs = _runs(results, model=model)
+        if not runs:
+            continue
+        threads = sorted({r["threads"] for r in runs})
+        batches = sorted({r["batch"] for r in runs})
+        fig, axes = plt.subplots(
+            len(threads), len(batches), figsize=(5.5 * len(batches), 4.2 * len(threads)), squeeze=False, sharex=True
+        )
+        for i, t in enumerate(threads):
+            for j, b in enumerate(batches):
+                ax = axes[i][j]
+                labels = sorted({(r["method"], r["engine"]) for r in runs if r["threads"] == t and r["batch"] == b})
+                for method, engine in labels:
+                    rows = sorted(
+                        _runs(results, model=model, method=method, engine=engine, threads=t, batch=b),
+                        key=lambda r: r["buffer"],
+                    )
+                    style = {"streamify": "-", "cached_conv": "--", "overlap_add": ":"}.get(method, "-")
+                    ax.plot(
+                        [r["buffer"] for r in rows],
+                        [r["rtf"] for r in rows],
+                        style,
+                        marker="o",
+                        label=f"{method}/{engine}",
+                    )
+                rows = sorted(
+                    _runs(results, model=model, method="streamify", engine="eager", threads=t, batch=b),
+                    key=lambda r: r["buffer"],
+                )
+                if rows:
+                    sr = results["models"][model]["sample_rate"]
+                    ax.plot(
+                        [r["buffer"] for r in rows],
+                        [r["floor_ms"] / 1e3 / (r["buffer"] / sr) for r in rows],
+                        color="grey",
+                        linestyle="-.",
+                        label="machine floor",
+                    )
+                off = _offline(results, model, t, b)
+                if off:
+                    ax.axhline(off["rtf"], color="black", linewidth=0.8, linestyle="--", label="offline (10 s)")
+                ax.axhline(1.0, color="red", linewidth=0.6)
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+                ax.set_title(f"{model}: {t} thread{'s' if t > 1 else ''}, batch {b}")
+                ax.set_xlabel("buffer (samples)")
+                ax.set_ylabel("real-time factor (compute / audio)")
+                ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        path = folder / f"rtf_{model}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        sr = results["models"][model]["sample_rate"]
+        styles = {"streamify": ("-", "o", 7), "cached_conv": ("--", "x", 9), "overlap_add": (":", "s", 4)}
+        for method, (line, marker, size) in styles.items():
+            rows = sorted({r["buffer"]: r for r in runs if r["method"] == method}.values(), key=lambda r: r["buffer"])
+            if rows:
+                ax.plot(
+                    [r["buffer"] for r in rows],
+                    [r["latency_ms"] for r in rows],
+                    linestyle=line,
+                    marker=marker,
+                    markersize=size,
+                    label=f"{method} (delay {rows[0]['delay_samples']} samples)",
+                )
+        buffers = sorted({r["buffer"] for r in runs})
+        ax.plot(buffers, [1e3 * b / sr for b in buffers], color="grey", linestyle=":", label="buffering alone")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("buffer (samples)")
+        ax.set_ylabel("latency (ms): model delay + one buffer")
+        ax.set_title(f"{model}: latency")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = folder / f"latency_{model}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+
+def _f(value: object, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:.{digits}f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
+    """The summary: setting, models, floor, targets, tables per configuration, exactness, profile."""
+    meta = results["meta"]
+    out: List[str] = []
+    out.append(
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['cpus']} CPUs visible), torch {meta['torch']}, "
+        f"mode `{meta['mode']}`, {meta.get('seconds', '?')} s. "
+        f"Load average (1, 5, 15 min) at the start {meta['load_average_start']}, "
+        f"at the end {meta.get('load_average_end')}."
+    )
+    out.append("")
+    out.append("### Models")
+    out.append("")
+    rows = []
+    for name, m in results["models"].items():
+        delays = m["delay_samples"]
+        sr = m["sample_rate"]
+        rows.append(
+            [
+                name,
+                _f(m["parameters"] / 1e6, 2, " M"),
+                _f(m["macs_per_second"] / 1e9, 2, " G"),
+                _f(m["weight_bytes"] / 2**20, 1, " MiB"),
+                str(m["total_ratio"]),
+                f"{delays['streamify']} ({1e3 * delays['streamify'] / sr:.1f} ms)",
+                "-"
+                if delays["cached_conv"] is None
+                else f"{delays['cached_conv']} ({1e3 * delays['cached_conv'] / sr:.1f} ms)",
+                f"{m['overlap_add_context'][0]} / {m['overlap_add_context'][1]}",
+            ]
+        )
+    out += _table(
+        [
+            "model",
+            "parameters",
+            "MAC per s of audio",
+            "weights",
+            "ratio",
+            "streamify delay",
+            "cached_conv delay",
+            "overlap-add context before / after",
+        ],
+        rows,
+    )
+    out.append("")
+    out.append("### Machine floor")
+    out.append("")
+    rows = []
+    for name, per_thread in results["floor"].items():
+        m = results["models"][name]
+        for threads, floor in per_thread.items():
+            rows.append(
+                [
+                    name,
+                    threads,
+                    _f(floor["bandwidth"] / 1e9, 1, " GB/s"),
+                    _f(floor["macs"] / 1e9, 1, " G"),
+                    _f(1e3 * m["weight_bytes"] / floor["bandwidth"], 2, " ms"),
+                    _f(1e3 * m["macs_per_second"] / floor["macs"], 1, " ms"),
+                ]
+            )
+    out += _table(
+        [
+            "model",
+            "threads",
+            "read bandwidth (best probe)",
+            "matmul MAC/s",
+            "weights read once",
+            "MACs of 1 s of audio at peak",
+        ],
+        rows,
+    )
+    out.append("")
+    out.append(
+        "A call cannot be faster than the larger of: reading all weights once, and doing its "
+        "multiply-accumulates at the matmul peak. `floor %` below is that floor over the measured median."
+    )
+    out.append("")
+    for name in results["models"]:
+        goal = targets(results, name)
+        if not goal:
+            continue
+        out.append(f"### Targets ({name}, 1 thread, float32)")
+        out.append("")
+        out += _table(
+            ["target", "goal", "measured", "met", "detail"],
+            [
+                [
+                    g["target"],
+                    g["goal"],
+                    _f(g["measured"], 2, "x") if g["measured"] is not None else "-",
+                    "yes" if g["met"] else "no",
+                    g["detail"],
+                ]
+                for g in goal
+            ],
+        )
+        out.append("")
+    for name in results["models"]:
+        runs = _runs(results, model=name)
+        if not runs:
+            continue
+        for threads in sorted({r["threads"] for r in runs}):
+            for batch in sorted({r["batch"] for r in runs}):
+                block = sorted(
+                    _runs(results, model=name, threads=threads, batch=batch),
+                    key=lambda r: (r["buffer"], r["method"], r["engine"]),
+                )
+                off = _offline(results, name, threads, batch)
+                out.append(f"### {name}, {threads} thread{'s' if threads > 1 else ''}, batch {batch}")
+                out.append("")
+                if off:
+                    out.append(
+                        f"Offline, one call on {off['samples']} samples: {off['median_ms']:.1f} ms, "
+                        f"{1e3 * off['seconds_per_second']:.1f} ms per second of audio "
+                        f"(real-time factor {off['rtf']:.3f}), peak memory {_f(off.get('peak_memory_mib'), 1, ' MiB')}."
+                    )
+                    out.append("")
+                rows = [
+                    [
+                        str(r["buffer"]),
+                        f"{r['method']}/{r['engine']}",
+                        _f(r["median_ms"]),
+                        _f(r["p90_ms"]),
+                        _f(r["rtf"], 3),
+                        _f(r["cost_vs_offline"], 2, "x"),
+                        _f(r["speedup_vs_cached_conv"], 2, "x"),
+                        _f(r["speedup_vs_overlap_add"], 2, "x"),
+                        _f(r["latency_ms"], 1),
+                        _f(r.get("peak_memory_mib"), 1),
+                        _f(r["floor_ms"]),
+                        _f(100 * r["floor_fraction"], 0, "%"),
+                    ]
+                    for r in block
+                ]
+                out += _table(
+                    [
+                        "buffer",
+                        "method/engine",
+                        "median ms",
+                        "p90 ms",
+                        "RTF",
+                        "cost vs offline",
+                        "speed-up vs cached_conv",
+                        "speed-up vs overlap-add",
+                        "latency ms",
+                        "peak MiB",
+                        "floor ms",
+                        "floor %",
+                    ],
+                    rows,
+                )
+                out.append("")
+    fits = [f for f in results.get("fits", []) if f["threads"] == 1 and f["batch"] == 1]
+    if fits:
+        out.append("### Fixed cost per call (1 thread, batch 1)")
+        out.append("")
+        out.append(
+            "A line through the median time per call against the buffer size: `fixed` is its value at 0 "
+            "samples (weights read, per-layer overheads), the slope the cost of each further 1000 samples."
+        )
+        out.append("")
+        out += _table(
+            ["model", "method/engine", "fixed ms", "ms per 1000 samples"],
+            [
+                [f["model"], f"{f['method']}/{f['engine']}", _f(f["fixed_ms"]), _f(f["ms_per_1k_samples"], 3)]
+                for f in fits
+            ],
+        )
+        out.append("")
+    checks = results.get("exactness", [])
+    if checks:
+        out.append("### Exactness (float32; bar: max error / offline peak <= 1e-5)")
+        out.append("")
+        out += _table(
+            ["model", "check", "buffer", "shift", "warm-up excluded", "max rel error", "compared", "pass", "note"],
+            [
+                [
+                    c["model"],
+                    c["check"],
+                    str(c["buffer"]),
+                    str(c["delay"]),
+                    str(c["warmup"]),
+                    _f(c["max_rel_error"], 2) if c["max_rel_error"] is None else f"{c['max_rel_error']:.2e}",
+                    str(c["compared"]),
+                    "yes" if c["passed"] else "no",
+                    c["note"],
+                ]
+                for c in checks
+            ],
+        )
+        out.append("")
+    profile = results.get("profile")
+    if profile:
+        out += _profile_markdown(profile)
+    memory_note = (
+        "Peak memory: extra resident memory while streaming, over the loaded model, measured eager at "
+        "1 thread in a child process (peak RSS reset through /proc/self/clear_refs, malloc returning "
+        "freed blocks); resolution about 0.5 MiB."
+    )
+    if meta.get("mode") == "quick":
+        memory_note += " Quick mode: no dry run before each configuration, so first uses of a kernel count."
+    out.append(memory_note)
+    out.append("")
+    notes = results.get("notes", [])
+    if notes:
+        out.append("Notes of this run:")
+        out.append("")
+        out += [f"- {n}" for n in notes]
+        out.append("")
+    if plots_prefix is not None:
+        for name in results["models"]:
+            out.append(f"![real-time factor, {name}]({plots_prefix}rtf_{name}.png)")
+            out.append(f"![latency, {name}]({plots_prefix}latency_{name}.png)")
+            out.append("")
+    return "\n".join(out)
+
+
+def _profile_markdown(profile: Dict[str, object]) -> List[str]:
+    out: List[str] = []
+    layers = profile["layers"]
+    out.append(f"### Profile: streamify eager, {profile['model']}, {profile['buffer']} samples, 1 thread, batch 1")
+    out.append("")
+    if profile.get("date"):
+        out.append(
+            f"Profiled {profile['date']}, load average {profile.get('load_average')}; streams primed past their warm-up."
+        )
+        out.append("")
+    out.append(
+        f"Call: {layers['call_ms']:.2f} ms without hooks, {layers['call_ms_with_hooks']:.2f} ms with them; "
+        f"inside the streaming layers {layers['layers_ms']:.2f} ms, outside them (graph glue: activations, "
+        f"adds, slices; validation, output masking; hooks) {layers['glue_ms']:.2f} ms. "
+        f"Reading the weights once at the measured bandwidth: {profile['weights_floor_ms']:.2f} ms."
+    )
+    out.append("")
+    rows = sorted(layers["layers"], key=lambda r: -r["ms"])[:15]
+    out += _table(
+        ["layer", "kind", "frames in", "ms per call", "floor ms", "weights MiB", "MMAC"],
+        [
+            [
+                r["layer"],
+                r["kind"],
+                str(r["frames_in"]),
+                _f(r["ms"], 3),
+                _f(r.get("floor_ms"), 3),
+                _f(r["weight_bytes"] / 2**20, 2),
+                _f(r["macs"] / 1e6, 2),
+            ]
+            for r in rows
+        ],
+    )
+    out.append("")
+    ops = profile["ops"]
+    out.append(
+        f"torch.profiler: {ops['aten_ops_per_call']:.0f} aten ops per call; "
+        f"{ops['aten_self_ms']:.2f} ms of self time in them (profiled call {ops['wall_ms_profiled']:.2f} ms, "
+        "the profiler's own cost included)."
+    )
+    out.append("")
+    out += _table(
+        ["op", "calls per call", "self ms per call"],
+        [[o["op"], _f(o["calls_per_call"], 1), _f(o["self_ms"], 3)] for o in ops["top_ops"][:10]],
+    )
+    out.append("")
+    short = profile["short_input"]
+    out.append(
+        f"Short-input kernels: the {len(short['layers'])} convs that see at most 64 frames per call take "
+        f"{short['generic_ms']:.2f} ms through F.conv1d / F.conv_transpose1d, and "
+        f"{short['matmul_ms']:.2f} ms as one matrix product each (same result to float32 rounding)."
+    )
+    out.append("")
+    rows = sorted(short["layers"], key=lambda r: r["matmul_ms"] - r["generic_ms"])[:10]
+    out += _table(
+        ["layer", "kind", "frames in", "generic ms", "matmul ms", "max rel diff"],
+        [
+            [
+                r["layer"],
+                r["kind"],
+                str(r["frames_in"]),
+                _f(r["generic_ms"], 3),
+                _f(r["matmul_ms"], 3),
+                f"{r['max_rel_diff']:.1e}",
+            ]
+            for r in rows
+        ],
+    )
+    out.append("")
+    ops4 = profile.get("ops_batch4")
+    if ops4:
+        out.append(
+            f"Batch 4: {ops4['aten_ops_per_call']:.0f} aten ops per call, {ops4['aten_self_ms']:.2f} ms of self time; "
+            "top ops: "
+            + ", ".join(f"{o['op']} x{o['calls_per_call']:.0f} {o['self_ms']:.2f} ms" for o in ops4["top_ops"][:4])
+            + "."
+        )
+        out.append("")
+    every = profile.get("all_convs_as_matmul")
+    if every:
+        out.append(
+            "Every conv of the call as one matrix product, kernels alone (no caches, no graph): "
+            + "; ".join(
+                f"batch {b}: {e['generic_ms']:.2f} ms through F.conv1d / F.conv_transpose1d, {e['matmul_ms']:.2f} ms "
+                "as matrix products"
+                for b, e in every.items()
+            )
+            + "."
+        )
+        out.append("")
+    return out
+
+
+def splice(page: Path, generated: str) -> None:
+    """Put ``generated`` between the markers of ``page`` (created with the markers if missing)."""
+    text = page.read_text() if page.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    page.write_text(f"{head}{BEGIN}\n{generated}\n{END}{tail}")
+
+
+def write_all(results: Dict[str, object], folder: Path, doc: Optional[Path] = None) -> Dict[str, object]:
+    """JSON, plots, ``summary.md`` under ``folder``; the summary also spliced into ``doc`` when given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: Dict[str, object] = {"json": write_json(results, folder / "results.json")}
+    try:
+        written["plots"] = plot(results, folder)
+    except ImportError:
+        written["plots"] = []
+        results.setdefault("notes", []).append("matplotlib is not installed (pip install streamify[bench]): no plots")
+    summary = markdown(results, plots_prefix="")
+    (folder / "summary.md").write_text(summary + "\n")
+    written["summary"] = folder / "summary.md"
+    if doc is not None:
+        import os
+
+        prefix = os.path.relpath(folder, doc.parent).replace(os.sep, "/") + "/"
+        splice(doc, markdown(results, plots_prefix=prefix))
+        written["doc"] = doc
+    return written
