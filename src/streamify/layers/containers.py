@@ -220,7 +220,8 @@ class Branches(StreamingModule):
         ratios = {path.layers[0].ratio for path in self.paths}
         if len(ratios) > 1:
             raise StreamingError(
-                f"streamify: {self.layer_name}: branches end at different rates {sorted(ratios)} "
+                f"streamify: {self.layer_name}: branches end at different rates "
+                f"{', '.join(str(r) for r in sorted(ratios))} "
                 "(input samples per frame) and cannot be merged frame by frame"
             )
         target = max(delays)
