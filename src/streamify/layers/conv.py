@@ -23,6 +23,10 @@ from streamify.timing import effective_kernel, strided_cache
 Padding = Union[int, Tuple[int, int], str]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
+#: calls of at most this many output frames (transposed convs: input frames) compute a conv as one
+#: matrix product (a layer's ``fast_path_frames``, 0 to turn it off); longer ones use ``F.conv1d`` / ``F.conv_transpose1d``
+FAST_PATH_MAX_FRAMES = 64
+
 
 def resolve_padding(padding: Padding, span: int, where: str) -> Tuple[int, int]:
     """Turn ``int``, ``(left, right)``, ``'same'`` or ``'valid'`` into ``(left, right)`` frames.
@@ -189,9 +193,52 @@ class Conv1d(WindowOp):
         self.weight = nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
         self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
+        #: calls of at most this many frames take the matrix-product path (0: always the generic kernel)
+        self.fast_path_frames = FAST_PATH_MAX_FRAMES
 
     def _window(self, z: Tensor) -> Tensor:
+        frames = (z.size(-1) - self.span) // self.stride + 1
+        if 0 < frames <= self.fast_path_frames and not torch.jit.is_tracing():
+            return self._window_matmul(z, frames)
         return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def _window_matmul(self, z: Tensor, frames: int) -> Tensor:
+        """``F.conv1d`` without padding over ``z`` as one (batched) matrix product: ``frames`` windows.
+
+        Few frames per call make PyTorch's generic kernels slow (im2col loops, per-channel
+        dilated loops, weight re-layouts); gathering the windows and multiplying by the weight
+        viewed as ``[out, in * kernel]`` reads each weight once. The weight is viewed per call
+        (never copied), so weights trained or loaded later are used as they are.
+        """
+        batch, channels = z.size(0), z.size(1)
+        groups, kernel = self.groups, self.kernel_size
+        windows = z.unfold(2, self.span, self.stride)  # [batch, in, windows, span]
+        if windows.size(2) != frames:
+            windows = windows[:, :, :frames]
+        if self.dilation > 1:
+            windows = windows[:, :, :, :: self.dilation]  # [batch, in, frames, kernel]
+        out_channels = self.out_channels
+        bias = self.bias
+        if groups == 1:
+            cols = windows.permute(0, 2, 1, 3).reshape(batch * frames, channels * kernel)
+            weight = self.weight.reshape(out_channels, channels * kernel).t()
+            if bias is not None:
+                y = torch.addmm(bias, cols, weight)
+            else:
+                y = torch.mm(cols, weight)
+            return y.view(batch, frames, out_channels).transpose(1, 2)
+        per_in, per_out = channels // groups, out_channels // groups
+        cols = (
+            windows.reshape(batch, groups, per_in, frames, kernel)
+            .permute(1, 0, 3, 2, 4)
+            .reshape(groups, batch * frames, per_in * kernel)
+        )
+        weight = self.weight.reshape(groups, per_out, per_in * kernel).transpose(1, 2)
+        if bias is not None:
+            y = torch.baddbmm(bias.view(groups, 1, per_out), cols, weight)
+        else:
+            y = torch.bmm(cols, weight)  # [groups, batch * frames, per_out]
+        return y.view(groups, batch, frames, per_out).permute(1, 0, 3, 2).reshape(batch, out_channels, frames)
 
     def offline(self, x: Tensor) -> Tensor:
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.conv import FAST_PATH_MAX_FRAMES
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -144,18 +145,46 @@ class ConvTranspose1d(OverlapAdd):
         self.weight = nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
         self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
+        #: calls of at most this many frames take the matrix-product path (0: always the generic kernel)
+        self.fast_path_frames = FAST_PATH_MAX_FRAMES
 
     def _tail_channels(self, x: Tensor) -> int:
         return self.out_channels
 
     def stream(self, x: Tensor) -> Tensor:
         x = self._mask_input(x)
-        full = F.conv_transpose1d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
+        n = x.size(-1)
+        if 0 < n <= self.fast_path_frames and not torch.jit.is_tracing():
+            full = self._contributions_matmul(x)
+        else:
+            full = F.conv_transpose1d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
         y = self._overlap_add(full, x.size(-1))
         bias = self.bias
         if bias is not None:
             y = y + bias.unsqueeze(-1)
         return y
+
+    def _contributions_matmul(self, x: Tensor) -> Tensor:
+        """``F.conv_transpose1d`` without padding or bias as one (batched) matrix product and an overlap-add.
+
+        Each input frame times the weight viewed as ``[in, out * kernel]`` (a view per call, never
+        a copy) gives its ``kernel`` taps; ``F.fold`` adds them at ``stride`` and ``dilation``.
+        """
+        batch, n = x.size(0), x.size(-1)
+        groups, kernel = self.groups, self.kernel_size
+        per_in = self.in_channels // groups
+        per_out = self.out_channels // groups
+        if groups == 1:
+            cols = torch.matmul(x.transpose(1, 2), self.weight.reshape(per_in, per_out * kernel))
+            cols = cols.transpose(1, 2)  # [batch, out * kernel, n]
+        else:
+            xs = x.reshape(batch, groups, per_in, n).permute(1, 0, 3, 2).reshape(groups, batch * n, per_in)
+            y = torch.bmm(xs, self.weight.reshape(groups, per_in, per_out * kernel))
+            cols = y.view(groups, batch, n, per_out * kernel).permute(1, 0, 3, 2)
+            cols = cols.reshape(batch, self.out_channels * kernel, n)
+        length = (n - 1) * self.stride + self.span
+        full = F.fold(cols, [1, length], [1, kernel], [1, self.dilation], [0, 0], [1, self.stride])
+        return full.view(batch, self.out_channels, length)
 
     def offline(self, x: Tensor) -> Tensor:
         return F.conv_transpose1d(

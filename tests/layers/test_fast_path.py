@@ -1,0 +1,89 @@
+"""The matrix-product path of Conv1d / ConvTranspose1d for short calls equals the generic kernels."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from streamify.layers import Conv1d
+from streamify.layers.conv import FAST_PATH_MAX_FRAMES
+from streamify.layers.conv_transpose import ConvTranspose1d
+
+GRID = list(itertools.product([1, 2, 4], [1, 3, 4], [1, 2, 3], [1, 3], [1, 4], [True, False]))
+
+
+@pytest.mark.parametrize("groups,kernel,stride,dilation,batch,bias", GRID)
+def test_conv1d_matmul_equals_conv1d(groups, kernel, stride, dilation, batch, bias):
+    torch.manual_seed(0)
+    conv = Conv1d(8, 12, kernel, stride=stride, dilation=dilation, groups=groups, bias=bias, dtype=torch.float64)
+    for frames in (1, 2, 5, FAST_PATH_MAX_FRAMES):
+        z = torch.randn(batch, 8, conv.span + (frames - 1) * stride + stride - 1, dtype=torch.float64)
+        expected = F.conv1d(z, conv.weight, conv.bias, stride, 0, dilation, groups)
+        got = conv._window_matmul(z, (z.size(-1) - conv.span) // stride + 1)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("groups,kernel,stride,dilation,batch,bias", GRID)
+def test_conv_transpose_matmul_equals_conv_transpose(groups, kernel, stride, dilation, batch, bias):
+    torch.manual_seed(0)
+    conv = ConvTranspose1d(
+        8, 12, kernel, stride=stride, dilation=dilation, groups=groups, bias=bias, dtype=torch.float64
+    )
+    for frames in (1, 2, 5, FAST_PATH_MAX_FRAMES):
+        x = torch.randn(batch, 8, frames, dtype=torch.float64)
+        expected = F.conv_transpose1d(x, conv.weight, None, stride, 0, 0, groups, dilation)
+        got = conv._contributions_matmul(x)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() <= 1e-12
+
+
+def _calls(module, name):
+    counter = {"n": 0}
+    original = getattr(module, name)
+
+    def counted(*args):
+        counter["n"] += 1
+        return original(*args)
+
+    setattr(module, name, counted)
+    return counter
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_fast_path_chosen_for_few_frames_only(transpose):
+    torch.manual_seed(0)
+    if transpose:
+        layer = ConvTranspose1d(4, 6, 4, stride=2, dtype=torch.float64)
+        counter = _calls(layer, "_contributions_matmul")
+    else:
+        layer = Conv1d(4, 6, 3, stride=2, dilation=2, padding=2, dtype=torch.float64)
+        counter = _calls(layer, "_window_matmul")
+    layer(torch.randn(1, 4, 4, dtype=torch.float64))
+    assert counter["n"] == 1
+    layer(torch.randn(1, 4, 4 * FAST_PATH_MAX_FRAMES, dtype=torch.float64))
+    assert counter["n"] == 1
+    layer.fast_path_frames = 0
+    layer(torch.randn(1, 4, 4, dtype=torch.float64))
+    assert counter["n"] == 1
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_stream_fast_path_equals_generic_stream(transpose, batch):
+    torch.manual_seed(0)
+    if transpose:
+        fast = ConvTranspose1d(6, 4, 5, stride=2, dilation=2, padding=1, groups=2, dtype=torch.float64)
+        generic = ConvTranspose1d(6, 4, 5, stride=2, dilation=2, padding=1, groups=2, dtype=torch.float64)
+    else:
+        fast = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=2, dtype=torch.float64)
+        generic = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=2, dtype=torch.float64)
+    generic.load_state_dict(fast.state_dict())
+    generic.fast_path_frames = 0
+    scripted = torch.jit.script(fast)
+    for n in (2, 4, 8, 64, 2):
+        x = torch.randn(batch, 6, n, dtype=torch.float64)
+        expected = generic(x)
+        assert (fast(x) - expected).abs().max().item() <= 1e-12
+        assert (scripted(x) - expected).abs().max().item() <= 1e-12
