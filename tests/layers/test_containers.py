@@ -423,3 +423,23 @@ def test_offline_mode_trains() -> None:
     x = signal(2, 30)
     model(x).square().mean().backward()
     assert model.layers[0].weight.grad is not None and model.layers[0].weight.grad.abs().sum() > 0
+
+
+def test_heads_fresh_stream_starts_with_each_heads_delay_in_zeros():
+    torch.manual_seed(0)
+    model = Heads(
+        Sequential(Conv1d(2, 3, 5, padding=2), Conv1d(3, 2, 4, stride=2, padding=1)),
+        Sequential(Conv1d(2, 2, 3, padding=1)),
+    ).double()
+    x = torch.randn(2, 2, 64, dtype=torch.float64)
+    outputs = [[], []]
+    for chunk in x.split(8, dim=-1):
+        for i, y in enumerate(model(chunk)):
+            outputs[i].append(y)
+    offline = model.offline(x)
+    for i, delay in enumerate(model.delays):
+        streamed = torch.cat(outputs[i], -1)
+        assert delay > 0
+        assert torch.all(streamed[..., :delay] == 0)
+        n = streamed.size(-1) - delay
+        assert torch.allclose(streamed[..., delay:], offline[i][..., :n], atol=1e-12, rtol=0)

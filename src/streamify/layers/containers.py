@@ -295,11 +295,14 @@ class Heads(Branches):
     Heads may end at different rates: each is delayed so that all lag the offline
     outputs by the same time in input samples where the rates allow it (else by the
     next whole frame); ``delays`` gives each head's delay in its own frames.
-    A fresh stream's first ``delays[i]`` frames of head ``i`` are warm-up values.
+    Like a single-output model, a fresh stream's head ``i`` starts with ``delays[i]``
+    zero frames, then the offline head: each head path is a root of its own.
     """
 
     def __init__(self, *branches: nn.Module) -> None:
         super().__init__(*branches, merge="sum")
+        for path in self.paths:
+            path.is_root = True  # each head validates its input and zeroes its own warm-up frames
 
     def _configure(self) -> None:
         delays = self._align()
