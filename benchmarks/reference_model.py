@@ -12,40 +12,26 @@ import sys
 from pathlib import Path
 
 try:
-    from streamify.bench.reference import (
-        CONFIGS,
-        RAVE_TINY,
-        RAVE_V2,
-        RAVE_V2_SMALL,
-        CachedConvAutoencoder,
-        RaveAutoencoder,
-        RaveConfig,
-        build_cached_conv,
-        build_reference,
-        folded_copy,
-        load_same_weights,
-        model_facts,
-        overlap_add_context,
-        reset_cached_conv,
-    )
+    import streamify.bench.reference  # noqa: F401
 except ImportError:  # a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from streamify.bench.reference import (  # noqa: F401
-        CONFIGS,
-        RAVE_TINY,
-        RAVE_V2,
-        RAVE_V2_SMALL,
-        CachedConvAutoencoder,
-        RaveAutoencoder,
-        RaveConfig,
-        build_cached_conv,
-        build_reference,
-        folded_copy,
-        load_same_weights,
-        model_facts,
-        overlap_add_context,
-        reset_cached_conv,
-    )
+
+from streamify.bench.reference import (  # noqa: E402
+    CONFIGS,
+    RAVE_TINY,
+    RAVE_V2,
+    RAVE_V2_SMALL,
+    CachedConvAutoencoder,
+    RaveAutoencoder,
+    RaveConfig,
+    build_cached_conv,
+    build_reference,
+    folded_copy,
+    load_same_weights,
+    model_facts,
+    overlap_add_context,
+    reset_cached_conv,
+)
 
 __all__ = [
     "CONFIGS",

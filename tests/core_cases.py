@@ -6,9 +6,8 @@ that two calls of :func:`build` give identical models (same weights, fresh state
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Sequence, Union
+from typing import Callable, Dict, List, Sequence, Union
 
-import pytest
 import torch
 from torch import Tensor, nn
 
@@ -87,16 +86,6 @@ FACTORIES: Dict[str, Callable[[], StreamingModule]] = {
 LAYER_KINDS = [name for name in FACTORIES if name not in ("sequential", "branches", "residual", "heads", "nested")]
 CONTAINER_KINDS = ["sequential", "branches", "residual", "heads", "nested"]
 ALL_KINDS = list(FACTORIES)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one intra-op thread: these tensors are tiny, and threads spinning for a busy CPU
-    cost several times the work (import this fixture into a test module to use it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def build(name: str, seed: int = 0) -> StreamingModule:

@@ -13,10 +13,9 @@ far: the tolerance catches an off-by-one delay.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-from typing import Iterator, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -32,17 +31,6 @@ REL_TOL_FLOAT32 = 1e-5
 SHIFT_MARGIN = 1e4
 #: default minimum of compared frames per output
 MIN_COMPARED = 16
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run with ``count`` intra-op threads (tests stream tiny tensors: more threads only contend)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def make_signal(batch: int, channels: int, frames: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> Tensor:

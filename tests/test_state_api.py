@@ -15,7 +15,6 @@ from core_cases import (
     assert_identical,
     assert_same,
     build,
-    one_thread,  # noqa: F401  (autouse fixture)
     signal,
     sizes_of,
     stream,

@@ -10,18 +10,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 CONVERT_TESTS = Path(__file__).resolve().parent.parent / "convert"
 if str(CONVERT_TESTS) not in sys.path:
     sys.path.append(str(CONVERT_TESTS))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests stream tiny buffers: more torch threads only contend (and slow down shared machines)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

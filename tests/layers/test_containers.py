@@ -20,7 +20,6 @@ from core_cases import (
     assert_exact,
     assert_same,
     build,
-    one_thread,  # noqa: F401  (autouse fixture)
     signal,
     sizes_of,
     stream,

@@ -19,7 +19,6 @@ from helpers import (
     assert_streams_exactly,
     irregular_sizes,
     make_signal,
-    torch_threads,
     warmup_frames,
 )
 from streamify.check import compare_streamed, stream_signal
@@ -42,12 +41,6 @@ from streamify.layers import (
     Sequential,
 )
 from streamify.state import reset
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import torch_threads
 from streamify.check import measure_delay
 from streamify.layers import (
     GRU,
@@ -32,12 +31,6 @@ from streamify.layers import (
     Residual,
     Sequential,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from helpers import assert_streams_exactly, torch_threads, warmup_frames
+from helpers import assert_streams_exactly, warmup_frames
 from streamify.layers import (
     GRU,
     LSTM,
@@ -405,12 +405,6 @@ def check_random_model(data: st.DataObject, max_depth: int, max_layers: int) -> 
     assert_streams_exactly(
         model, channels, sizes=sizes, batch=batch, warmup=warmup, edge=edge, seed=len(sizes), check_shift=None
     )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

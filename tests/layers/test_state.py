@@ -19,7 +19,6 @@ from core_cases import (
     assert_same,
     build,
     max_diff,
-    one_thread,  # noqa: F401  (autouse fixture)
     signal,
     sizes_of,
     stream,

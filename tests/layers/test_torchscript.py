@@ -14,7 +14,6 @@ from core_cases import (
     ALL_KINDS,
     assert_identical,
     build,
-    one_thread,  # noqa: F401  (autouse fixture)
     signal,
     sizes_of,
     stream,

@@ -15,7 +15,6 @@ from core_cases import (
     assert_exact,
     assert_identical,
     build,
-    one_thread,  # noqa: F401  (autouse fixture)
     signal,
     sizes_of,
     stream,

@@ -10,6 +10,7 @@ the kernel reads zeros instead: only the first and last frames of a stream diffe
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -19,17 +20,18 @@ from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv_transpose import OverlapAdd
 
 
-def linear_kernel(scale: int) -> torch.Tensor:
-    """Triangular kernel of linear interpolation by ``scale`` (float64), and its left offset ``scale // 2``.
+def linear_kernel_numerators(scale: int) -> List[int]:
+    """Triangular kernel of linear interpolation by ``scale``, times ``2 * scale`` (whole numbers).
 
     Output frame ``t = j * scale + u`` of input frame ``j`` gets weight
-    ``max(0, 1 - |u + 1/2 - scale/2| / scale)`` for ``u`` in ``[-scale // 2, ...)``.
+    ``max(0, 1 - |u + 1/2 - scale/2| / scale) = max(0, 2 * scale - |2u + 1 - scale|) / (2 * scale)``
+    for ``u`` from ``-(scale // 2)`` on (the kernel's left offset); trailing zeros are dropped.
     """
     start = -(scale // 2)
-    offsets = torch.arange(start, start + 2 * scale, dtype=torch.float64)
-    weights = torch.clamp(1 - (offsets + 0.5 - scale / 2).abs() / scale, min=0)
-    last = int(torch.nonzero(weights).max())
-    return weights[: last + 1]
+    numerators = [max(0, 2 * scale - abs(2 * u + 1 - scale)) for u in range(start, start + 2 * scale)]
+    while numerators[-1] == 0:
+        numerators.pop()
+    return numerators
 
 
 def check_scale(scale_factor: float, where: str) -> int:
@@ -79,20 +81,18 @@ class LinearUpsample(OverlapAdd):
 
     def __init__(self, scale_factor: int) -> None:
         scale = check_scale(scale_factor, "LinearUpsample")
-        kernel = linear_kernel(scale)
-        super().__init__(kernel.numel(), scale, scale // 2, -1)
+        numerators = linear_kernel_numerators(scale)
+        super().__init__(len(numerators), scale, scale // 2, -1)
         self.scale = scale
-        self.register_buffer("kernel", kernel.to(torch.get_default_dtype()).view(1, 1, -1))
+        # whole numbers rather than a weight buffer: .float() / .to() would round a buffer (and
+        # TorchScript builds float lists through float32); the weights are made in the input's dtype
+        self.kernel_numerators: List[int] = numerators
 
     def stream(self, x: Tensor) -> Tensor:
         x = self._mask_input(x)
         channels = x.size(1)
-        # the weights are recomputed in x's dtype: the buffer holds them rounded to the dtype the
-        # module had at construction (float32 weights in a float64 stream are off by ~1e-8)
-        size = self.kernel.size(-1)
-        offsets = torch.arange(size, dtype=x.dtype, device=x.device) - float(self.scale // 2)
-        kernel = torch.clamp(1.0 - (offsets + 0.5 - self.scale / 2.0).abs() / self.scale, min=0.0)
-        weight = kernel.view(1, 1, size).expand(channels, 1, size)
+        kernel = torch.tensor(self.kernel_numerators, device=x.device).to(x.dtype) / (2 * self.scale)
+        weight = kernel.view(1, 1, -1).expand(channels, 1, kernel.numel())
         full = F.conv_transpose1d(x, weight, None, self.scale, 0, 0, channels)
         return self._overlap_add(full, x.size(-1))
 
