@@ -7,6 +7,7 @@ returns, delayed by a fixed, reported number of frames.
 * :mod:`streamify.layers` holds the streaming layers for hand-built models;
 * :func:`inspect` reports delays, rates and caches;
 * :mod:`streamify.state` resets, snapshots and restores streams;
+* :func:`tune` picks, by timing, the fastest kernel of each conv for a host's buffer sizes;
 * :func:`export_nn_tilde`, :func:`export_onnx` and :class:`OnnxStream` serve real-time hosts.
 """
 
@@ -15,6 +16,7 @@ from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
 from streamify.state import get_state, reset, set_state, set_streaming
+from streamify.tuning import tune
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,7 @@ __all__ = [
     "reset",
     "set_state",
     "set_streaming",
+    "tune",
 ]
 
 

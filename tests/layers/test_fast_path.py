@@ -1,4 +1,4 @@
-"""The matrix-product path of Conv1d / ConvTranspose1d for short calls equals the generic kernels."""
+"""The matrix-product paths of Conv1d / ConvTranspose1d (every product) equal the generic kernels."""
 
 import itertools
 
@@ -7,34 +7,39 @@ import torch
 import torch.nn.functional as F
 
 from streamify.layers import Conv1d
-from streamify.layers.conv import FAST_PATH_MAX_FRAMES
+from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
+from streamify.layers.products import GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, default_product
+
+PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT]
 
 GRID = list(itertools.product([1, 2, 4], [1, 3, 4], [1, 2, 3], [1, 3], [1, 4], [True, False]))
 
 
+@pytest.mark.parametrize("product", PRODUCTS)
 @pytest.mark.parametrize("groups,kernel,stride,dilation,batch,bias", GRID)
-def test_conv1d_matmul_equals_conv1d(groups, kernel, stride, dilation, batch, bias):
+def test_conv1d_matmul_equals_conv1d(groups, kernel, stride, dilation, batch, bias, product):
     torch.manual_seed(0)
     conv = Conv1d(8, 12, kernel, stride=stride, dilation=dilation, groups=groups, bias=bias, dtype=torch.float64)
-    for frames in (1, 2, 5, FAST_PATH_MAX_FRAMES):
+    for frames in (1, 2, 5, 9, FAST_PATH_MAX_ROWS):
         z = torch.randn(batch, 8, conv.span + (frames - 1) * stride + stride - 1, dtype=torch.float64)
         expected = F.conv1d(z, conv.weight, conv.bias, stride, 0, dilation, groups)
-        got = conv._window_matmul(z, (z.size(-1) - conv.span) // stride + 1)
+        got = conv._window_matmul(z, (z.size(-1) - conv.span) // stride + 1, product)
         assert got.shape == expected.shape
         assert (got - expected).abs().max().item() <= 1e-12
 
 
+@pytest.mark.parametrize("product", PRODUCTS)
 @pytest.mark.parametrize("groups,kernel,stride,dilation,batch,bias", GRID)
-def test_conv_transpose_matmul_equals_conv_transpose(groups, kernel, stride, dilation, batch, bias):
+def test_conv_transpose_matmul_equals_conv_transpose(groups, kernel, stride, dilation, batch, bias, product):
     torch.manual_seed(0)
     conv = ConvTranspose1d(
         8, 12, kernel, stride=stride, dilation=dilation, groups=groups, bias=bias, dtype=torch.float64
     )
-    for frames in (1, 2, 5, FAST_PATH_MAX_FRAMES):
+    for frames in (1, 2, 5, 9, FAST_PATH_MAX_ROWS):
         x = torch.randn(batch, 8, frames, dtype=torch.float64)
         expected = F.conv_transpose1d(x, conv.weight, None, stride, 0, 0, groups, dilation)
-        got = conv._contributions_matmul(x)
+        got = conv._contributions_matmul(x, product)
         assert got.shape == expected.shape
         assert (got - expected).abs().max().item() <= 1e-12
 
@@ -62,25 +67,55 @@ def test_fast_path_chosen_for_few_frames_only(transpose):
         counter = _calls(layer, "_window_matmul")
     layer(torch.randn(1, 4, 4, dtype=torch.float64))
     assert counter["n"] == 1
-    layer(torch.randn(1, 4, 4 * FAST_PATH_MAX_FRAMES, dtype=torch.float64))
+    layer(torch.randn(1, 4, 4 * FAST_PATH_MAX_ROWS, dtype=torch.float64))
     assert counter["n"] == 1
-    layer.fast_path_frames = 0
+    layer.fast_path_rows = 0
     layer(torch.randn(1, 4, 4, dtype=torch.float64))
     assert counter["n"] == 1
 
 
+def test_default_product_by_rows():
+    assert default_product(1, 128) == MATRIX_VECTOR
+    assert default_product(2, 128) == ROWS_LEFT
+    assert default_product(128, 128) == ROWS_LEFT
+    assert default_product(129, 128) == GENERIC
+    assert default_product(1, 0) == GENERIC
+
+
 @pytest.mark.parametrize("transpose", [False, True])
-@pytest.mark.parametrize("batch", [1, 4])
-def test_stream_fast_path_equals_generic_stream(transpose, batch):
+def test_products_table_overrides_the_default(transpose):
     torch.manual_seed(0)
     if transpose:
-        fast = ConvTranspose1d(6, 4, 5, stride=2, dilation=2, padding=1, groups=2, dtype=torch.float64)
-        generic = ConvTranspose1d(6, 4, 5, stride=2, dilation=2, padding=1, groups=2, dtype=torch.float64)
+        layer = ConvTranspose1d(4, 6, 4, stride=2, dtype=torch.float64)
+        counter = _calls(layer, "_contributions_matmul")
+        rows_of = lambda batch, n: batch * n  # noqa: E731
     else:
-        fast = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=2, dtype=torch.float64)
-        generic = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=2, dtype=torch.float64)
+        layer = Conv1d(4, 6, 3, stride=2, padding=2, dtype=torch.float64)
+        counter = _calls(layer, "_window_matmul")
+        rows_of = lambda batch, n: batch * (n // 2)  # noqa: E731
+    layer.products[rows_of(2, 4)] = GENERIC
+    layer(torch.randn(2, 4, 4, dtype=torch.float64))
+    assert counter["n"] == 0  # the table said generic for these rows
+    layer.products[rows_of(2, 4 * FAST_PATH_MAX_ROWS)] = WEIGHT_LEFT
+    layer(torch.randn(2, 4, 4 * FAST_PATH_MAX_ROWS, dtype=torch.float64))
+    assert counter["n"] == 1  # a product beyond the default's bound, because the table says so
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch, product):
+    torch.manual_seed(0)
+    if transpose:
+        fast = ConvTranspose1d(6, 4, 5, stride=2, dilation=2, padding=1, groups=groups, dtype=torch.float64)
+        generic = ConvTranspose1d(6, 4, 5, stride=2, dilation=2, padding=1, groups=groups, dtype=torch.float64)
+    else:
+        fast = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=groups, dtype=torch.float64)
+        generic = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=groups, dtype=torch.float64)
     generic.load_state_dict(fast.state_dict())
-    generic.fast_path_frames = 0
+    generic.fast_path_rows = 0
+    fast.products = {rows: product for rows in range(1, 300)}
     scripted = torch.jit.script(fast)
     for n in (2, 4, 8, 64, 2):
         x = torch.randn(batch, 6, n, dtype=torch.float64)

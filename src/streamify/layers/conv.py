@@ -11,21 +11,24 @@ keeps to the offline sample grid whatever the delay of the stream that feeds it
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.products import default_product, rows_by_weight
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
-#: calls of at most this many output frames (transposed convs: input frames) compute a conv as one
-#: matrix product (a layer's ``fast_path_frames``, 0 to turn it off); longer ones use ``F.conv1d`` / ``F.conv_transpose1d``
-FAST_PATH_MAX_FRAMES = 64
+#: a conv whose call computes at most this many windows (batch items x output frames) computes them as
+#: one matrix product (a layer's ``fast_path_rows``, 0 to turn it off); larger calls use ``F.conv1d``
+FAST_PATH_MAX_ROWS = 128
+#: the same bound for transposed convs (batch items x input frames); larger calls use ``F.conv_transpose1d``
+FAST_PATH_MAX_ROWS_TRANSPOSED = 64
 
 
 def resolve_padding(padding: Padding, span: int, where: str) -> Tuple[int, int]:
@@ -115,10 +118,14 @@ class WindowOp(StreamingModule):
         n = x.size(-1)
         if self.cache_len > 0:
             z = torch.cat([self.cache, x], -1)
-            self.cache = z[:, :, n:].detach()  # state never carries an autograd graph across calls
+            self.cache = z.narrow(2, n, self.cache_len).detach()  # no autograd graph across calls
         else:
             z = x
-        return self._window(z)[:, :, : n // self.stride]
+        # the windows of the n / stride frames this call emits; later frames of z only feed the cache
+        used = (n // self.stride - 1) * self.stride + self.span
+        if z.size(-1) > used:
+            z = z.narrow(2, 0, used)
+        return self._window(z)
 
     def _window(self, z: Tensor) -> Tensor:
         """The op without padding over ``z`` ``[batch, channels, frames]`` (subclasses)."""
@@ -132,6 +139,9 @@ class Conv1d(WindowOp):
     a multiple of ``stride``; output ``[batch, out_channels, n / stride]``. Padding modes
     other than zeros differ from offline only at the start of a stream.
     """
+
+    #: rows per call (batch x frames) -> product (:mod:`streamify.layers.products`); see :func:`streamify.tune`
+    products: Dict[int, int]
 
     def __init__(
         self,
@@ -193,40 +203,54 @@ class Conv1d(WindowOp):
         self.weight = nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
         self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
-        #: calls of at most this many frames take the matrix-product path (0: always the generic kernel)
-        self.fast_path_frames = FAST_PATH_MAX_FRAMES
+        #: untuned calls of at most this many windows (batch x frames) take a matrix product (0: never)
+        self.fast_path_rows = FAST_PATH_MAX_ROWS
+        self.products: Dict[int, int] = {}
 
     def _window(self, z: Tensor) -> Tensor:
         frames = (z.size(-1) - self.span) // self.stride + 1
-        if 0 < frames <= self.fast_path_frames and not torch.jit.is_tracing():
-            return self._window_matmul(z, frames)
-        return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        rows = frames * z.size(0)
+        product = self.products.get(rows, default_product(rows, self.fast_path_rows))
+        if product == 0 or torch.jit.is_tracing():  # GENERIC (TorchScript cannot read the global)
+            return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return self._window_matmul(z, frames, product)
 
-    def _window_matmul(self, z: Tensor, frames: int) -> Tensor:
-        """``F.conv1d`` without padding over ``z`` as one (batched) matrix product: ``frames`` windows.
+    def _window_matmul(self, z: Tensor, frames: int, product: int) -> Tensor:
+        """``F.conv1d`` without padding over ``z`` as one matrix product over its ``frames`` windows.
 
         Few frames per call make PyTorch's generic kernels slow (im2col loops, per-channel
-        dilated loops, weight re-layouts); gathering the windows and multiplying by the weight
-        viewed as ``[out, in * kernel]`` reads each weight once. The weight is viewed per call
-        (never copied), so weights trained or loaded later are used as they are.
+        dilated loops, weight re-layouts); gathering the windows ``[batch * frames, in * kernel]``
+        and multiplying them by the weight viewed as ``[out, in * kernel]`` reads each weight
+        once, by ``product`` (:mod:`streamify.layers.products`). The weight is viewed per call,
+        never copied, so weights trained or loaded later are used as they are.
         """
         batch, channels = z.size(0), z.size(1)
         groups, kernel = self.groups, self.kernel_size
-        windows = z.unfold(2, self.span, self.stride)  # [batch, in, windows, span]
-        if windows.size(2) != frames:
-            windows = windows[:, :, :frames]
-        if self.dilation > 1:
-            windows = windows[:, :, :, :: self.dilation]  # [batch, in, frames, kernel]
         out_channels = self.out_channels
         bias = self.bias
-        if groups == 1:
-            cols = windows.permute(0, 2, 1, 3).reshape(batch * frames, channels * kernel)
-            weight = self.weight.reshape(out_channels, channels * kernel).t()
-            if bias is not None:
-                y = torch.addmm(bias, cols, weight)
+        if groups == 1 and frames == 1:
+            taps = z.narrow(2, 0, self.span)
+            if self.dilation > 1:
+                taps = taps[:, :, :: self.dilation]  # [batch, in, kernel]
+            cols = taps.reshape(batch, channels * kernel)
+        else:
+            windows = z.unfold(2, self.span, self.stride)  # [batch, in, windows, span]
+            if windows.size(2) != frames:
+                windows = windows.narrow(2, 0, frames)
+            if self.dilation > 1:
+                windows = windows[:, :, :, :: self.dilation]  # [batch, in, frames, kernel]
+            if groups == 1:
+                cols = windows.permute(0, 2, 1, 3).reshape(batch * frames, channels * kernel)
             else:
-                y = torch.mm(cols, weight)
-            return y.view(batch, frames, out_channels).transpose(1, 2)
+                return self._grouped_matmul(windows, frames)
+        y = rows_by_weight(cols, self.weight.reshape(out_channels, channels * kernel), bias, product)
+        return y.view(batch, frames, out_channels).transpose(1, 2)
+
+    def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:
+        """Grouped convs: one batched product over the groups; ``windows`` ``[batch, in, frames, kernel]``."""
+        batch, channels = windows.size(0), windows.size(1)
+        groups, kernel = self.groups, self.kernel_size
+        out_channels = self.out_channels
         per_in, per_out = channels // groups, out_channels // groups
         cols = (
             windows.reshape(batch, groups, per_in, frames, kernel)
@@ -234,6 +258,7 @@ class Conv1d(WindowOp):
             .reshape(groups, batch * frames, per_in * kernel)
         )
         weight = self.weight.reshape(groups, per_out, per_in * kernel).transpose(1, 2)
+        bias = self.bias
         if bias is not None:
             y = torch.baddbmm(bias.view(groups, 1, per_out), cols, weight)
         else:
@@ -251,6 +276,10 @@ class Conv1d(WindowOp):
             f"padding=({self.pad_left}, {self.pad_right}), dilation={self.dilation}, groups={self.groups}, "
             f"delay={self.delay}, cache={self.cache_len}"
         )
+
+
+# TorchScript reads attribute types from the class annotations, and cannot parse postponed (string) ones
+Conv1d.__annotations__["products"] = Dict[int, int]
 
 
 class AvgPool1d(WindowOp):

@@ -13,14 +13,15 @@ every kernel, stride, padding, output_padding, dilation and groups.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.conv import FAST_PATH_MAX_FRAMES
+from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
+from streamify.layers.products import default_product, rows_by_weight
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -66,9 +67,9 @@ class OverlapAdd(StreamingModule):
         if full.size(-1) < emitted:
             full = F.pad(full, [0, emitted - full.size(-1)])
         if self.tail_len > 0:
-            full = torch.cat([full[:, :, : self.tail_len] + self.tail, full[:, :, self.tail_len :]], -1)
-            self.tail = full[:, :, emitted:].detach()
-        return full[:, :, :emitted]
+            full.narrow(2, 0, self.tail_len).add_(self.tail)  # ``full`` is this call's own new tensor
+            self.tail = full.narrow(2, emitted, self.tail_len).detach()
+        return full.narrow(2, 0, emitted)
 
 
 class ConvTranspose1d(OverlapAdd):
@@ -76,6 +77,9 @@ class ConvTranspose1d(OverlapAdd):
 
     Input ``[batch, in_channels, n]``, output ``[batch, out_channels, n * stride]``.
     """
+
+    #: rows per call (batch x frames) -> product (:mod:`streamify.layers.products`); see :func:`streamify.tune`
+    products: Dict[int, int]
 
     def __init__(
         self,
@@ -145,8 +149,9 @@ class ConvTranspose1d(OverlapAdd):
         self.weight = nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
         self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
-        #: calls of at most this many frames take the matrix-product path (0: always the generic kernel)
-        self.fast_path_frames = FAST_PATH_MAX_FRAMES
+        #: untuned calls of at most this many input frames x batch items take a matrix product (0: never)
+        self.fast_path_rows = FAST_PATH_MAX_ROWS_TRANSPOSED
+        self.products: Dict[int, int] = {}
 
     def _tail_channels(self, x: Tensor) -> int:
         return self.out_channels
@@ -154,8 +159,10 @@ class ConvTranspose1d(OverlapAdd):
     def stream(self, x: Tensor) -> Tensor:
         x = self._mask_input(x)
         n = x.size(-1)
-        if 0 < n <= self.fast_path_frames and not torch.jit.is_tracing():
-            full = self._contributions_matmul(x)
+        rows = n * x.size(0)
+        product = self.products.get(rows, default_product(rows, self.fast_path_rows))
+        if product != 0 and not torch.jit.is_tracing():  # 0: GENERIC (TorchScript cannot read the global)
+            full = self._contributions_matmul(x, product)
         else:
             full = F.conv_transpose1d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
         y = self._overlap_add(full, x.size(-1))
@@ -164,7 +171,7 @@ class ConvTranspose1d(OverlapAdd):
             y = y + bias.unsqueeze(-1)
         return y
 
-    def _contributions_matmul(self, x: Tensor) -> Tensor:
+    def _contributions_matmul(self, x: Tensor, product: int) -> Tensor:
         """``F.conv_transpose1d`` without padding or bias as one (batched) matrix product and an overlap-add.
 
         Each input frame times the weight viewed as ``[in, out * kernel]`` (a view per call, never
@@ -175,8 +182,12 @@ class ConvTranspose1d(OverlapAdd):
         per_in = self.in_channels // groups
         per_out = self.out_channels // groups
         if groups == 1:
-            cols = torch.matmul(x.transpose(1, 2), self.weight.reshape(per_in, per_out * kernel))
-            cols = cols.transpose(1, 2)  # [batch, out * kernel, n]
+            # one 2-D product for the whole batch: the weights are read once, not once per item
+            frames = x.transpose(1, 2).reshape(batch * n, per_in)
+            cols = rows_by_weight(frames, self.weight.reshape(per_in, per_out * kernel).t(), None, product)
+            if n == 1 and self.dilation == 1:
+                return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output
+            cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]
         else:
             xs = x.reshape(batch, groups, per_in, n).permute(1, 0, 3, 2).reshape(groups, batch * n, per_in)
             y = torch.bmm(xs, self.weight.reshape(groups, per_in, per_out * kernel))
@@ -197,3 +208,7 @@ class ConvTranspose1d(OverlapAdd):
             f"padding={self.padding}, output_padding={self.output_padding}, dilation={self.dilation}, "
             f"groups={self.groups}, delay={self.delay}"
         )
+
+
+# TorchScript reads attribute types from the class annotations, and cannot parse postponed (string) ones
+ConvTranspose1d.__annotations__["products"] = Dict[int, int]

@@ -56,8 +56,8 @@ class Delay(StreamingModule):
             return x
         n = x.size(-1)
         z = torch.cat([self.buffer, x], -1)
-        self.buffer = z[:, :, n:].detach()
-        return z[:, :, :n]
+        self.buffer = z.narrow(2, n, z.size(-1) - n).detach()
+        return z.narrow(2, 0, n)
 
     def offline(self, x: Tensor) -> Tensor:
         return x
@@ -88,7 +88,7 @@ class Crop(StreamingModule):
         return x
 
     def offline(self, x: Tensor) -> Tensor:
-        return x[:, :, self.left : x.size(-1) - self.right]
+        return x.narrow(2, self.left, x.size(-1) - self.left - self.right)
 
     def extra_repr(self) -> str:
         return f"left={self.left}, right={self.right}"

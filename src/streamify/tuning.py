@@ -1,0 +1,218 @@
+"""Choose, by timing inside the model, how each conv computes its few frames per call.
+
+A conv that sees few frames per call runs as a matrix product (:mod:`streamify.layers.products`).
+Which product reads its weights fastest depends on the row count, the weight's shape, the
+CPU, the BLAS and what the rest of the model leaves in the caches, so no fixed rule is best
+everywhere. :func:`tune` streams noise through the model at the buffer and batch sizes a host
+will use, times every candidate product of every conv in place (all layers at once, rounds
+interleaved), and writes the fastest into each layer's ``products`` table. The choice only
+changes the order of floating-point sums, never the math; it is kept by ``torch.jit.script``,
+``torch.jit.save``, pickling and the nn~ export.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.conv import Conv1d
+from streamify.layers.conv_transpose import ConvTranspose1d
+from streamify.layers.products import (
+    GENERIC,
+    MATRIX_VECTOR,
+    PRODUCT_NAMES,
+    ROWS_LEFT,
+    WEIGHT_LEFT,
+    default_product,
+)
+
+#: row counts above this are left to the generic kernels (gathering that many windows costs more than it saves)
+MAX_TUNED_ROWS = 1024
+
+
+@dataclass
+class TunedLayer:
+    """One conv at one row count: median ms per call of each product tried, and the one kept."""
+
+    layer: str
+    rows: int
+    chosen: str
+    #: the product the layer used before tuning
+    default: str
+    ms: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TuneReport:
+    """What :func:`tune` measured and chose, per conv and row count."""
+
+    layers: List[TunedLayer]
+
+    @property
+    def saved_ms(self) -> float:
+        """Sum over layers of (default product's median - chosen product's median), in ms per call."""
+        return sum(row.ms[row.default] - row.ms[row.chosen] for row in self.layers)
+
+    def table(self) -> str:
+        """A plain-text table: layer, rows, the median of each product, the choice."""
+        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT)]
+        lines = ["layer | rows | " + " | ".join(names) + " | chosen"]
+        for row in self.layers:
+            cells = [f"{row.ms[name]:.3f}" if name in row.ms else "-" for name in names]
+            lines.append(f"{row.layer} | {row.rows} | " + " | ".join(cells) + f" | {row.chosen}")
+        return "\n".join(lines)
+
+
+def _product_layers(model: nn.Module) -> List[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (Conv1d, ConvTranspose1d))]
+
+
+def _rows(layer: nn.Module, x: Tensor) -> int:
+    """Rows of the layer's product for input ``x`` ``[batch, channels, n]``: batch x frames it computes."""
+    if isinstance(layer, Conv1d):
+        return x.size(0) * (x.size(-1) // layer.stride)
+    return x.size(0) * x.size(-1)
+
+
+def _candidates(layer: nn.Module, rows: int) -> List[int]:
+    if rows > MAX_TUNED_ROWS:
+        return []
+    if layer.groups > 1:
+        return [GENERIC, ROWS_LEFT]  # grouped convs have one product: a batched one over the groups
+    if rows == 1:
+        return [GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT]
+    return [GENERIC, ROWS_LEFT, WEIGHT_LEFT]
+
+
+def _as_list(sizes: Union[int, Sequence[int]]) -> List[int]:
+    return [int(sizes)] if isinstance(sizes, int) else [int(s) for s in sizes]
+
+
+def tune(
+    model: nn.Module,
+    buffer_sizes: Union[int, Sequence[int]],
+    batch_sizes: Union[int, Sequence[int]] = 1,
+    rounds: int = 7,
+    seed: int = 0,
+) -> TuneReport:
+    """Pick the fastest product of every conv of ``model`` for each buffer and batch size.
+
+    ``model`` is an eager streaming model (:func:`streamify.convert`'s result or any
+    :class:`~streamify.layers.StreamingModule`); ``buffer_sizes`` are input lengths in the
+    model's input frames (samples for audio input), ``batch_sizes`` the batch sizes a host
+    will send. Each (buffer, batch) streams ``rounds`` calls per candidate product of noise;
+    the streams are reset before and after. Script, freeze or export the model afterwards:
+    the choices travel with it. Returns what was measured and chosen.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise StreamingError(
+            "streamify.tune: the model is a TorchScript module; tune the eager model, then script or export it"
+        )
+    if not isinstance(model, StreamingModule):
+        raise StreamingError(
+            f"streamify.tune: expected a streaming model (streamify.convert's result or a StreamingModule), "
+            f"got {type(model).__name__}"
+        )
+    layers = _product_layers(model)
+    channels = model.in_channels if model.in_channels > 0 else 1
+    dtype = model.dtype_marker.dtype
+    device = model.dtype_marker.device
+    generator = torch.Generator().manual_seed(seed)
+    shuffle = random.Random(seed)
+    report: List[TunedLayer] = []
+    for batch in _as_list(batch_sizes):
+        for buffer in _as_list(buffer_sizes):
+            model.reset()
+            model._validate(torch.zeros(batch, channels, buffer, dtype=dtype, device=device))
+            report += _tune_one(model, layers, batch, buffer, channels, dtype, device, rounds, generator, shuffle)
+    model.reset()
+    return TuneReport(report)
+
+
+def _tune_one(
+    model: StreamingModule,
+    layers: List[nn.Module],
+    batch: int,
+    buffer: int,
+    channels: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    rounds: int,
+    generator: torch.Generator,
+    shuffle: random.Random,
+) -> List[TunedLayer]:
+    def noise() -> Tensor:
+        return torch.randn(batch, channels, buffer, generator=generator, dtype=dtype).to(device)
+
+    rows: Dict[int, int] = {}
+    spent: Dict[Tuple[int, int], List[float]] = {}
+    started: Dict[int, float] = {}
+    chosen_now: Dict[int, int] = {}
+
+    def before(module: nn.Module, inputs) -> None:
+        rows[id(module)] = _rows(module, inputs[0])
+        started[id(module)] = time.perf_counter()
+
+    def after(module: nn.Module, inputs, output) -> None:
+        key = (id(module), chosen_now.get(id(module), -1))
+        spent.setdefault(key, []).append(time.perf_counter() - started[id(module)])
+
+    handles = [layer.register_forward_pre_hook(before) for layer in layers]
+    handles += [layer.register_forward_hook(after) for layer in layers]
+    previous = {id(layer): dict(layer.products) for layer in layers}
+    try:
+        model.reset()
+        with torch.inference_mode():
+            model(noise())  # allocates the caches and records every layer's rows
+            candidates = {id(layer): _candidates(layer, rows[id(layer)]) for layer in layers}
+            widest = max((len(c) for c in candidates.values()), default=0)
+            spent.clear()
+            for _ in range(rounds):
+                order = list(range(widest))
+                shuffle.shuffle(order)
+                for slot in order:
+                    for layer in layers:
+                        options = candidates[id(layer)]
+                        if options:
+                            product = options[slot % len(options)]
+                            layer.products[rows[id(layer)]] = product
+                            chosen_now[id(layer)] = product
+                    model(noise())
+    finally:
+        for handle in handles:
+            handle.remove()
+        for layer in layers:  # back to the earlier choices; the winners are written below
+            layer.products = dict(previous[id(layer)])
+    results: List[TunedLayer] = []
+    for layer in layers:
+        options = candidates[id(layer)]
+        if not options:
+            continue
+        count = rows[id(layer)]
+        medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
+        best = min(options, key=lambda p: medians[p])
+        layer.products[count] = best
+        default = previous[id(layer)].get(count, default_product(count, layer.fast_path_rows))
+        results.append(
+            TunedLayer(
+                layer=layer.layer_name,
+                rows=count,
+                chosen=PRODUCT_NAMES[best],
+                ms={PRODUCT_NAMES[p]: medians[p] for p in options},
+                default=PRODUCT_NAMES[default],
+            )
+        )
+    return results
+
+
+def untune(model: nn.Module, layers: Optional[List[nn.Module]] = None) -> None:
+    """Forget every tuned choice: each conv goes back to :func:`~streamify.layers.products.default_product`."""
+    for layer in layers if layers is not None else _product_layers(model):
+        layer.products = {}

@@ -1,0 +1,106 @@
+"""streamify.tune: timed choice of each conv's product, kept by scripting and saving, never changing the math."""
+
+import io
+
+import pytest
+import torch
+from helpers import assert_streams_exactly
+from torch import nn
+
+import streamify
+from streamify.layers import Conv1d, ConvTranspose1d, Sequential, StreamingError
+from streamify.layers.products import GENERIC, MATRIX_VECTOR, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
+from streamify.tuning import untune
+
+
+def _model() -> streamify.StreamingModel:
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Conv1d(1, 8, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(8, 16, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(16, 16, 3, padding=2, dilation=2, groups=4),
+        nn.ConvTranspose1d(16, 8, 4, stride=2, padding=1),
+        nn.Conv1d(8, 1, 3, padding=1),
+    ).double()
+    return streamify.convert(plain, torch.randn(1, 1, 64, dtype=torch.float64))
+
+
+def _product_layers(model):
+    return [m for m in model.modules() if isinstance(m, (Conv1d, ConvTranspose1d))]
+
+
+def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
+    model = _model()
+    report = streamify.tune(model, [16, 64], [1, 3], rounds=3)
+    layers = _product_layers(model)
+    assert len(layers) == 5
+    for layer in layers:
+        assert set(layer.products) == {row.rows for row in report.layers if row.layer == layer.layer_name}
+        assert len(layer.products) == 4  # rows = batch x frames: 4 distinct counts for 2 buffers x 2 batches
+        for rows, product in layer.products.items():
+            allowed = {GENERIC, ROWS_LEFT} if layer.groups > 1 else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR}
+            assert product in allowed
+            if rows > 1:
+                assert product != MATRIX_VECTOR
+    for row in report.layers:
+        assert row.chosen in row.ms and row.default in row.ms
+        assert row.ms[row.chosen] == min(row.ms.values())
+    assert report.saved_ms >= 0.0
+    assert "chosen" in report.table().splitlines()[0]
+
+
+def test_tuned_model_streams_exactly_and_scripts_with_its_choices():
+    model = _model()
+    streamify.tune(model, [32], [2], rounds=2)
+    # tune leaves a fresh stream behind
+    assert model.cache_bytes == 0
+    assert_streams_exactly(model, batch=2)
+    # force a product on every conv, so that the scripted copy is seen to use the table
+    for layer in _product_layers(model):
+        layer.products = {rows: (WEIGHT_LEFT if layer.groups == 1 else ROWS_LEFT) for rows in range(1, 1025)}
+    scripted = torch.jit.script(model)
+    x = torch.randn(2, 1, 128, dtype=torch.float64)
+    model.reset()
+    eager_out = torch.cat([model(x[..., i : i + 32]) for i in range(0, 128, 32)], -1)
+    scripted_out = torch.cat([scripted(x[..., i : i + 32]) for i in range(0, 128, 32)], -1)
+    assert torch.equal(eager_out, scripted_out)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    loaded.reset()  # saved mid-stream: start a fresh one
+    assert torch.equal(torch.cat([loaded(x[..., i : i + 32]) for i in range(0, 128, 32)], -1), eager_out)
+    assert_streams_exactly(model, batch=2)
+
+
+def test_products_survive_pickling_and_untune_forgets_them():
+    model = _model()
+    streamify.tune(model, 32, 1, rounds=1)
+    tables = [dict(layer.products) for layer in _product_layers(model)]
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    copy = torch.load(buffer, weights_only=False)
+    assert [dict(layer.products) for layer in _product_layers(copy)] == tables
+    untune(copy)
+    assert all(layer.products == {} for layer in _product_layers(copy))
+
+
+def test_tune_on_hand_built_layers():
+    torch.manual_seed(0)
+    model = Sequential(Conv1d(2, 4, 3, padding=1), ConvTranspose1d(4, 2, 4, stride=2, padding=1)).double()
+    report = streamify.tune(model, 8, rounds=1)
+    assert {row.layer for row in report.layers} == {layer.layer_name for layer in _product_layers(model)}
+    assert set(PRODUCT_NAMES.values()) >= {row.chosen for row in report.layers}
+
+
+def test_tune_refuses_what_it_cannot_tune():
+    model = _model()
+    with pytest.raises(StreamingError, match="TorchScript module; tune the eager model"):
+        streamify.tune(torch.jit.script(model), 32)
+    with pytest.raises(StreamingError, match="expected a streaming model"):
+        streamify.tune(nn.Conv1d(1, 1, 3), 32)
+    with pytest.raises(StreamingError, match="buffer length 31 is not accepted"):
+        streamify.tune(model, 31)
