@@ -4,10 +4,10 @@ import io
 
 import pytest
 import torch
-from helpers import assert_streams_exactly
 from torch import nn
 
 import streamify
+from helpers import assert_streams_exactly
 from streamify.layers import Conv1d, ConvTranspose1d, Sequential, StreamingError
 from streamify.layers.products import GENERIC, MATRIX_VECTOR, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
 from streamify.tuning import untune

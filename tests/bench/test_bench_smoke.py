@@ -168,6 +168,14 @@ def test_suite_results_fields_and_files(tmp_path):
         assert exact["cached_conv, delays threaded (after warm-up)"]["passed"]
         assert not exact["cached_conv as published (strided convs without the incoming delay)"]["passed"]
     assert results["profile"]["layers"]["layers"]
+    # the streamify model was tuned for the run's buffers and batches: one choice per (conv, rows)
+    tuning = model["tuning"]
+    assert tuning["tuned"] > 0 and sum(tuning["choices"].values()) == tuning["tuned"]
+    products = results["profile"]["products_in_sequence"]
+    assert set(products) == {"1", "4"} and all(p["ms"] > 0 and p["layers"] > 0 for p in products.values())
+    summary = markdown(results)
+    assert "`streamify.tune` timed each conv's products" in summary
+    assert "The convs' arithmetic alone" in summary
 
     page = tmp_path / "page.md"
     page.write_text("# Title\n\nhand-written\n\n<!-- bench:begin -->\nSTALE-BLOCK\n<!-- bench:end -->\n\ntail\n")

@@ -61,6 +61,9 @@ def bench(
     ] = None,
     memory: Annotated[bool, typer.Option(help="Measure peak memory (a child process per model).")] = True,
     profile: Annotated[bool, typer.Option(help="Profile streamify per layer and per op.")] = True,
+    tune: Annotated[
+        bool, typer.Option(help="Tune streamify's conv products for the run's buffer sizes first (streamify.tune).")
+    ] = True,
 ) -> None:
     """Time streamify's streaming against offline, exact overlap-add and cached_conv on a RAVE-v2-sized model.
 
@@ -80,6 +83,7 @@ def bench(
     options.engines = _str_list(engines) or options.engines
     options.memory = memory
     options.profile = profile
+    options.tune = tune
     from streamify.bench.reference import CONFIGS
 
     unknown = [m for m in options.models if m not in CONFIGS]

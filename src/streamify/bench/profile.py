@@ -307,3 +307,72 @@ def short_input_experiment(
     generic_total = sum(r["generic_ms"] for r in rows)
     matmul_total = sum(r["matmul_ms"] for r in rows)
     return {"buffer": buffer, "batch": batch, "layers": rows, "generic_ms": generic_total, "matmul_ms": matmul_total}
+
+
+def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: int = 30) -> Dict[str, float]:
+    """The model's conv arithmetic alone: each conv's product, as the layer would choose it, in call order.
+
+    Records the rows each conv computes in one call of ``buffer`` samples, then times the
+    sequence of bare products over the layers' own weights (random inputs of the same
+    shapes; no caches, no window gathering, no graph, no activations). The weights are read
+    in the same order as in a call, so the caches see what they see in the model: this is
+    what the call would cost if everything but the BLAS calls were free.
+    """
+    from streamify.layers import Conv1d, ConvTranspose1d
+    from streamify.layers.products import GENERIC, default_product, rows_by_weight
+
+    layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
+    shapes: Dict[int, Tensor] = {}
+
+    def record(module: nn.Module, inputs) -> None:
+        shapes[id(module)] = inputs[0]
+
+    handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    try:
+        model.reset()
+        with torch.inference_mode():
+            model(noise_signal(batch, buffer))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.reset()
+    steps = []
+    for layer in layers:
+        x = shapes.get(id(layer))
+        if x is None:
+            continue
+        if isinstance(layer, Conv1d):
+            frames = x.size(-1) // layer.stride
+            rows = x.size(0) * frames
+            weight = layer.weight.reshape(layer.out_channels, -1)
+            z = torch.randn(x.size(0), x.size(1), int(layer.cache_len) + x.size(-1))
+        else:
+            rows = x.size(0) * x.size(-1)
+            weight = layer.weight.reshape(layer.in_channels, -1).t()
+            z = torch.randn_like(x)
+        product = layer.products.get(rows, default_product(rows, layer.fast_path_rows))
+        if product == GENERIC or layer.groups != 1:
+            if isinstance(layer, Conv1d):
+                steps.append(
+                    lambda z=z, layer=layer: F.conv1d(z, layer.weight, layer.bias, layer.stride, 0, layer.dilation)
+                )
+            else:
+                steps.append(
+                    lambda z=z, layer=layer: F.conv_transpose1d(
+                        z, layer.weight, None, layer.stride, 0, 0, layer.groups, layer.dilation
+                    )
+                )
+            continue
+        cols = torch.randn(rows, weight.size(1))
+        bias = layer.bias if isinstance(layer, Conv1d) else None  # transposed convs add theirs after the overlap-add
+        steps.append(lambda cols=cols, weight=weight, bias=bias, p=product: rows_by_weight(cols, weight, bias, p))
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    with torch.inference_mode():
+        for _ in range(3):
+            run()
+        total = _median_time(run, reps)
+    return {"buffer": buffer, "batch": batch, "layers": len(steps), "ms": 1e3 * total}

@@ -282,6 +282,16 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         rows,
     )
     out.append("")
+    for name, m in results["models"].items():
+        tuning = m.get("tuning")
+        if tuning:
+            choices = ", ".join(f"{kind} {count}" for kind, count in sorted(tuning["choices"].items()))
+            out.append(
+                f"{name}: before timing, `streamify.tune` timed each conv's products at this run's buffer sizes "
+                f"and batches ({tuning['seconds']:.1f} s): {tuning['tuned']} (layer, rows) choices: {choices}; "
+                f"{tuning['changed']} differ from the untuned default."
+            )
+            out.append("")
     out.append("### Machine floor")
     out.append("")
     rows = []
@@ -472,6 +482,15 @@ def _profile_markdown(profile: Dict[str, object]) -> List[str]:
         f"Reading the weights once at the measured bandwidth: {profile['weights_floor_ms']:.2f} ms."
     )
     out.append("")
+    products = profile.get("products_in_sequence")
+    if products:
+        out.append(
+            "The convs' arithmetic alone: each conv's product (as the layer picks it) or generic kernel, in call "
+            "order over the model's own weights, nothing else (no caches, windows, graph, activations): "
+            + "; ".join(f"batch {b}: {p['ms']:.2f} ms" for b, p in products.items())
+            + ". A call cannot beat this with PyTorch's kernels; the rest of the call is overhead."
+        )
+        out.append("")
     rows = sorted(layers["layers"], key=lambda r: -r["ms"])[:15]
     out += _table(
         ["layer", "kind", "frames in", "ms per call", "floor ms", "weights MiB", "MMAC"],

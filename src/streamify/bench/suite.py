@@ -70,6 +70,8 @@ class Options:
     profile: bool = True
     exactness: bool = True
     profile_buffer: int = 2048
+    #: time each conv's products at the run's buffer sizes and batches first (streamify.tune, 1 thread)
+    tune: bool = True
 
     @classmethod
     def quick(cls) -> Options:
@@ -130,6 +132,30 @@ class Counter:
             self.total += 1
 
 
+def _tune(prepared: Prepared, options: Options, tick: Progressor) -> Dict[str, object]:
+    """Run :func:`streamify.tune` on the streamify model for the run's buffers and batches (1 thread)."""
+    from streamify.tuning import tune
+
+    tick(f"{prepared.config.name}: tuning the conv products", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    try:
+        report = tune(prepared.stream, model_buffers(options, prepared.config.total_ratio), options.batches)
+    finally:
+        torch.set_num_threads(threads)
+    chosen: Dict[str, int] = {}
+    for row in report.layers:
+        chosen[row.chosen] = chosen.get(row.chosen, 0) + 1
+    return {
+        "seconds": time.perf_counter() - began,
+        "choices": chosen,
+        "changed": sum(1 for row in report.layers if row.chosen != row.default),
+        "tuned": len(report.layers),
+        "saved_ms_eager": report.saved_ms,
+    }
+
+
 def run_suite(
     options: Options, advance: Optional[Progressor] = None, log: Optional[Callable[[str], None]] = None
 ) -> Dict[str, object]:
@@ -162,6 +188,7 @@ def run_suite(
             tick(f"{name}: building, converting", 0)
             prepared = prepare(config)
             notes.extend(n for n in prepared.notes if n not in notes)
+            tuning = _tune(prepared, options, tick) if options.tune else None
             facts = prepared.facts
             results["models"][name] = {
                 **{k: v for k, v in asdict(facts).items() if k != "per_layer_macs"},
@@ -174,6 +201,7 @@ def run_suite(
                 "buffer_multiple": int(prepared.stream.buffer_multiple),
                 "receptive_field": int(prepared.stream.receptive_field),
                 "buffers": model_buffers(options, config.total_ratio),
+                "tuning": tuning,
             }
             tick(f"{name}: machine floor", 1)
             if biggest is None or prepared.facts.weight_bytes > biggest.facts.weight_bytes:
@@ -388,7 +416,7 @@ def _fits(results: Dict[str, object]) -> None:
 
 
 def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -> Dict[str, object]:
-    from streamify.bench.profile import layer_profile, op_profile, short_input_experiment
+    from streamify.bench.profile import layer_profile, op_profile, products_in_sequence, short_input_experiment
 
     ratio = prepared.config.total_ratio
     buffer = max(options.profile_buffer, ratio)
@@ -412,7 +440,9 @@ def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -
         }
         for batch in (1, 4)
     }
+    products = {str(batch): products_in_sequence(prepared.stream, buffer, batch, reps) for batch in (1, 4)}
     return {
+        "products_in_sequence": products,
         "model": prepared.config.name,
         "date": machine_info()["date"],
         "load_average": load_average(),

@@ -67,7 +67,11 @@ class OverlapAdd(StreamingModule):
         if full.size(-1) < emitted:
             full = F.pad(full, [0, emitted - full.size(-1)])
         if self.tail_len > 0:
-            full.narrow(2, 0, self.tail_len).add_(self.tail)  # ``full`` is this call's own new tensor
+            if torch.jit.is_tracing():  # ONNX export drops in-place updates of views: add out of place
+                head = full.narrow(2, 0, self.tail_len) + self.tail
+                full = torch.cat([head, full.narrow(2, self.tail_len, full.size(-1) - self.tail_len)], -1)
+            else:
+                full.narrow(2, 0, self.tail_len).add_(self.tail)  # ``full`` is this call's own new tensor
             self.tail = full.narrow(2, emitted, self.tail_len).detach()
         return full.narrow(2, 0, emitted)
 
