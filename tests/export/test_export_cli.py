@@ -84,3 +84,17 @@ def test_export_refusal_exits_with_the_reason(app, tmp_path, factory_module):
     assert result.exit_code == 2 and "one method" in result.output
     result = runner.invoke(app, ["export", "demo", "-o", str(tmp_path / "model.bin")])
     assert result.exit_code != 0 and "cannot tell the format" in result.output
+
+
+def test_export_tunes_for_the_given_buffer_sizes(app, tmp_path):
+    path = tmp_path / "demo.ts"
+    args = ["export", "demo", "-o", str(path), "--length", "4096", "--tune", "256,512", "--tune-batch", "1,2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    loaded = torch.jit.load(str(path))
+    tables = [dict(m.products) for _, m in loaded.named_modules() if hasattr(m, "fast_path_rows")]
+    # every conv got a choice per row count it sees: batch x frames of 256 and 512 samples at batch 1 and 2
+    assert tables and all(tables)
+    assert max(len(t) for t in tables) == 3 and 256 in tables[0]
+    result = runner.invoke(app, ["export", "demo", "-o", str(path), "--tune", "big"])
+    assert result.exit_code != 0 and "comma-separated integers" in result.output

@@ -266,3 +266,44 @@ def test_a_streaming_model_exports_as_it_is_and_stays_untouched(tmp_path):
     loaded = torch.jit.load(str(tmp_path / "s.ts"))
     with torch.inference_mode():
         assert torch.equal(loaded.forward(x), before)
+
+
+def _tables(loaded) -> dict:
+    """Each conv's products table in a loaded TorchScript file, by qualified name (non-empty ones only)."""
+    tables = {}
+    for name, module in loaded.named_modules():
+        if hasattr(module, "products") and hasattr(module, "fast_path_rows"):
+            table = dict(module.products)
+            if table:
+                tables[name] = table
+    return tables
+
+
+def test_tuned_export_carries_the_choices_and_streams_as_the_untuned_file(tmp_path):
+    torch.set_num_threads(1)
+    model = build(PowerOfTwoAutoencoder)
+    plain, tuned = tmp_path / "plain.ts", tmp_path / "tuned.ts"
+    export_nn_tilde(model, plain, _example(), methods=("encode", "decode"))
+    export_nn_tilde(model, tuned, _example(), methods=("encode", "decode"), tune_buffers=[512, 4096], tune_batches=[1, 2])
+    assert _tables(torch.jit.load(str(plain))) == {}
+    tables = _tables(torch.jit.load(str(tuned)))
+    assert tables, "the tuned file holds no tuned conv"
+    # encode sees 512 and 4096 samples, decode 512 / 8 and 4096 / 8 latent frames, at batch 1 and 2
+    assert all(len(table) >= 2 for table in tables.values())
+    x = torch.randn(2, 1, 8 * 512, generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for path in (plain, tuned):
+        loaded = torch.jit.load(str(path))
+        with torch.inference_mode():
+            z = torch.cat([loaded.encode(x[..., i : i + 512]) for i in range(0, x.size(-1), 512)], -1)
+            y = torch.cat([loaded.decode(z[..., i : i + 64]) for i in range(0, z.size(-1), 64)], -1)
+        outputs.append((z, y))
+    for a, b in zip(outputs[0], outputs[1]):
+        assert (a - b).abs().max().item() <= 1e-5 * max(a.abs().max().item(), 1e-12)
+
+
+def test_tuning_refuses_buffer_sizes_a_method_does_not_accept(tmp_path):
+    model = build(PowerOfTwoAutoencoder)
+    with pytest.raises(StreamingError, match="accepts none of the buffer sizes \\[4\\]"):
+        export_nn_tilde(model, tmp_path / "x.ts", _example(), methods=("encode",), tune_buffers=[4])
+    assert not (tmp_path / "x.ts").exists()

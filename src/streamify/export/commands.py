@@ -30,6 +30,18 @@ def _format_of(output: Path, chosen: Optional[ExportFormat]) -> ExportFormat:
     raise typer.BadParameter(f"cannot tell the format from {output.name!r}; name it .ts or .onnx, or pass --format")
 
 
+def _sizes(text: Optional[str], option: str) -> Optional[List[int]]:
+    if text is None or not text.strip():
+        return None
+    try:
+        sizes = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError as error:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from error
+    if any(size <= 0 for size in sizes):
+        raise typer.BadParameter(f"sizes must be positive, got {text!r}", param_hint=option)
+    return sizes
+
+
 def export(
     model: Annotated[str, typer.Argument(help="'demo' (built-in) or 'package.module:factory'.")] = "demo",
     output: Annotated[
@@ -51,6 +63,15 @@ def export(
     buffer_size: Annotated[
         Optional[int], typer.Option(min=1, help="ONNX: fix the buffer length (frames); default dynamic.")
     ] = None,
+    tune: Annotated[
+        Optional[str],
+        typer.Option(
+            help="nn~: buffer sizes in samples (comma-separated, e.g. 2048,4096) to tune the convs for, by timing on this machine (streamify.tune)."
+        ),
+    ] = None,
+    tune_batch: Annotated[
+        str, typer.Option(help="nn~: batch sizes to tune for (comma-separated; mc.nn~ sends several).")
+    ] = "1",
 ) -> None:
     """Export a model for real-time hosts: an nn~ TorchScript file or an ONNX model with explicit state.
 
@@ -75,7 +96,15 @@ def export(
         else:
             from streamify.export.nn_tilde import describe_file, export_nn_tilde
 
-            export_nn_tilde(loaded, output, example, methods=methods, sample_rate=sample_rate)
+            export_nn_tilde(
+                loaded,
+                output,
+                example,
+                methods=methods,
+                sample_rate=sample_rate,
+                tune_buffers=_sizes(tune, "--tune"),
+                tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
+            )
             out.print(describe_file(output))
     except StreamingError as error:
         out.print(f"[red]error:[/red] {error}")

@@ -274,6 +274,22 @@ def _flat_info(info: Mapping[str, object]) -> Dict[str, str]:
     return flat
 
 
+def _tune_methods(converted: Sequence, buffers: Sequence[int], batches: Sequence[int], where: str) -> None:
+    """Tune each method's stream for the nn~ buffer sizes (samples) it accepts."""
+    from streamify.tuning import tune
+
+    for method in converted:
+        stream = method.stream
+        frames = [int(n) // method.in_ratio for n in buffers if int(n) % method.in_ratio == 0]
+        frames = [f for f in frames if f > 0 and f % stream.buffer_multiple == 0]
+        if not frames:
+            raise StreamingError(
+                f"streamify: {where}: method {method.name!r} accepts none of the buffer sizes {list(buffers)} to tune "
+                f"for; use multiples of {method.in_ratio * stream.buffer_multiple} samples"
+            )
+        tune(stream, frames, list(batches))
+
+
 def export_nn_tilde(
     model: nn.Module,
     path: Union[str, Path],
@@ -281,6 +297,8 @@ def export_nn_tilde(
     methods: Sequence[str] = ("forward",),
     sample_rate: Optional[int] = None,
     examples: Optional[Mapping[str, MethodExample]] = None,
+    tune_buffers: Optional[Sequence[int]] = None,
+    tune_batches: Sequence[int] = (1,),
 ) -> Dict[str, object]:
     """Write a TorchScript file that nn~ loads and streams, exactly.
 
@@ -294,6 +312,9 @@ def export_nn_tilde(
             method it accepts (``decode`` takes ``encode``'s latents, at its rate).
         sample_rate: the model's sample rate, recorded in the file (latencies in ms).
         examples: explicit examples per method: a tensor, or ``(tensor, in_ratio)``.
+        tune_buffers: nn~ buffer sizes (samples) to tune each method's convs for, by timing
+            (:func:`streamify.tune`) on this machine, with batch sizes ``tune_batches``;
+            sizes a method does not accept are skipped. None: untuned defaults.
 
     Returns:
         The metadata written into the file (also in its extra file ``streamify.json``).
@@ -309,6 +330,8 @@ def export_nn_tilde(
     for name in [methods] if isinstance(methods, str) else methods:
         check_method_name(name, _RESERVED, where)
     converted = convert_methods(model, example, methods, examples, where)
+    if tune_buffers:
+        _tune_methods(converted, tune_buffers, tune_batches, where)
     units = [nn_tilde_buffer_unit(m, where, NN_TILDE_DEFAULT_BUFFER) for m in converted]
     cls = _wrapper_class(converted)
     wrapper = cls([m.stream for m in converted], [m.name for m in converted], int(sample_rate or 0), {})
