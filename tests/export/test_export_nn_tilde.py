@@ -284,7 +284,9 @@ def test_tuned_export_carries_the_choices_and_streams_as_the_untuned_file(tmp_pa
     model = build(PowerOfTwoAutoencoder)
     plain, tuned = tmp_path / "plain.ts", tmp_path / "tuned.ts"
     export_nn_tilde(model, plain, _example(), methods=("encode", "decode"))
-    export_nn_tilde(model, tuned, _example(), methods=("encode", "decode"), tune_buffers=[512, 4096], tune_batches=[1, 2])
+    export_nn_tilde(
+        model, tuned, _example(), methods=("encode", "decode"), tune_buffers=[512, 4096], tune_batches=[1, 2]
+    )
     assert _tables(torch.jit.load(str(plain))) == {}
     tables = _tables(torch.jit.load(str(tuned)))
     assert tables, "the tuned file holds no tuned conv"
