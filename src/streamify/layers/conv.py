@@ -225,25 +225,25 @@ class Conv1d(WindowOp):
         never copied, so weights trained or loaded later are used as they are.
         """
         batch, channels = z.size(0), z.size(1)
-        groups, kernel = self.groups, self.kernel_size
-        out_channels = self.out_channels
-        bias = self.bias
-        if groups == 1 and frames == 1:
-            taps = z.narrow(2, 0, self.span)
-            if self.dilation > 1:
-                taps = taps[:, :, :: self.dilation]  # [batch, in, kernel]
-            cols = taps.reshape(batch, channels * kernel)
-        else:
-            windows = z.unfold(2, self.span, self.stride)  # [batch, in, windows, span]
-            if windows.size(2) != frames:
-                windows = windows.narrow(2, 0, frames)
-            if self.dilation > 1:
-                windows = windows[:, :, :, :: self.dilation]  # [batch, in, frames, kernel]
-            if groups == 1:
-                cols = windows.permute(0, 2, 1, 3).reshape(batch * frames, channels * kernel)
-            else:
-                return self._grouped_matmul(windows, frames)
-        y = rows_by_weight(cols, self.weight.reshape(out_channels, channels * kernel), bias, product)
+        kernel, out_channels = self.kernel_size, self.out_channels
+        # the taps of every window read in place (one strided view: window f, tap j is frame
+        # f * stride + j * dilation), copied once into the product's rows
+        strides = z.stride()
+        step = strides[2]
+        if self.groups > 1:
+            windows = z.as_strided(
+                [batch, channels, frames, kernel],
+                [strides[0], strides[1], self.stride * step, self.dilation * step],
+                z.storage_offset(),
+            )
+            return self._grouped_matmul(windows, frames)
+        windows = z.as_strided(
+            [batch, frames, channels, kernel],
+            [strides[0], self.stride * step, strides[1], self.dilation * step],
+            z.storage_offset(),
+        )
+        cols = windows.reshape(batch * frames, channels * kernel)
+        y = rows_by_weight(cols, self.weight.reshape(out_channels, channels * kernel), self.bias, product)
         return y.view(batch, frames, out_channels).transpose(1, 2)
 
     def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:
