@@ -262,19 +262,12 @@ def _kernel_pair(layer: nn.Module, n: int, batch: int, max_frames: int):
     return None
 
 
-def short_input_experiment(
-    model: nn.Module, buffer: int, batch: int = 1, reps: int = 20, max_frames: int = 64
-) -> Dict[str, object]:
-    """For each conv / transposed conv that sees at most ``max_frames`` frames per call: PyTorch's generic
-    kernel (``F.conv1d`` / ``F.conv_transpose1d``) against the same math as one matrix product, with the
-    weights reshaped once ahead of time, as a kernel suited to short inputs would keep them. Both give
-    the same result to float32 rounding (``max_rel_diff``); times are medians per call, in ms.
-    """
-    layers = streaming_layers(model)
-    frames: Dict[int, int] = {}
+def _layer_inputs(model: nn.Module, layers: List[nn.Module], buffer: int, batch: int) -> Dict[int, Tensor]:
+    """The input of each of ``layers`` (by ``id``) in the first call of a fresh stream; the stream is reset after."""
+    inputs_of: Dict[int, Tensor] = {}
 
     def record(module: nn.Module, inputs) -> None:
-        frames[id(module)] = int(inputs[0].size(-1))
+        inputs_of[id(module)] = inputs[0]
 
     handles = [layer.register_forward_pre_hook(record) for layer in layers]
     try:
@@ -285,6 +278,19 @@ def short_input_experiment(
         for handle in handles:
             handle.remove()
         model.reset()
+    return inputs_of
+
+
+def short_input_experiment(
+    model: nn.Module, buffer: int, batch: int = 1, reps: int = 20, max_frames: int = 64
+) -> Dict[str, object]:
+    """For each conv / transposed conv that sees at most ``max_frames`` frames per call: PyTorch's generic
+    kernel (``F.conv1d`` / ``F.conv_transpose1d``) against the same math as one matrix product, with the
+    weights reshaped once ahead of time, as a kernel suited to short inputs would keep them. Both give
+    the same result to float32 rounding (``max_rel_diff``); times are medians per call, in ms.
+    """
+    layers = streaming_layers(model)
+    frames = {key: x.size(-1) for key, x in _layer_inputs(model, layers, buffer, batch).items()}
     rows = []
     with torch.inference_mode():
         for layer in layers:
@@ -322,20 +328,7 @@ def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: in
     from streamify.layers.products import GENERIC, default_product, rows_by_weight
 
     layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
-    shapes: Dict[int, Tensor] = {}
-
-    def record(module: nn.Module, inputs) -> None:
-        shapes[id(module)] = inputs[0]
-
-    handles = [layer.register_forward_pre_hook(record) for layer in layers]
-    try:
-        model.reset()
-        with torch.inference_mode():
-            model(noise_signal(batch, buffer))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.reset()
+    shapes = _layer_inputs(model, layers, buffer, batch)
     steps = []
     for layer in layers:
         x = shapes.get(id(layer))
