@@ -16,7 +16,7 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -212,7 +212,7 @@ def _tune_one(
     return results
 
 
-def untune(model: nn.Module, layers: Optional[List[nn.Module]] = None) -> None:
+def untune(model: nn.Module) -> None:
     """Forget every tuned choice: each conv goes back to :func:`~streamify.layers.products.default_product`."""
-    for layer in layers if layers is not None else _product_layers(model):
+    for layer in _product_layers(model):
         layer.products = {}
