@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from streamify.layers import Conv1d
 from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
-from streamify.layers.products import GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, default_product
+from streamify.layers.products import GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, default_product, rows_by_weight
 
 PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT]
 
@@ -122,3 +122,13 @@ def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch
         expected = generic(x)
         assert (fast(x) - expected).abs().max().item() <= 1e-12
         assert (scripted(x) - expected).abs().max().item() <= 1e-12
+
+
+def test_product_constants_match_the_literals_torchscript_compiles():
+    # default_product and rows_by_weight spell the constants as literals (TorchScript cannot read globals)
+    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT) == (0, 1, 2, 3)
+    rows, weight = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    assert rows_by_weight(rows, weight, None, ROWS_LEFT).is_contiguous()
+    assert not rows_by_weight(rows, weight, None, WEIGHT_LEFT).is_contiguous()  # (weight @ rows.t()).t()
+    single = rows_by_weight(rows[:1], weight, None, MATRIX_VECTOR)
+    assert single.shape == (1, 4) and torch.allclose(single, rows[:1] @ weight.t())
