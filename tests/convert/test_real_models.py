@@ -186,6 +186,22 @@ def test_snac_decoder_output_padding_exact_from_first_frame(snac_layers, depthwi
     _assert_offline_is_the_original(stream, model, 32, 24)
 
 
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_tuned_snac_decoder_and_encodec_encoder_stay_exact(snac_layers, encodec_seanet, depthwise):
+    """streamify.tune picks products per conv and row count (depthwise convs: grouped); exactness holds."""
+    import streamify
+
+    _, decoder = _convert(
+        snac_layers.Decoder(32, 32, [7, 3], noise=False, depthwise=depthwise, attn_window_size=None), 32, 24
+    )
+    report = streamify.tune(decoder, [4, 16], [1, 2], rounds=2)
+    assert report.layers and any(row.chosen != "generic" for row in report.layers)
+    assert assert_streams_exactly(decoder, 32, frames=120, min_compared=1500).max_abs_error <= TOL
+    _, encoder = _convert(encodec_seanet.SEANetEncoder(**ENCODEC_CONFIG, lstm=1, pad_mode="constant"), 1, 512)
+    streamify.tune(encoder, [64, 512], [1, 3], rounds=2)
+    assert assert_streams_exactly(encoder, 1, frames=2048, min_compared=200, batch=3).max_abs_error <= TOL
+
+
 def test_snac_encoder_decoder_round_trip_scripts(snac_layers):
     """The scripted Snake (a TorchScript function) survives in a scripted stream."""
     _, stream = _convert(snac_layers.Encoder(d_model=4, strides=[3, 7], attn_window_size=None), 1, 21 * 24)
