@@ -176,6 +176,7 @@ def test_suite_results_fields_and_files(tmp_path):
     summary = markdown(results)
     assert "`streamify.tune` timed each conv's products" in summary
     assert "The convs' arithmetic alone" in summary
+    assert "The convs' arithmetic alone with PyTorch's kernels (profile below)" in summary
 
     page = tmp_path / "page.md"
     page.write_text("# Title\n\nhand-written\n\n<!-- bench:begin -->\nSTALE-BLOCK\n<!-- bench:end -->\n\ntail\n")

@@ -55,6 +55,23 @@ def _offline(results: Dict[str, object], model: str, threads: int, batch: int) -
     return None
 
 
+def _arithmetic_bound(results: Dict[str, object], model: str) -> Optional[str]:
+    """What the convs' arithmetic alone (the profile's products in sequence) leaves for the speed targets."""
+    profile = results.get("profile") or {}
+    products = profile.get("products_in_sequence")
+    if profile.get("model") != model or not products:
+        return None
+    buffer = profile["buffer"]
+    cc = _best(_runs(results, model=model, method="cached_conv", threads=1, batch=1, buffer=buffer))
+    one, four = products.get("1"), products.get("4")
+    text = f"The convs' arithmetic alone with PyTorch's kernels (profile below): {one['ms']:.2f} ms per {buffer} call"
+    if cc and buffer == 2048:
+        text += f"; the 3x target needs {cc['median_ms'] / 3:.2f} ms for the whole call"
+    if four:
+        text += f"; at batch 4 the arithmetic alone is {four['ms'] / one['ms']:.2f}x batch 1's"
+    return text + "."
+
+
 def targets(results: Dict[str, object], model: str = "rave-v2") -> List[Dict[str, object]]:
     """The issue's targets, measured: 1 thread, batch 1 unless said; streamify's fastest engine."""
     rows: List[Dict[str, object]] = []
@@ -345,6 +362,10 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             ],
         )
         out.append("")
+        bound = _arithmetic_bound(results, name)
+        if bound:
+            out.append(bound)
+            out.append("")
     for name in results["models"]:
         runs = _runs(results, model=name)
         if not runs:
