@@ -9,7 +9,7 @@ from torch import nn
 import streamify
 from helpers import assert_streams_exactly
 from streamify.layers import Conv1d, ConvTranspose1d, Sequential, StreamingError
-from streamify.layers.products import GENERIC, MATRIX_VECTOR, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
+from streamify.layers.products import BLOCKED, GENERIC, MATRIX_VECTOR, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
 from streamify.tuning import untune
 
 
@@ -40,7 +40,9 @@ def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
         assert set(layer.products) == {row.rows for row in report.layers if row.layer == layer.layer_name}
         assert len(layer.products) == 4  # rows = batch x frames: 4 distinct counts for 2 buffers x 2 batches
         for rows, product in layer.products.items():
-            allowed = {GENERIC, ROWS_LEFT} if layer.groups > 1 else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR}
+            allowed = (
+                {GENERIC, ROWS_LEFT} if layer.groups > 1 else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR, BLOCKED}
+            )
             assert product in allowed
             if rows > 1:
                 assert product != MATRIX_VECTOR

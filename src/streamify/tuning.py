@@ -25,6 +25,7 @@ from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import Conv1d
 from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.products import (
+    BLOCKED,
     GENERIC,
     MATRIX_VECTOR,
     PRODUCT_NAMES,
@@ -62,7 +63,7 @@ class TuneReport:
 
     def table(self) -> str:
         """A plain-text table: layer, rows, the median of each product, the choice."""
-        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT)]
+        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED)]
         lines = ["layer | rows | " + " | ".join(names) + " | chosen"]
         for row in self.layers:
             cells = [f"{row.ms[name]:.3f}" if name in row.ms else "-" for name in names]
@@ -87,8 +88,8 @@ def _candidates(layer: nn.Module, rows: int) -> List[int]:
     if layer.groups > 1:
         return [GENERIC, ROWS_LEFT]  # grouped convs have one product: a batched one over the groups
     if rows == 1:
-        return [GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT]
-    return [GENERIC, ROWS_LEFT, WEIGHT_LEFT]
+        return [GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
+    return [GENERIC, ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
 
 
 def _as_list(sizes: Union[int, Sequence[int]]) -> List[int]:

@@ -9,9 +9,19 @@ import torch.nn.functional as F
 from streamify.layers import Conv1d
 from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
-from streamify.layers.products import GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, default_product, rows_by_weight
+from streamify.layers.products import (
+    BLOCK_BYTES,
+    BLOCKED,
+    GENERIC,
+    MATRIX_VECTOR,
+    ROWS_LEFT,
+    WEIGHT_LEFT,
+    block_rows,
+    default_product,
+    rows_by_weight,
+)
 
-PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT]
+PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
 
 GRID = list(itertools.product([1, 2, 4], [1, 3, 4], [1, 2, 3], [1, 3], [1, 4], [True, False]))
 
@@ -126,9 +136,21 @@ def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch
 
 def test_product_constants_match_the_literals_torchscript_compiles():
     # default_product and rows_by_weight spell the constants as literals (TorchScript cannot read globals)
-    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT) == (0, 1, 2, 3)
+    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED) == (0, 1, 2, 3, 4)
     rows, weight = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     assert rows_by_weight(rows, weight, None, ROWS_LEFT).is_contiguous()
     assert not rows_by_weight(rows, weight, None, WEIGHT_LEFT).is_contiguous()  # (weight @ rows.t()).t()
     single = rows_by_weight(rows[:1], weight, None, MATRIX_VECTOR)
     assert single.shape == (1, 4) and torch.allclose(single, rows[:1] @ weight.t())
+
+
+def test_block_rows_divide_the_weight_and_fit_the_block_bytes():
+    for out_features, in_features in [(1536, 3072), (768, 2304), (96, 288), (7, 5), (13, 100000), (1, 1)]:
+        rows = block_rows(out_features, in_features)
+        assert out_features % rows == 0 and rows >= 1
+        assert rows == 1 or rows * in_features * 4 <= BLOCK_BYTES
+    assert block_rows(1536, 3072) == 16  # 21 rows would fit: 16 is the largest divisor below
+    rows, weight = torch.randn(5, 12, dtype=torch.float64), torch.randn(6, 12, dtype=torch.float64)
+    for per_block in (1, 2, 3, 6):
+        got = rows_by_weight(rows, weight, None, BLOCKED, per_block)
+        assert (got - rows @ weight.t()).abs().max().item() <= 1e-12

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import default_product, rows_by_weight
+from streamify.layers.products import block_rows, default_product, rows_by_weight
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
@@ -206,6 +206,8 @@ class Conv1d(WindowOp):
         #: untuned calls of at most this many windows (batch x frames) take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS
         self.products: Dict[int, int] = {}
+        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
+        self.rows_per_block = block_rows(self.out_channels // groups, weight.size(1) * self.kernel_size)
 
     def _window(self, z: Tensor) -> Tensor:
         frames = (z.size(-1) - self.span) // self.stride + 1
@@ -243,7 +245,8 @@ class Conv1d(WindowOp):
             z.storage_offset(),
         )
         cols = windows.reshape(batch * frames, channels * kernel)
-        y = rows_by_weight(cols, self.weight.reshape(out_channels, channels * kernel), self.bias, product)
+        weight = self.weight.reshape(out_channels, channels * kernel)
+        y = rows_by_weight(cols, weight, self.bias, product, self.rows_per_block)
         return y.view(batch, frames, out_channels).transpose(1, 2)
 
     def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:

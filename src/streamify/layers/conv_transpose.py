@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
-from streamify.layers.products import default_product, rows_by_weight
+from streamify.layers.products import block_rows, default_product, rows_by_weight
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -156,6 +156,8 @@ class ConvTranspose1d(OverlapAdd):
         #: untuned calls of at most this many input frames x batch items take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS_TRANSPOSED
         self.products: Dict[int, int] = {}
+        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
+        self.rows_per_block = block_rows(weight.size(1) * kernel_size, weight.size(0) // self.groups)
 
     def _tail_channels(self, x: Tensor) -> int:
         return self.out_channels
@@ -188,7 +190,8 @@ class ConvTranspose1d(OverlapAdd):
         if groups == 1:
             # one 2-D product for the whole batch: the weights are read once, not once per item
             frames = x.transpose(1, 2).reshape(batch * n, per_in)
-            cols = rows_by_weight(frames, self.weight.reshape(per_in, per_out * kernel).t(), None, product)
+            weight = self.weight.reshape(per_in, per_out * kernel).t()  # [out * kernel, in], a view
+            cols = rows_by_weight(frames, weight, None, product, self.rows_per_block)
             if n == 1 and self.dilation == 1:
                 return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output
             cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]

@@ -26,13 +26,30 @@ MATRIX_VECTOR = 1
 ROWS_LEFT = 2
 #: ``(weight @ rows.t()).t()``
 WEIGHT_LEFT = 3
+#: ``rows @ weight.t()`` over blocks of weight rows small enough to stay in the CPU's cache (one
+#: batched product): BLAS's few-row kernels then read each weight once from memory
+BLOCKED = 4
 
 PRODUCT_NAMES: Dict[int, str] = {
     GENERIC: "generic",
     MATRIX_VECTOR: "matrix-vector",
     ROWS_LEFT: "rows-left",
     WEIGHT_LEFT: "weight-left",
+    BLOCKED: "blocked",
 }
+
+#: bytes of weights per block of the blocked product (fits a core's L2 cache with room to spare)
+BLOCK_BYTES = 256 * 1024
+
+
+def block_rows(out_features: int, in_features: int, element_size: int = 4) -> int:
+    """Rows per block of a ``[out_features, in_features]`` weight for :data:`BLOCKED`: the largest
+    divisor of ``out_features`` whose block holds at most :data:`BLOCK_BYTES` (at least 1)."""
+    target = max(1, BLOCK_BYTES // max(1, in_features * element_size))
+    for rows in range(min(target, out_features), 0, -1):
+        if out_features % rows == 0:
+            return rows
+    return 1
 
 
 def default_product(rows: int, fast_path_rows: int) -> int:
@@ -45,17 +62,25 @@ def default_product(rows: int, fast_path_rows: int) -> int:
     return 2  # ROWS_LEFT
 
 
-def rows_by_weight(rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
+def rows_by_weight(
+    rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int = 1
+) -> Tensor:
     """``rows @ weight.t() + bias``: ``rows`` ``[M, K]``, ``weight`` ``[N, K]``, ``bias`` ``[N]`` -> ``[M, N]``.
 
     ``product`` is :data:`MATRIX_VECTOR` (taken as :data:`ROWS_LEFT` when ``M > 1``),
-    :data:`ROWS_LEFT` or :data:`WEIGHT_LEFT`. ``weight`` is read where it is stored, never
-    copied. The result may be a transposed view.
+    :data:`ROWS_LEFT`, :data:`WEIGHT_LEFT` or :data:`BLOCKED` (blocks of ``rows_per_block``
+    weight rows, a divisor of ``N``: :func:`block_rows`). ``weight`` is read where it is
+    stored, never copied. The result may be a transposed view.
     """
     if product == 1 and rows.size(0) == 1:  # MATRIX_VECTOR (literals: TorchScript cannot read globals)
         y = torch.mv(weight, rows[0]).unsqueeze(0)
     elif product == 3:  # WEIGHT_LEFT
         y = torch.mm(weight, rows.t()).t()
+    elif product == 4:  # BLOCKED
+        m, n, k = rows.size(0), weight.size(0), weight.size(1)
+        blocks = weight.reshape(n // rows_per_block, rows_per_block, k)
+        y = torch.bmm(rows.unsqueeze(0).expand(blocks.size(0), m, k), blocks.transpose(1, 2))
+        y = y.transpose(0, 1).reshape(m, n)  # [blocks, M, rows_per_block] -> [M, N]
     else:
         y = torch.mm(rows, weight.t())
     # the bias is added apart (never addmm / addmv): TorchScript's optimiser splits those into a
