@@ -48,7 +48,12 @@ def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
                 assert product != MATRIX_VECTOR
     for row in report.layers:
         assert row.chosen in row.ms and row.default in row.ms
-        assert row.ms[row.chosen] == min(row.ms.values())
+        fastest = min(row.ms.values())
+        # the default stays unless another product is more than 5 % faster
+        if row.chosen == row.default:
+            assert row.ms[row.default] <= 1.05 * fastest
+        else:
+            assert row.ms[row.chosen] == fastest and row.ms[row.default] > 1.05 * fastest
     assert report.saved_ms >= 0.0
     assert "chosen" in report.table().splitlines()[0]
 

@@ -102,6 +102,7 @@ def tune(
     batch_sizes: Union[int, Sequence[int]] = 1,
     rounds: int = 7,
     seed: int = 0,
+    min_gain: float = 0.05,
 ) -> TuneReport:
     """Pick the fastest product of every conv of ``model`` for each buffer and batch size.
 
@@ -109,8 +110,10 @@ def tune(
     :class:`~streamify.layers.StreamingModule`); ``buffer_sizes`` are input lengths in the
     model's input frames (samples for audio input), ``batch_sizes`` the batch sizes a host
     will send. Each (buffer, batch) streams ``rounds`` calls per candidate product of noise;
-    the streams are reset before and after. Script, freeze or export the model afterwards:
-    the choices travel with it. Returns what was measured and chosen.
+    the streams are reset before and after. A layer leaves its default product only for one
+    faster by more than ``min_gain`` (a fraction: timing noise must not decide). Script,
+    freeze or export the model afterwards: the choices travel with it. Returns what was
+    measured and chosen.
     """
     if isinstance(model, torch.jit.ScriptModule):
         raise StreamingError(
@@ -132,7 +135,9 @@ def tune(
         for buffer in _as_list(buffer_sizes):
             model.reset()
             model._validate(torch.zeros(batch, channels, buffer, dtype=dtype, device=device))
-            report += _tune_one(model, layers, batch, buffer, channels, dtype, device, rounds, generator, shuffle)
+            report += _tune_one(
+                model, layers, batch, buffer, channels, dtype, device, rounds, min_gain, generator, shuffle
+            )
     model.reset()
     return TuneReport(report)
 
@@ -146,6 +151,7 @@ def _tune_one(
     dtype: torch.dtype,
     device: torch.device,
     rounds: int,
+    min_gain: float,
     generator: torch.Generator,
     shuffle: random.Random,
 ) -> List[TunedLayer]:
@@ -198,9 +204,11 @@ def _tune_one(
             continue
         count = rows[id(layer)]
         medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
-        best = min(options, key=lambda p: medians[p])
-        layer.products[count] = best
         default = previous[id(layer)].get(count, default_product(count, layer.fast_path_rows))
+        best = min(options, key=lambda p: medians[p])
+        if default in medians and medians[default] <= (1.0 + min_gain) * medians[best]:
+            best = default
+        layer.products[count] = best
         results.append(
             TunedLayer(
                 layer=layer.layer_name,

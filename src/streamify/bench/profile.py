@@ -358,7 +358,11 @@ def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: in
             continue
         cols = torch.randn(rows, weight.size(1))
         bias = layer.bias if isinstance(layer, Conv1d) else None  # transposed convs add theirs after the overlap-add
-        steps.append(lambda cols=cols, weight=weight, bias=bias, p=product: rows_by_weight(cols, weight, bias, p))
+        steps.append(
+            lambda cols=cols, weight=weight, bias=bias, p=product, blocks=layer.rows_per_block: rows_by_weight(
+                cols, weight, bias, p, blocks
+            )
+        )
 
     def run() -> None:
         for step in steps:
