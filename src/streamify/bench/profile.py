@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -315,14 +315,22 @@ def short_input_experiment(
     return {"buffer": buffer, "batch": batch, "layers": rows, "generic_ms": generic_total, "matmul_ms": matmul_total}
 
 
-def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: int = 30) -> Dict[str, float]:
+def products_in_sequence(
+    model: nn.Module,
+    buffer: int,
+    batch: int = 1,
+    reps: int = 30,
+    compare: Optional[Callable[[Tensor], Tensor]] = None,
+) -> Dict[str, float]:
     """The model's conv arithmetic alone: each conv's product, as the layer would choose it, in call order.
 
     Records the rows each conv computes in one call of ``buffer`` samples, then times the
     sequence of bare products over the layers' own weights (random inputs of the same
     shapes; no caches, no window gathering, no graph, no activations). The weights are read
     in the same order as in a call, so the caches see what they see in the model: this is
-    what the call would cost if everything but the BLAS calls were free.
+    what the call would cost if everything but the BLAS calls were free. With ``compare``
+    (e.g. the frozen model), its calls are timed in alternation with the products
+    (``call_ms``), so that both figures see the same machine load.
     """
     from streamify.layers import Conv1d, ConvTranspose1d
     from streamify.layers.products import GENERIC, default_product, rows_by_weight
@@ -338,7 +346,7 @@ def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: in
             frames = x.size(-1) // layer.stride
             rows = x.size(0) * frames
             weight = layer.weight.reshape(layer.out_channels, -1)
-            z = torch.randn(x.size(0), x.size(1), int(layer.cache_len) + x.size(-1))
+            z = torch.randn(x.size(0), x.size(1), (frames - 1) * layer.stride + layer.span)  # the windows it uses
         else:
             rows = x.size(0) * x.size(-1)
             weight = layer.weight.reshape(layer.in_channels, -1).t()
@@ -347,7 +355,9 @@ def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: in
         if product == GENERIC or layer.groups != 1:
             if isinstance(layer, Conv1d):
                 steps.append(
-                    lambda z=z, layer=layer: F.conv1d(z, layer.weight, layer.bias, layer.stride, 0, layer.dilation)
+                    lambda z=z, layer=layer: F.conv1d(
+                        z, layer.weight, layer.bias, layer.stride, 0, layer.dilation, layer.groups
+                    )
                 )
             else:
                 steps.append(
@@ -368,8 +378,26 @@ def products_in_sequence(model: nn.Module, buffer: int, batch: int = 1, reps: in
         for step in steps:
             step()
 
+    result = {"buffer": buffer, "batch": batch, "layers": len(steps)}
     with torch.inference_mode():
         for _ in range(3):
             run()
-        total = _median_time(run, reps)
-    return {"buffer": buffer, "batch": batch, "layers": len(steps), "ms": 1e3 * total}
+        if compare is None:
+            result["ms"] = 1e3 * _median_time(run, reps)
+            return result
+        x = noise_signal(batch, buffer, seed=11)
+        model_reset = getattr(compare, "reset", None)
+        if model_reset is not None:
+            model_reset()
+        for _ in range(3):
+            compare(x)
+        alone: List[float] = []
+        calls: List[float] = []
+        for _ in range(reps):
+            alone.append(_median_time(run, 1))
+            calls.append(_median_time(lambda: compare(x), 1))
+        if model_reset is not None:
+            model_reset()
+    result["ms"] = 1e3 * statistics.median(alone)
+    result["call_ms"] = 1e3 * statistics.median(calls)
+    return result

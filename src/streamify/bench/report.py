@@ -65,6 +65,8 @@ def _arithmetic_bound(results: Dict[str, object], model: str) -> Optional[str]:
     cc = _best(_runs(results, model=model, method="cached_conv", threads=1, batch=1, buffer=buffer))
     one, four = products.get("1"), products.get("4")
     text = f"The convs' arithmetic alone with PyTorch's kernels (profile below): {one['ms']:.2f} ms per {buffer} call"
+    if "call_ms" in one:
+        text += f" (the frozen call, timed alongside: {one['call_ms']:.2f} ms)"
     if cc and buffer == 2048:
         text += f"; the 3x target needs {cc['median_ms'] / 3:.2f} ms for the whole call"
     if four:
@@ -508,7 +510,11 @@ def _profile_markdown(profile: Dict[str, object]) -> List[str]:
         out.append(
             "The convs' arithmetic alone: each conv's product (as the layer picks it) or generic kernel, in call "
             "order over the model's own weights, nothing else (no caches, windows, graph, activations): "
-            + "; ".join(f"batch {b}: {p['ms']:.2f} ms" for b, p in products.items())
+            + "; ".join(
+                f"batch {b}: {p['ms']:.2f} ms"
+                + (f" (the frozen model's call, timed alongside: {p['call_ms']:.2f} ms)" if "call_ms" in p else "")
+                for b, p in products.items()
+            )
             + ". A call cannot beat this with PyTorch's kernels; the rest of the call is overhead."
         )
         out.append("")
