@@ -31,7 +31,7 @@ from streamify.layers.products import (
     PRODUCT_NAMES,
     ROWS_LEFT,
     WEIGHT_LEFT,
-    default_product,
+    choose_product,
 )
 
 #: row counts above this are left to the generic kernels (gathering that many windows costs more than it saves)
@@ -204,7 +204,7 @@ def _tune_one(
             continue
         count = rows[id(layer)]
         medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
-        default = previous[id(layer)].get(count, default_product(count, layer.fast_path_rows))
+        default = choose_product(previous[id(layer)], count, layer.fast_path_rows)
         best = min(options, key=lambda p: medians[p])
         if default in medians and medians[default] <= (1.0 + min_gain) * medians[best]:
             best = default

@@ -333,7 +333,7 @@ def products_in_sequence(
     (``call_ms``), so that both figures see the same machine load.
     """
     from streamify.layers import Conv1d, ConvTranspose1d
-    from streamify.layers.products import GENERIC, default_product, rows_by_weight
+    from streamify.layers.products import GENERIC, choose_product, rows_by_weight
 
     layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
     shapes = _layer_inputs(model, layers, buffer, batch)
@@ -351,7 +351,7 @@ def products_in_sequence(
             rows = x.size(0) * x.size(-1)
             weight = layer.weight.reshape(layer.in_channels, -1).t()
             z = torch.randn_like(x)
-        product = layer.products.get(rows, default_product(rows, layer.fast_path_rows))
+        product = choose_product(layer.products, rows, layer.fast_path_rows)
         if product == GENERIC or layer.groups != 1:
             if isinstance(layer, Conv1d):
                 steps.append(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import block_rows, default_product, rows_by_weight
+from streamify.layers.products import block_rows, choose_product, rows_by_weight
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
@@ -212,7 +212,7 @@ class Conv1d(WindowOp):
     def _window(self, z: Tensor) -> Tensor:
         frames = (z.size(-1) - self.span) // self.stride + 1
         rows = frames * z.size(0)
-        product = self.products.get(rows, default_product(rows, self.fast_path_rows))
+        product = choose_product(self.products, rows, self.fast_path_rows)
         if product == 0 or torch.jit.is_tracing():  # GENERIC (TorchScript cannot read the global)
             return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         return self._window_matmul(z, frames, product)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
-from streamify.layers.products import block_rows, default_product, rows_by_weight
+from streamify.layers.products import block_rows, choose_product, rows_by_weight
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -166,7 +166,7 @@ class ConvTranspose1d(OverlapAdd):
         x = self._mask_input(x)
         n = x.size(-1)
         rows = n * x.size(0)
-        product = self.products.get(rows, default_product(rows, self.fast_path_rows))
+        product = choose_product(self.products, rows, self.fast_path_rows)
         if product != 0 and not torch.jit.is_tracing():  # 0: GENERIC (TorchScript cannot read the global)
             full = self._contributions_matmul(x, product)
         else:

@@ -62,6 +62,13 @@ def default_product(rows: int, fast_path_rows: int) -> int:
     return 2  # ROWS_LEFT
 
 
+def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int) -> int:
+    """The product a layer runs for ``rows``: its ``table``'s entry (tuned), else :func:`default_product`."""
+    if rows in table:
+        return table[rows]
+    return default_product(rows, fast_path_rows)
+
+
 def rows_by_weight(
     rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int = 1
 ) -> Tensor:
