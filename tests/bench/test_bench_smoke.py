@@ -7,6 +7,7 @@ the cached_conv twin, the fields of the results, the files written, the CLI comm
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -140,6 +141,10 @@ def test_suite_results_fields_and_files(tmp_path):
     for key in ("meta", "models", "floor", "offline", "runs", "exactness", "profile", "fits", "notes"):
         assert key in results
     model = results["models"][RAVE_TINY.name]
+    floor = results["floor"][RAVE_TINY.name]["1"]
+    for key in ("bandwidth", "bandwidth_reread", "bandwidth_sequence", "bandwidth_sequence_median", "macs"):
+        assert floor[key] > 0 and math.isfinite(floor[key]), key
+    assert floor["bandwidth"] == floor["bandwidth_sequence"]  # the floor reads the weights in sequence
     assert model["delay_samples"]["streamify"] == model["delay_samples"]["overlap_add"]
     methods = {r["method"] for r in results["runs"]}
     assert {"streamify", "overlap_add"} <= methods
@@ -178,6 +183,16 @@ def test_suite_results_fields_and_files(tmp_path):
     assert "`streamify.tune` timed each conv's products" in summary
     assert "The convs' arithmetic alone" in summary
     assert "The convs' arithmetic alone with PyTorch's kernels (profile below)" in summary
+    assert "one buffer re-read" in summary and "the model's weights in sequence" in summary
+    assert "The floor reads the weights at the in-sequence bandwidth" in summary
+    # results written before the sequence probe: "bandwidth" was the re-read figure, no sequence keys
+    old = copy.deepcopy(results)
+    for per_thread in old["floor"].values():
+        for entry in per_thread.values():
+            entry["bandwidth"] = entry.pop("bandwidth_reread")
+            for key in ("bandwidth_sequence", "bandwidth_sequence_median"):
+                del entry[key]
+    assert "These results predate the in-sequence probe" in markdown(old)
 
     page = tmp_path / "page.md"
     page.write_text("# Title\n\nhand-written\n\n<!-- bench:begin -->\nSTALE-BLOCK\n<!-- bench:end -->\n\ntail\n")

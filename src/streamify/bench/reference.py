@@ -299,6 +299,20 @@ def weight_bytes(model: RaveAutoencoder) -> int:
     return sum(p.numel() * p.element_size() for p in folded_copy(model).parameters())
 
 
+def weight_tensor_bytes(model: RaveAutoencoder) -> List[int]:
+    """Bytes of the deployed weights per conv (its weight plus its bias), in forward (registration) order.
+
+    One entry per module that holds parameters (the convs): a call's conv reads its bias in the same op
+    as its weight. The entries sum to :func:`weight_bytes`.
+    """
+    sizes = []
+    for module in folded_copy(model).modules():
+        nbytes = sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+        if nbytes:
+            sizes.append(nbytes)
+    return sizes
+
+
 def count_macs(model: nn.Module, length: int, channels: int = 1) -> Dict[str, int]:
     """Multiply-accumulates of the convs of one forward pass over ``length`` samples, per conv (forward order)."""
     counts: Dict[str, int] = {}

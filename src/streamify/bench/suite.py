@@ -37,7 +37,7 @@ from streamify.bench.methods import (
     onnx_support,
     prepare,
 )
-from streamify.bench.reference import CONFIGS, RAVE_V2, RAVE_V2_SMALL
+from streamify.bench.reference import CONFIGS, RAVE_V2, RAVE_V2_SMALL, weight_tensor_bytes
 
 #: buffer sizes the issue asks for; each model keeps the multiples of its ratio
 BUFFERS = (256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -207,7 +207,10 @@ def run_suite(
             if biggest is None or prepared.facts.weight_bytes > biggest.facts.weight_bytes:
                 biggest = prepared
             results["floor"][name] = machine_floor(
-                facts.weight_bytes, options.threads, options.plan.probe_reps, quick=options.mode == "quick"
+                weight_tensor_bytes(prepared.model),
+                options.threads,
+                options.plan.probe_reps,
+                quick=options.mode == "quick",
             )
             for threads in options.threads:
                 torch.set_num_threads(threads)
@@ -424,7 +427,7 @@ def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -
     floor = results["floor"][prepared.config.name].get("1")
     if floor is None:
         torch.set_num_threads(1)
-        floor = machine_floor(prepared.facts.weight_bytes, [1], options.plan.probe_reps, quick=True)["1"]
+        floor = machine_floor(weight_tensor_bytes(prepared.model), [1], options.plan.probe_reps, quick=True)["1"]
     quick = options.mode == "quick"
     layers = layer_profile(prepared.stream, buffer, calls=8 if quick else 40, warmup=3 if quick else 5, floor=floor)
     ops = op_profile(prepared.stream, buffer, calls=3 if quick else 10, warmup=2 if quick else 5)
