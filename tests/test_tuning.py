@@ -9,7 +9,7 @@ from torch import nn
 import streamify
 from helpers import assert_streams_exactly
 from streamify.layers import Conv1d, ConvTranspose1d, Sequential, StreamingError
-from streamify.layers.products import BLOCKED, GENERIC, MATRIX_VECTOR, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
+from streamify.layers.products import BLOCKED, GENERIC, MATRIX_VECTOR, NATIVE, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
 from streamify.tuning import untune
 
 
@@ -36,12 +36,15 @@ def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
     report = streamify.tune(model, [16, 64], [1, 3], rounds=3)
     layers = _product_layers(model)
     assert len(layers) == 5
+    native = {NATIVE} if report.native else set()
     for layer in layers:
         assert set(layer.products) == {row.rows for row in report.layers if row.layer == layer.layer_name}
         assert len(layer.products) == 4  # rows = batch x frames: 4 distinct counts for 2 buffers x 2 batches
         for rows, product in layer.products.items():
             allowed = (
-                {GENERIC, ROWS_LEFT} if layer.groups > 1 else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR, BLOCKED}
+                {GENERIC, ROWS_LEFT}
+                if layer.groups > 1
+                else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR, BLOCKED} | native
             )
             assert product in allowed
             if rows > 1:

@@ -7,7 +7,8 @@ everywhere. :func:`tune` streams noise through the model at the buffer and batch
 will use, times every candidate product of every conv in place (all layers at once, rounds
 interleaved), and writes the fastest into each layer's ``products`` table. The choice only
 changes the order of floating-point sums, never the math; it is kept by ``torch.jit.script``,
-``torch.jit.save``, pickling and the nn~ export.
+``torch.jit.save``, pickling and the nn~ export. Where :mod:`streamify.native` can build its
+compiled kernel, it is one more candidate (exports replace it by PyTorch's products).
 """
 
 from __future__ import annotations
@@ -16,22 +17,32 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import Conv1d
-from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.products import (
     BLOCKED,
     GENERIC,
     MATRIX_VECTOR,
+    NATIVE,
     PRODUCT_NAMES,
     ROWS_LEFT,
     WEIGHT_LEFT,
+    Products,
     choose_product,
+)
+from streamify.native import (
+    NativeProducts,
+    can_run_native,
+    load,
+    make_portable,
+    product_layers,
+    unavailable_reason,
+    use_native,
 )
 
 #: row counts above this are left to the generic kernels (gathering that many windows costs more than it saves)
@@ -55,6 +66,10 @@ class TuneReport:
     """What :func:`tune` measured and chose, per conv and row count."""
 
     layers: List[TunedLayer]
+    #: whether the native kernel (:mod:`streamify.native`) was a candidate
+    native: bool = False
+    #: why it was not, when it was asked for or could have been ("" otherwise)
+    native_note: str = ""
 
     @property
     def saved_ms(self) -> float:
@@ -63,16 +78,12 @@ class TuneReport:
 
     def table(self) -> str:
         """A plain-text table: layer, rows, the median of each product, the choice."""
-        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED)]
+        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, NATIVE)]
         lines = ["layer | rows | " + " | ".join(names) + " | chosen"]
         for row in self.layers:
             cells = [f"{row.ms[name]:.3f}" if name in row.ms else "-" for name in names]
             lines.append(f"{row.layer} | {row.rows} | " + " | ".join(cells) + f" | {row.chosen}")
         return "\n".join(lines)
-
-
-def _product_layers(model: nn.Module) -> List[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (Conv1d, ConvTranspose1d))]
 
 
 def _rows(layer: nn.Module, x: Tensor) -> int:
@@ -87,9 +98,25 @@ def _candidates(layer: nn.Module, rows: int) -> List[int]:
         return []
     if layer.groups > 1:
         return [GENERIC, ROWS_LEFT]  # grouped convs have one product: a batched one over the groups
-    if rows == 1:
-        return [GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
-    return [GENERIC, ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
+    options = [GENERIC, MATRIX_VECTOR] if rows == 1 else [GENERIC]
+    options += [ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
+    if isinstance(layer.kernels, NativeProducts):
+        options.append(NATIVE)
+    return options
+
+
+def _native_wanted(native: Optional[bool]) -> Tuple[bool, str]:
+    """Whether to offer the native kernel, and why not when it is not offered."""
+    if native is False:
+        return False, ""
+    if load():
+        return True, ""
+    if native:
+        raise StreamingError(
+            f"streamify.tune: native=True, but the native products are unavailable ({unavailable_reason()}); "
+            "install a C++ compiler (g++) or pass native=None to tune without them"
+        )
+    return False, f"native products unavailable: {unavailable_reason()}"
 
 
 def _as_list(sizes: Union[int, Sequence[int]]) -> List[int]:
@@ -103,6 +130,7 @@ def tune(
     rounds: int = 7,
     seed: int = 0,
     min_gain: float = 0.05,
+    native: Optional[bool] = None,
 ) -> TuneReport:
     """Pick the fastest product of every conv of ``model`` for each buffer and batch size.
 
@@ -112,8 +140,9 @@ def tune(
     will send. Each (buffer, batch) streams ``rounds`` calls per candidate product of noise;
     the streams are reset before and after. A layer leaves its default product only for one
     faster by more than ``min_gain`` (a fraction: timing noise must not decide). Script,
-    freeze or export the model afterwards: the choices travel with it. Returns what was
-    measured and chosen.
+    freeze or export the model afterwards: the choices travel with it. ``native``: offer the
+    compiled kernel of :mod:`streamify.native` (None: when it can be built; True: raise if it
+    cannot; False: never). Returns what was measured and chosen.
     """
     if isinstance(model, torch.jit.ScriptModule):
         raise StreamingError(
@@ -124,7 +153,15 @@ def tune(
             f"streamify.tune: expected a streaming model (streamify.convert's result or a StreamingModule), "
             f"got {type(model).__name__}"
         )
-    layers = _product_layers(model)
+    layers = product_layers(model)
+    offer_native, native_note = _native_wanted(native)
+    installed = []
+    if offer_native:
+        installed = [
+            layer for layer in layers if can_run_native(layer) and not isinstance(layer.kernels, NativeProducts)
+        ]
+        for layer in installed:
+            use_native(layer)
     channels = model.in_channels if model.in_channels > 0 else 1
     dtype = model.dtype_marker.dtype
     device = model.dtype_marker.device
@@ -139,7 +176,10 @@ def tune(
                 model, layers, batch, buffer, channels, dtype, device, rounds, min_gain, generator, shuffle
             )
     model.reset()
-    return TuneReport(report)
+    for layer in installed:  # layers that kept no native product script to portable code
+        if NATIVE not in layer.products.values():
+            layer.kernels = Products()
+    return TuneReport(report, native=offer_native, native_note=native_note)
 
 
 def _tune_one(
@@ -222,6 +262,8 @@ def _tune_one(
 
 
 def untune(model: nn.Module) -> None:
-    """Forget every tuned choice: each conv goes back to :func:`~streamify.layers.products.default_product`."""
-    for layer in _product_layers(model):
+    """Forget every tuned choice: each conv goes back to :func:`~streamify.layers.products.default_product`
+    and PyTorch's products."""
+    make_portable(model)
+    for layer in product_layers(model):
         layer.products = {}

@@ -16,6 +16,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+import streamify.native
 from streamify.bench.measure import Plan
 from streamify.bench.methods import OverlapAddStream
 from streamify.bench.reference import (
@@ -176,13 +177,14 @@ def test_suite_results_fields_and_files(tmp_path):
     # the streamify model was tuned for the run's buffers and batches: one choice per (conv, rows)
     tuning = model["tuning"]
     assert tuning["tuned"] > 0 and sum(tuning["choices"].values()) == tuning["tuned"]
+    assert tuning["native"] == streamify.native.available() and "native kernel" in markdown(results)
     products = results["profile"]["products_in_sequence"]
     assert set(products) == {"1", "4"}
     assert all(p["ms"] > 0 and p["call_ms"] > 0 and p["layers"] > 0 for p in products.values())
     summary = markdown(results)
     assert "`streamify.tune` timed each conv's products" in summary
     assert "The convs' arithmetic alone" in summary
-    assert "The convs' arithmetic alone with PyTorch's kernels (profile below)" in summary
+    assert "The convs' arithmetic alone with the kernels the tuned layers run (profile below)" in summary
     assert "one buffer re-read" in summary and "the model's weights in sequence" in summary
     assert "The floor reads the weights at the in-sequence bandwidth" in summary
     # results written before the sequence probe: "bandwidth" was the re-read figure, no sequence keys

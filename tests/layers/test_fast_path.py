@@ -14,6 +14,7 @@ from streamify.layers.products import (
     BLOCKED,
     GENERIC,
     MATRIX_VECTOR,
+    NATIVE,
     ROWS_LEFT,
     WEIGHT_LEFT,
     block_rows,
@@ -136,7 +137,7 @@ def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch
 
 def test_product_constants_match_the_literals_torchscript_compiles():
     # default_product and rows_by_weight spell the constants as literals (TorchScript cannot read globals)
-    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED) == (0, 1, 2, 3, 4)
+    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, NATIVE) == (0, 1, 2, 3, 4, 5)
     rows, weight = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     assert rows_by_weight(rows, weight, None, ROWS_LEFT).is_contiguous()
     assert not rows_by_weight(rows, weight, None, WEIGHT_LEFT).is_contiguous()  # (weight @ rows.t()).t()

@@ -23,7 +23,11 @@ def streaming_layers(model: nn.Module) -> List[nn.Module]:
         return list(streams)
     from streamify.layers import StreamingModule
 
-    return [m for m in model.modules() if isinstance(m, StreamingModule) and not list(m.children())]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, StreamingModule) and not any(isinstance(c, StreamingModule) for c in m.children())
+    ]
 
 
 def _prime(model: nn.Module, batch: int, buffer: int) -> None:
@@ -333,7 +337,7 @@ def products_in_sequence(
     (``call_ms``), so that both figures see the same machine load.
     """
     from streamify.layers import Conv1d, ConvTranspose1d
-    from streamify.layers.products import GENERIC, choose_product, rows_by_weight
+    from streamify.layers.products import GENERIC, choose_product
 
     layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
     shapes = _layer_inputs(model, layers, buffer, batch)
@@ -369,8 +373,8 @@ def products_in_sequence(
         cols = torch.randn(rows, weight.size(1))
         bias = layer.bias if isinstance(layer, Conv1d) else None  # transposed convs add theirs after the overlap-add
         steps.append(
-            lambda cols=cols, weight=weight, bias=bias, p=product, blocks=layer.rows_per_block: rows_by_weight(
-                cols, weight, bias, p, blocks
+            lambda cols=cols, weight=weight, bias=bias, p=product, layer=layer: layer.kernels.forward(
+                cols, weight, bias, p, layer.rows_per_block
             )
         )
 

@@ -64,7 +64,7 @@ def _arithmetic_bound(results: Dict[str, object], model: str) -> Optional[str]:
     buffer = profile["buffer"]
     cc = _best(_runs(results, model=model, method="cached_conv", threads=1, batch=1, buffer=buffer))
     one, four = products.get("1"), products.get("4")
-    text = f"The convs' arithmetic alone with PyTorch's kernels (profile below): {one['ms']:.2f} ms per {buffer} call"
+    text = f"The convs' arithmetic alone with the kernels the tuned layers run (profile below): {one['ms']:.2f} ms per {buffer} call"
     if "call_ms" in one:
         text += f" (the frozen call, timed alongside: {one['call_ms']:.2f} ms)"
     if cc and buffer == 2048:
@@ -308,7 +308,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             out.append(
                 f"{name}: before timing, `streamify.tune` timed each conv's products at this run's buffer sizes "
                 f"and batches ({tuning['seconds']:.1f} s): {tuning['tuned']} (layer, rows) choices: {choices}; "
-                f"{tuning['changed']} differ from the untuned default."
+                f"{tuning['changed']} differ from the untuned default. "
+                + (
+                    "The native kernel (`streamify.native`, compiled for this CPU) was a candidate."
+                    if tuning.get("native")
+                    else f"The native kernel was not a candidate ({tuning.get('native_note') or 'not asked for'})."
+                )
             )
             out.append("")
     out.append("### Machine floor")
@@ -528,7 +533,7 @@ def _profile_markdown(profile: Dict[str, object]) -> List[str]:
                 + (f" (the frozen model's call, timed alongside: {p['call_ms']:.2f} ms)" if "call_ms" in p else "")
                 for b, p in products.items()
             )
-            + ". A call cannot beat this with PyTorch's kernels; the rest of the call is overhead."
+            + ". A call cannot beat this with these kernels; the rest of the call is overhead."
         )
         out.append("")
     rows = sorted(layers["layers"], key=lambda r: -r["ms"])[:15]

@@ -153,6 +153,8 @@ def _tune(prepared: Prepared, options: Options, tick: Progressor) -> Dict[str, o
         "changed": sum(1 for row in report.layers if row.chosen != row.default),
         "tuned": len(report.layers),
         "saved_ms_eager": report.saved_ms,
+        "native": report.native,
+        "native_note": report.native_note,
     }
 
 

@@ -32,6 +32,7 @@ from streamify.export.methods import (
     power_of_two_sizes,
 )
 from streamify.layers.base import StreamingError, StreamingModule
+from streamify.native import make_portable
 
 #: name of the JSON metadata stored in the file's ``extra/`` folder (``torch.jit.load(..., _extra_files=...)``)
 EXTRA_FILE = "streamify.json"
@@ -287,7 +288,7 @@ def _tune_methods(converted: Sequence, buffers: Sequence[int], batches: Sequence
                 f"streamify: {where}: method {method.name!r} accepts none of the buffer sizes {list(buffers)} to tune "
                 f"for; use multiples of {method.in_ratio * stream.buffer_multiple} samples"
             )
-        tune(stream, frames, list(batches))
+        tune(stream, frames, list(batches), native=False)  # nn~'s libtorch cannot load our kernel
 
 
 def export_nn_tilde(
@@ -332,6 +333,8 @@ def export_nn_tilde(
     converted = convert_methods(model, example, methods, examples, where)
     if tune_buffers:
         _tune_methods(converted, tune_buffers, tune_batches, where)
+    for method in converted:  # the file must load in any libtorch: PyTorch's products only
+        make_portable(method.stream)
     units = [nn_tilde_buffer_unit(m, where, NN_TILDE_DEFAULT_BUFFER) for m in converted]
     cls = _wrapper_class(converted)
     wrapper = cls([m.stream for m in converted], [m.name for m in converted], int(sample_rate or 0), {})

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import block_rows, choose_product, rows_by_weight
+from streamify.layers.products import Products, block_rows, choose_product
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
@@ -208,6 +208,8 @@ class Conv1d(WindowOp):
         self.products: Dict[int, int] = {}
         #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
         self.rows_per_block = block_rows(self.out_channels // groups, weight.size(1) * self.kernel_size)
+        #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
+        self.kernels: nn.Module = Products()
 
     def _window(self, z: Tensor) -> Tensor:
         frames = (z.size(-1) - self.span) // self.stride + 1
@@ -246,7 +248,7 @@ class Conv1d(WindowOp):
         )
         cols = windows.reshape(batch * frames, channels * kernel)
         weight = self.weight.reshape(out_channels, channels * kernel)
-        y = rows_by_weight(cols, weight, self.bias, product, self.rows_per_block)
+        y = self.kernels.forward(cols, weight, self.bias, product, self.rows_per_block)
         return y.view(batch, frames, out_channels).transpose(1, 2)
 
     def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
-from streamify.layers.products import block_rows, choose_product, rows_by_weight
+from streamify.layers.products import Products, block_rows, choose_product
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -158,6 +158,8 @@ class ConvTranspose1d(OverlapAdd):
         self.products: Dict[int, int] = {}
         #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
         self.rows_per_block = block_rows(weight.size(1) * kernel_size, weight.size(0) // self.groups)
+        #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
+        self.kernels: nn.Module = Products()
 
     def _tail_channels(self, x: Tensor) -> int:
         return self.out_channels
@@ -191,7 +193,7 @@ class ConvTranspose1d(OverlapAdd):
             # one 2-D product for the whole batch: the weights are read once, not once per item
             frames = x.transpose(1, 2).reshape(batch * n, per_in)
             weight = self.weight.reshape(per_in, per_out * kernel).t()  # [out * kernel, in], a view
-            cols = rows_by_weight(frames, weight, None, product, self.rows_per_block)
+            cols = self.kernels.forward(frames, weight, None, product, self.rows_per_block)
             if n == 1 and self.dilation == 1:
                 return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output
             cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]

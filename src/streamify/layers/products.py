@@ -9,6 +9,9 @@ and the BLAS (MKL differs from OpenBLAS, and a weight matrix read once per call 
 in cache): the products below compute the same sums in different orders; a layer uses
 :func:`default_product` unless its ``products`` table (row count -> product) names another,
 and :func:`streamify.tune` fills that table by timing each product inside the model.
+A layer runs its products through its ``kernels`` submodule: :class:`Products` (PyTorch ops
+only, what exported files keep) or :class:`streamify.native.NativeProducts`, which adds
+:data:`NATIVE`, a kernel compiled for this machine.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 #: PyTorch's generic kernel (``F.conv1d`` / ``F.conv_transpose1d``)
 GENERIC = 0
@@ -29,6 +32,9 @@ WEIGHT_LEFT = 3
 #: ``rows @ weight.t()`` over blocks of weight rows small enough to stay in the CPU's cache (one
 #: batched product): BLAS's few-row kernels then read each weight once from memory
 BLOCKED = 4
+#: the compiled kernel of :mod:`streamify.native` (each weight read once for all rows); a layer
+#: whose ``kernels`` are the portable :class:`Products` runs it as :data:`ROWS_LEFT`
+NATIVE = 5
 
 PRODUCT_NAMES: Dict[int, str] = {
     GENERIC: "generic",
@@ -36,6 +42,7 @@ PRODUCT_NAMES: Dict[int, str] = {
     ROWS_LEFT: "rows-left",
     WEIGHT_LEFT: "weight-left",
     BLOCKED: "blocked",
+    NATIVE: "native",
 }
 
 #: bytes of weights per block of the blocked product (fits a core's L2 cache with room to spare)
@@ -95,3 +102,17 @@ def rows_by_weight(
     if bias is not None:
         y = y + bias
     return y
+
+
+class Products(nn.Module):
+    """The products of one conv layer with PyTorch's ops only: :func:`rows_by_weight`.
+
+    A conv calls ``self.kernels.forward(rows, weight, bias, product, rows_per_block)``;
+    TorchScript compiles whichever module the layer holds, so a layer holding this one
+    scripts to portable code (any libtorch, nn~, ONNX) whatever its table says.
+    """
+
+    def forward(
+        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
+    ) -> Tensor:
+        return rows_by_weight(rows, weight, bias, product, rows_per_block)

@@ -1,0 +1,37 @@
+"""Products compiled for this machine: a conv over few frames, each weight read once per call.
+
+:func:`load` builds ``products.cpp`` once (a C++ compiler is needed; about 10 s) and registers
+``torch.ops.streamify.rows_by_weight``; :func:`streamify.tune` then offers it to every conv as
+the product :data:`~streamify.layers.products.NATIVE` and keeps it where it is faster. Models
+using it stream in Python and in TorchScript within a process that loaded it; files for other
+hosts (nn~, ONNX) keep PyTorch's products (:func:`make_portable`).
+"""
+
+from streamify.native.build import cache_dir, load, unavailable_reason
+from streamify.native.kernels import (
+    NativeProducts,
+    can_run_native,
+    make_portable,
+    product_layers,
+    use_native,
+    uses_native,
+)
+
+
+def available() -> bool:
+    """Whether the native products are (or can be built and) loaded in this process."""
+    return load()
+
+
+__all__ = [
+    "NativeProducts",
+    "available",
+    "cache_dir",
+    "can_run_native",
+    "load",
+    "make_portable",
+    "product_layers",
+    "unavailable_reason",
+    "use_native",
+    "uses_native",
+]

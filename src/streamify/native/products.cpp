@@ -1,0 +1,185 @@
+// Few-row matrix products for streaming convolutions, compiled for the machine that runs them.
+//
+// A streaming call of a low-rate conv multiplies a few rows (batch items x frames) by a large
+// weight matrix: its cost is reading the weights. BLAS's few-row kernels re-read them for each
+// pair of rows or leave the memory bus idle between short dot products; these kernels read
+// each weight element once per call for any number of rows and keep several weight rows in
+// flight. One op, streamify::rows_by_weight(rows [M, K], weight [N, K]) -> [M, N] = rows @ weight.t():
+//   - weight rows contiguous (a conv weight viewed as [out, in * kernel]): dot products of
+//     4 weight rows with up to 4 rows at a time;
+//   - weight columns contiguous (a transposed conv weight [in, out * kernel] viewed as its
+//     transpose): 4 weight rows at a time added into every output row.
+// float32 and float64; anything else (other devices, dtypes, layouts) falls back to at::mm.
+// No bias: the caller adds it, as for the portable products.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+template <typename T>
+struct Vec {
+  static constexpr int lanes = 64 / sizeof(T);
+  typedef T type __attribute__((vector_size(64)));
+};
+
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+inline void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// y[m, j] = sum_k x[m, k] * w[j, k] for MT rows of x and NT rows of w.
+template <typename T, int MT, int NT>
+void dot_tile(const T* x, int64_t ldx, const T* w, int64_t ldw, int64_t k_len, T* y, int64_t ldy) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  V acc[NT][MT];
+  for (int j = 0; j < NT; ++j)
+    for (int m = 0; m < MT; ++m) acc[j][m] = V{};
+  int64_t k = 0;
+  for (; k + L <= k_len; k += L) {
+    V wv[NT];
+    for (int j = 0; j < NT; ++j) wv[j] = load<V>(w + j * ldw + k);
+    for (int m = 0; m < MT; ++m) {
+      const V xv = load<V>(x + m * ldx + k);
+      for (int j = 0; j < NT; ++j) acc[j][m] += wv[j] * xv;
+    }
+  }
+  for (int j = 0; j < NT; ++j) {
+    for (int m = 0; m < MT; ++m) {
+      T sum = 0;
+      for (int l = 0; l < L; ++l) sum += acc[j][m][l];
+      for (int64_t r = k; r < k_len; ++r) sum += x[m * ldx + r] * w[j * ldw + r];
+      y[m * ldy + j] = sum;
+    }
+  }
+}
+
+template <typename T, int MT>
+void dot_tile_rows(int nt, const T* x, int64_t ldx, const T* w, int64_t ldw, int64_t k_len, T* y, int64_t ldy) {
+  switch (nt) {
+    case 1: return dot_tile<T, MT, 1>(x, ldx, w, ldw, k_len, y, ldy);
+    case 2: return dot_tile<T, MT, 2>(x, ldx, w, ldw, k_len, y, ldy);
+    case 3: return dot_tile<T, MT, 3>(x, ldx, w, ldw, k_len, y, ldy);
+    default: return dot_tile<T, MT, 4>(x, ldx, w, ldw, k_len, y, ldy);
+  }
+}
+
+// rows [M, K] (stride ldx) times weight [N, K] (row stride ldw, unit column stride) -> y [M, N].
+template <typename T>
+void by_weight_rows(const T* x, int64_t ldx, int64_t m_len, const T* w, int64_t ldw, int64_t n_len,
+                    int64_t k_len, T* y) {
+  const int64_t blocks = (n_len + 3) / 4;
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, k_len * sizeof(T) * 4));
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t n = b * 4;
+      const int nt = static_cast<int>(std::min<int64_t>(4, n_len - n));
+      for (int64_t m = 0; m < m_len; m += 4) {
+        const T* xm = x + m * ldx;
+        T* ym = y + m * n_len + n;
+        switch (std::min<int64_t>(4, m_len - m)) {
+          case 1: dot_tile_rows<T, 1>(nt, xm, ldx, w + n * ldw, ldw, k_len, ym, n_len); break;
+          case 2: dot_tile_rows<T, 2>(nt, xm, ldx, w + n * ldw, ldw, k_len, ym, n_len); break;
+          case 3: dot_tile_rows<T, 3>(nt, xm, ldx, w + n * ldw, ldw, k_len, ym, n_len); break;
+          default: dot_tile_rows<T, 4>(nt, xm, ldx, w + n * ldw, ldw, k_len, ym, n_len); break;
+        }
+      }
+    }
+  });
+}
+
+// rows [M, K] (stride ldx) times wt [K, N] (row stride ldw, unit column stride) -> y [M, N]:
+// the weight of a transposed conv, read row by row (4 at a time) and added into every output row.
+template <typename T>
+void by_weight_columns(const T* x, int64_t ldx, int64_t m_len, const T* wt, int64_t ldw, int64_t n_len,
+                       int64_t k_len, T* y) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  // whole weight rows, 4 at a time, are read in order (one stream each); each thread takes a
+  // range of output columns
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_len / (4 * L)));
+  const int64_t chunk = ((n_len + threads - 1) / threads + L - 1) / L * L;
+  const int64_t chunks = (n_len + chunk - 1) / chunk;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t n0 = c * chunk;
+      const int64_t n1 = std::min(n_len, n0 + chunk);
+      for (int64_t m = 0; m < m_len; ++m) std::fill(y + m * n_len + n0, y + m * n_len + n1, T(0));
+      for (int64_t k = 0; k < k_len; k += 4) {
+        const int kb = static_cast<int>(std::min<int64_t>(4, k_len - k));
+        const T* w0 = wt + k * ldw;
+        const T* w1 = kb > 1 ? w0 + ldw : w0;
+        const T* w2 = kb > 2 ? w0 + 2 * ldw : w0;
+        const T* w3 = kb > 3 ? w0 + 3 * ldw : w0;
+        for (int64_t m = 0; m < m_len; ++m) {
+          const T* xm = x + m * ldx + k;
+          const T c0 = xm[0];
+          const T c1 = kb > 1 ? xm[1] : T(0);
+          const T c2 = kb > 2 ? xm[2] : T(0);
+          const T c3 = kb > 3 ? xm[3] : T(0);
+          T* ym = y + m * n_len;
+          int64_t n = n0;
+          for (; n + L <= n1; n += L) {
+            V acc = load<V>(ym + n);
+            acc += c0 * load<V>(w0 + n);
+            acc += c1 * load<V>(w1 + n);
+            acc += c2 * load<V>(w2 + n);
+            acc += c3 * load<V>(w3 + n);
+            store<V>(ym + n, acc);
+          }
+          for (; n < n1; ++n) ym[n] += c0 * w0[n] + c1 * w1[n] + c2 * w2[n] + c3 * w3[n];
+        }
+      }
+    }
+  });
+}
+
+at::Tensor rows_by_weight(const at::Tensor& rows, const at::Tensor& weight) {
+  TORCH_CHECK(rows.dim() == 2 && weight.dim() == 2 && rows.size(1) == weight.size(1),
+              "streamify::rows_by_weight: expected rows [M, K] and weight [N, K], got ", rows.sizes(), " and ",
+              weight.sizes());
+  const auto dtype = rows.scalar_type();
+  const bool supported = rows.device().is_cpu() && weight.device().is_cpu() && weight.scalar_type() == dtype &&
+                         (dtype == at::kFloat || dtype == at::kDouble) && rows.size(0) > 0 && weight.size(0) > 0;
+  if (!supported) return at::mm(rows, weight.t());
+  const at::Tensor x = rows.stride(1) == 1 ? rows : rows.contiguous();
+  const int64_t m_len = x.size(0), k_len = x.size(1), n_len = weight.size(0);
+  at::Tensor y = at::empty({m_len, n_len}, rows.options());
+  if (k_len == 0) return y.zero_();
+  const bool row_major = weight.stride(1) == 1;
+  const bool column_major = !row_major && weight.stride(0) == 1;
+  const at::Tensor w = row_major || column_major ? weight : weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(dtype, "streamify::rows_by_weight", [&] {
+    if (column_major) {
+      by_weight_columns<scalar_t>(x.data_ptr<scalar_t>(), x.stride(0), m_len, w.data_ptr<scalar_t>(), w.stride(1),
+                                  n_len, k_len, y.data_ptr<scalar_t>());
+    } else {
+      by_weight_rows<scalar_t>(x.data_ptr<scalar_t>(), x.stride(0), m_len, w.data_ptr<scalar_t>(), w.stride(0),
+                               n_len, k_len, y.data_ptr<scalar_t>());
+    }
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(streamify, m) {
+  m.def("rows_by_weight(Tensor rows, Tensor weight) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(streamify, CPU, m) {
+  m.impl("rows_by_weight", rows_by_weight);
+}
