@@ -9,7 +9,16 @@ from torch import nn
 import streamify
 from helpers import assert_streams_exactly
 from streamify.layers import Conv1d, ConvTranspose1d, Sequential, StreamingError
-from streamify.layers.products import BLOCKED, GENERIC, MATRIX_VECTOR, NATIVE, PRODUCT_NAMES, ROWS_LEFT, WEIGHT_LEFT
+from streamify.layers.products import (
+    BLOCKED,
+    COLUMNS,
+    GENERIC,
+    MATRIX_VECTOR,
+    NATIVE,
+    PRODUCT_NAMES,
+    ROWS_LEFT,
+    WEIGHT_LEFT,
+)
 from streamify.tuning import untune
 
 
@@ -44,7 +53,7 @@ def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
             allowed = (
                 {GENERIC, ROWS_LEFT}
                 if layer.groups > 1
-                else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR, BLOCKED} | native
+                else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR, BLOCKED, COLUMNS} | native
             )
             assert product in allowed
             if rows > 1:

@@ -26,6 +26,7 @@ from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import Conv1d
 from streamify.layers.products import (
     BLOCKED,
+    COLUMNS,
     GENERIC,
     MATRIX_VECTOR,
     NATIVE,
@@ -78,7 +79,7 @@ class TuneReport:
 
     def table(self) -> str:
         """A plain-text table: layer, rows, the median of each product, the choice."""
-        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, NATIVE)]
+        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS, NATIVE)]
         lines = ["layer | rows | " + " | ".join(names) + " | chosen"]
         for row in self.layers:
             cells = [f"{row.ms[name]:.3f}" if name in row.ms else "-" for name in names]
@@ -99,7 +100,7 @@ def _candidates(layer: nn.Module, rows: int) -> List[int]:
     if layer.groups > 1:
         return [GENERIC, ROWS_LEFT]  # grouped convs have one product: a batched one over the groups
     options = [GENERIC, MATRIX_VECTOR] if rows == 1 else [GENERIC]
-    options += [ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
+    options += [ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS]
     if isinstance(layer.kernels, NativeProducts):
         options.append(NATIVE)
     return options

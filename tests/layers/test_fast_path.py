@@ -12,6 +12,7 @@ from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.products import (
     BLOCK_BYTES,
     BLOCKED,
+    COLUMNS,
     GENERIC,
     MATRIX_VECTOR,
     NATIVE,
@@ -22,7 +23,7 @@ from streamify.layers.products import (
     rows_by_weight,
 )
 
-PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED]
+PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS]
 
 GRID = list(itertools.product([1, 2, 4], [1, 3, 4], [1, 2, 3], [1, 3], [1, 4], [True, False]))
 
@@ -137,7 +138,7 @@ def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch
 
 def test_product_constants_match_the_literals_torchscript_compiles():
     # default_product and rows_by_weight spell the constants as literals (TorchScript cannot read globals)
-    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, NATIVE) == (0, 1, 2, 3, 4, 5)
+    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, NATIVE, COLUMNS) == (0, 1, 2, 3, 4, 5, 6)
     rows, weight = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     assert rows_by_weight(rows, weight, None, ROWS_LEFT).is_contiguous()
     assert not rows_by_weight(rows, weight, None, WEIGHT_LEFT).is_contiguous()  # (weight @ rows.t()).t()

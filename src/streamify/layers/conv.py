@@ -234,6 +234,17 @@ class Conv1d(WindowOp):
         # f * stride + j * dilation), copied once into the product's rows
         strides = z.stride()
         step = strides[2]
+        if product == 6 and self.groups == 1:  # COLUMNS (TorchScript cannot read the global)
+            columns = z.as_strided(
+                [batch, channels, kernel, frames],
+                [strides[0], strides[1], self.dilation * step, self.stride * step],
+                z.storage_offset(),
+            ).reshape(batch, channels * kernel, frames)
+            y = torch.matmul(self.weight.reshape(out_channels, channels * kernel), columns)
+            bias = self.bias
+            if bias is not None:
+                y = y + bias.unsqueeze(-1)
+            return y
         if self.groups > 1:
             windows = z.as_strided(
                 [batch, channels, frames, kernel],

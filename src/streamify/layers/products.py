@@ -35,6 +35,11 @@ BLOCKED = 4
 #: the compiled kernel of :mod:`streamify.native` (each weight read once for all rows); a layer
 #: whose ``kernels`` are the portable :class:`Products` runs it as :data:`ROWS_LEFT`
 NATIVE = 5
+#: per batch item, ``weight @ windows`` with the windows gathered channel-major (``[in * kernel,
+#: frames]``): the output comes out in the stream's own ``[batch, out, frames]`` layout, with no
+#: transposes before or after; suits convs over many frames (the layer computes it, not
+#: :func:`rows_by_weight`)
+COLUMNS = 6
 
 PRODUCT_NAMES: Dict[int, str] = {
     GENERIC: "generic",
@@ -43,6 +48,7 @@ PRODUCT_NAMES: Dict[int, str] = {
     WEIGHT_LEFT: "weight-left",
     BLOCKED: "blocked",
     NATIVE: "native",
+    COLUMNS: "columns",
 }
 
 #: bytes of weights per block of the blocked product (fits a core's L2 cache with room to spare)
