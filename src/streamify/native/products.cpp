@@ -148,6 +148,17 @@ void by_weight_rows(const T* x, int64_t ldx, int64_t m_len, const T* w, int64_t 
   });
 }
 
+// y[0:L] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3, in that order
+template <typename V, typename T>
+inline void add_weighted(T* y, T c0, T c1, T c2, T c3, const V& v0, const V& v1, const V& v2, const V& v3) {
+  V acc = load<V>(y);
+  acc += c0 * v0;
+  acc += c1 * v1;
+  acc += c2 * v2;
+  acc += c3 * v3;
+  store<V>(y, acc);
+}
+
 // rows [M, K] (stride ldx) times wt [K, N] (row stride ldw, unit column stride) -> y [M, N]:
 // the weight of a transposed conv, read row by row (4 at a time) and added into every output row.
 template <typename T>
@@ -191,20 +202,8 @@ void by_weight_columns(const T* x, int64_t ldx, int64_t m_len, const T* wt, int6
                 prefetch_ahead(w3, ldw, 4, n, n0, n1);
               }
               const V v0 = load<V>(w0 + n), v1 = load<V>(w1 + n), v2 = load<V>(w2 + n), v3 = load<V>(w3 + n);
-              V acc = load<V>(ya + n);
-              acc += a0 * v0;
-              acc += a1 * v1;
-              acc += a2 * v2;
-              acc += a3 * v3;
-              store<V>(ya + n, acc);
-              if (pair) {
-                V other = load<V>(yb + n);
-                other += b0 * v0;
-                other += b1 * v1;
-                other += b2 * v2;
-                other += b3 * v3;
-                store<V>(yb + n, other);
-              }
+              add_weighted(ya + n, a0, a1, a2, a3, v0, v1, v2, v3);
+              if (pair) add_weighted(yb + n, b0, b1, b2, b3, v0, v1, v2, v3);
             }
             for (; n < p1; ++n) {
               ya[n] += a0 * w0[n] + a1 * w1[n] + a2 * w2[n] + a3 * w3[n];
