@@ -42,7 +42,8 @@ def _product_layers(model):
 
 def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
     model = _model()
-    report = streamify.tune(model, [16, 64], [1, 3], rounds=3)
+    report = streamify.tune(model, [16, 64], [1, 3], rounds=3, check_calls=False)
+    assert report.whole_calls == []
     layers = _product_layers(model)
     assert len(layers) == 5
     native = {NATIVE} if report.native else set()
@@ -123,3 +124,23 @@ def test_tune_refuses_what_it_cannot_tune():
         streamify.tune(nn.Conv1d(1, 1, 3), 32)
     with pytest.raises(StreamingError, match="buffer length 31 is not accepted"):
         streamify.tune(model, 31)
+
+
+def test_whole_calls_keep_or_undo_each_batch_and_buffer():
+    model = _model()
+    report = streamify.tune(model, [16, 64], [1, 2], rounds=2)
+    assert [(c.batch, c.buffer) for c in report.whole_calls] == [(1, 16), (1, 64), (2, 16), (2, 64)]
+    for check in report.whole_calls:
+        assert check.before_ms > 0 and check.tuned_ms > 0
+        assert check.kept == (check.tuned_ms <= 1.05 * check.before_ms)
+    assert model.cache_bytes == 0
+    assert_streams_exactly(model, batch=2)
+
+
+def test_whole_calls_slower_than_before_undo_the_choices():
+    model = _model()
+    # min_gain -0.999: every layer takes its fastest product, and the whole-call check undoes any
+    # tuned tables that are not 1000x faster than the earlier ones, i.e. all of them
+    report = streamify.tune(model, [16, 64], [1, 2], rounds=2, min_gain=-0.999)
+    assert report.layers and all(not check.kept for check in report.whole_calls)
+    assert all(layer.products == {} for layer in _product_layers(model))

@@ -63,6 +63,20 @@ class TunedLayer:
 
 
 @dataclass
+class WholeCallCheck:
+    """One (batch, buffer): whole calls with the tables before and after tuning it, alternated."""
+
+    batch: int
+    buffer: int
+    #: median ms per call with the tables as they were before this (batch, buffer) was tuned
+    before_ms: float
+    #: median ms per call with the tuned tables
+    tuned_ms: float
+    #: False when the tuned tables were slower by more than ``min_gain`` and were undone
+    kept: bool
+
+
+@dataclass
 class TuneReport:
     """What :func:`tune` measured and chose, per conv and row count."""
 
@@ -71,6 +85,8 @@ class TuneReport:
     native: bool = False
     #: why it was not, when it was asked for or could have been ("" otherwise)
     native_note: str = ""
+    #: per (batch, buffer), the whole-call comparison that keeps or undoes its choices
+    whole_calls: List[WholeCallCheck] = field(default_factory=list)
 
     @property
     def saved_ms(self) -> float:
@@ -132,6 +148,7 @@ def tune(
     seed: int = 0,
     min_gain: float = 0.05,
     native: Optional[bool] = None,
+    check_calls: bool = True,
 ) -> TuneReport:
     """Pick the fastest product of every conv of ``model`` for each buffer and batch size.
 
@@ -140,7 +157,10 @@ def tune(
     model's input frames (samples for audio input), ``batch_sizes`` the batch sizes a host
     will send. Each (buffer, batch) streams ``rounds`` calls per candidate product of noise;
     the streams are reset before and after. A layer leaves its default product only for one
-    faster by more than ``min_gain`` (a fraction: timing noise must not decide). Script,
+    faster by more than ``min_gain`` (a fraction: timing noise must not decide); then whole
+    calls with the new choices and with the earlier ones are timed in alternation, and the new
+    ones are undone if they are slower by more than ``min_gain`` (a layer's own timing misses
+    what its choice costs the layers after it; ``check_calls=False`` skips this). Script,
     freeze or export the model afterwards: the choices travel with it. ``native``: offer the
     compiled kernel of :mod:`streamify.native` (None: when it can be built; True: raise if it
     cannot; False: never). Returns what was measured and chosen.
@@ -169,18 +189,55 @@ def tune(
     generator = torch.Generator().manual_seed(seed)
     shuffle = random.Random(seed)
     report: List[TunedLayer] = []
+    checks: List[WholeCallCheck] = []
     for batch in _as_list(batch_sizes):
         for buffer in _as_list(buffer_sizes):
             model.reset()
             model._validate(torch.zeros(batch, channels, buffer, dtype=dtype, device=device))
+            before = [dict(layer.products) for layer in layers]
             report += _tune_one(
                 model, layers, batch, buffer, channels, dtype, device, rounds, min_gain, generator, shuffle
             )
+            if check_calls:
+                x = torch.randn(batch, channels, buffer, generator=generator, dtype=dtype).to(device)
+                checks.append(_check_whole_calls(model, layers, before, x, 2 * rounds + 1, min_gain))
     model.reset()
     for layer in installed:  # layers that kept no native product script to portable code
         if NATIVE not in layer.products.values():
             layer.kernels = Products()
-    return TuneReport(report, native=offer_native, native_note=native_note)
+    return TuneReport(report, native=offer_native, native_note=native_note, whole_calls=checks)
+
+
+def _check_whole_calls(
+    model: StreamingModule,
+    layers: List[nn.Module],
+    before: List[Dict[int, int]],
+    x: Tensor,
+    pairs: int,
+    min_gain: float,
+) -> WholeCallCheck:
+    """Time whole calls on ``x`` with the tables ``before`` and the tuned ones, alternated ``pairs``
+    times; restore ``before`` when the tuned tables are slower by more than ``min_gain``."""
+    tuned = [dict(layer.products) for layer in layers]
+    spent: Tuple[List[float], List[float]] = ([], [])
+
+    def use(tables: List[Dict[int, int]]) -> None:
+        for layer, table in zip(layers, tables):
+            layer.products = dict(table)
+
+    model.reset()
+    with torch.inference_mode():
+        model(x)  # allocates the caches
+        for _ in range(pairs):
+            for slot, tables in enumerate((before, tuned)):
+                use(tables)
+                began = time.perf_counter()
+                model(x)
+                spent[slot].append(time.perf_counter() - began)
+    before_ms, tuned_ms = (1e3 * statistics.median(times) for times in spent)
+    kept = tuned_ms <= (1.0 + min_gain) * before_ms
+    use(tuned if kept else before)
+    return WholeCallCheck(batch=x.size(0), buffer=x.size(-1), before_ms=before_ms, tuned_ms=tuned_ms, kept=kept)
 
 
 def _tune_one(

@@ -178,6 +178,9 @@ def test_suite_results_fields_and_files(tmp_path):
     tuning = model["tuning"]
     assert tuning["tuned"] > 0 and sum(tuning["choices"].values()) == tuning["tuned"]
     assert tuning["native"] == streamify.native.available() and "native kernel" in markdown(results)
+    # one whole-call check per (batch, buffer) tuned; the summary says how many were undone
+    assert tuning["whole_calls"] > 0 and 0 <= tuning["whole_calls_undone"] <= tuning["whole_calls"]
+    assert f"of {tuning['whole_calls']} (batch, buffer) pairs" in markdown(results)
     products = results["profile"]["products_in_sequence"]
     assert set(products) == {"1", "4"}
     assert all(p["ms"] > 0 and p["call_ms"] > 0 and p["layers"] > 0 for p in products.values())

@@ -308,7 +308,13 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             out.append(
                 f"{name}: before timing, `streamify.tune` timed each conv's products at this run's buffer sizes "
                 f"and batches ({tuning['seconds']:.1f} s): {tuning['tuned']} (layer, rows) choices: {choices}; "
-                f"{tuning['changed']} differ from the untuned default. "
+                f"{tuning['changed']} differ from the untuned default"
+                + (
+                    f"; whole calls undid the choices of {tuning['whole_calls_undone']} of {tuning['whole_calls']} "
+                    "(batch, buffer) pairs (slower than before them). "
+                    if "whole_calls" in tuning
+                    else ". "
+                )
                 + (
                     "The native kernel (`streamify.native`, compiled for this CPU) was a candidate."
                     if tuning.get("native")

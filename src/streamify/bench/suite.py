@@ -154,6 +154,8 @@ def _tune(prepared: Prepared, options: Options, tick: Progressor) -> Dict[str, o
         "tuned": len(report.layers),
         "saved_ms_eager": report.saved_ms,
         "native": report.native,
+        "whole_calls_undone": sum(1 for check in report.whole_calls if not check.kept),
+        "whole_calls": len(report.whole_calls),
         "native_note": report.native_note,
     }
 
