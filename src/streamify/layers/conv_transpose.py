@@ -189,19 +189,17 @@ class ConvTranspose1d(OverlapAdd):
         groups, kernel = self.groups, self.kernel_size
         per_in = self.in_channels // groups
         per_out = self.out_channels // groups
-        if groups == 1 and product == 6:  # COLUMNS: each item's frames times the weight, in [out * kernel, n]
+        if groups == 1:
             weight = self.weight.reshape(per_in, per_out * kernel).t()  # [out * kernel, in], a view
-            cols = torch.matmul(weight, x)  # [batch, out * kernel, n]
-            if n == 1 and self.dilation == 1:
-                return cols.reshape(batch, self.out_channels, kernel)
-        elif groups == 1:
-            # one 2-D product for the whole batch: the weights are read once, not once per item
-            frames = x.transpose(1, 2).reshape(batch * n, per_in)
-            weight = self.weight.reshape(per_in, per_out * kernel).t()  # [out * kernel, in], a view
-            cols = self.kernels.forward(frames, weight, None, product, self.rows_per_block)
+            if product == 6:  # COLUMNS: each item's frames times the weight (TorchScript cannot read the global)
+                cols = torch.matmul(weight, x)  # [batch, out * kernel, n]
+            else:
+                # one 2-D product for the whole batch: the weights are read once, not once per item
+                frames = x.transpose(1, 2).reshape(batch * n, per_in)
+                cols = self.kernels.forward(frames, weight, None, product, self.rows_per_block)
+                cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]
             if n == 1 and self.dilation == 1:
                 return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output
-            cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]
         else:
             xs = x.reshape(batch, groups, per_in, n).permute(1, 0, 3, 2).reshape(groups, batch * n, per_in)
             y = torch.bmm(xs, self.weight.reshape(groups, per_in, per_out * kernel))
