@@ -5,7 +5,10 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import streamify
+from helpers import assert_streams_exactly
 from streamify.layers import Conv1d
 from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
@@ -134,6 +137,26 @@ def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch
         expected = generic(x)
         assert (fast(x) - expected).abs().max().item() <= 1e-12
         assert (scripted(x) - expected).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_model_with_each_product_streams_exactly_against_offline(product):
+    # every conv of a model forced to one product: streamed == offline at the model's delay, and one
+    # sample off fails (assert_streams_exactly checks both)
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Conv1d(2, 8, 5, padding=2),
+        nn.Tanh(),
+        nn.Conv1d(8, 12, 4, stride=2, padding=1),
+        nn.Conv1d(12, 12, 3, padding=3, dilation=3, groups=2),
+        nn.ConvTranspose1d(12, 6, 4, stride=2, padding=1),
+        nn.Conv1d(6, 1, 3, padding=1),
+    ).double()
+    model = streamify.convert(plain, torch.randn(1, 2, 64, dtype=torch.float64))
+    for layer in model.modules():
+        if isinstance(layer, (Conv1d, ConvTranspose1d)):
+            layer.products = {rows: product for rows in range(1, 300)}
+    assert_streams_exactly(model, frames=128, batch=3, sizes=[2, 4, 6, 8, 2, 10, 16, 8, 72])
 
 
 def test_product_constants_match_the_literals_torchscript_compiles():
