@@ -216,6 +216,26 @@ def test_cache_key_depends_on_the_source(monkeypatch, tmp_path):
     assert build.cache_dir() != before
 
 
+def test_cache_key_depends_on_the_compiler_flags():
+    assert build.cache_dir(build.BASE_FLAGS) != build.cache_dir(build.BASE_FLAGS + build.OPENMP_FLAGS)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_splits_its_work_over_torch_threads(op, threads):
+    """Built with PyTorch's OpenMP flags, the kernel's at::parallel_for runs on every intra-op thread
+    (without them its pragma is ignored: one thread whatever the setting)."""
+    if threads > 1 and not build._uses_openmp():
+        pytest.skip("this PyTorch does not run its threads on OpenMP")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert native.kernel_threads() == threads
+        rows, weight = torch.randn(3, 70, dtype=torch.float64), torch.randn(37, 70, dtype=torch.float64)
+        torch.testing.assert_close(op(rows, weight), rows @ weight.t(), rtol=1e-12, atol=1e-12)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_layers_of_other_kinds_are_not_offered_native():
     grouped = Conv1d(4, 4, 3, groups=2)
     assert not native.can_run_native(grouped)

@@ -7,7 +7,7 @@ using it stream in Python and in TorchScript within a process that loaded it; fi
 hosts (nn~, ONNX) keep PyTorch's products (:func:`make_portable`).
 """
 
-from streamify.native.build import cache_dir, load, unavailable_reason
+from streamify.native.build import cache_dir, kernel_threads, load, unavailable_reason
 from streamify.native.kernels import (
     NativeProducts,
     can_run_native,
@@ -28,6 +28,7 @@ __all__ = [
     "available",
     "cache_dir",
     "can_run_native",
+    "kernel_threads",
     "load",
     "make_portable",
     "product_layers",

@@ -1,7 +1,8 @@
 """Compiling and loading the native products (``products.cpp``) for this machine.
 
-The extension is built once per source, torch version and CPU (``-O3 -march=native``: about
-10 s with a C++ compiler) into ``$STREAMIFY_CACHE`` (default ``~/.cache/streamify``) and
+The extension is built once per source, flags, torch version and CPU (``-O3 -march=native``,
+and ``-fopenmp`` where PyTorch's threads are OpenMP's, so that the kernel's ``at::parallel_for``
+splits its work over ``torch.get_num_threads()`` threads: about 10 s with a C++ compiler) into ``$STREAMIFY_CACHE`` (default ``~/.cache/streamify``) and
 loaded into the process, which registers the op ``torch.ops.streamify.rows_by_weight``.
 ``STREAMIFY_NATIVE=0`` turns it off. Without a compiler, streamify keeps its portable products.
 """
@@ -13,18 +14,36 @@ import os
 import platform
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
 SOURCE = Path(__file__).with_name("products.cpp")
 
+#: always passed to the compiler
+BASE_FLAGS = ["-O3", "-march=native"]
+#: compiler and linker flags that make ``at::parallel_for`` run on PyTorch's OpenMP threads (without
+#: them its ``#pragma omp`` is ignored and the kernel runs on one thread whatever the thread count)
+OPENMP_FLAGS = ["-fopenmp"]
+
 _loaded: Optional[bool] = None
 _reason: str = ""
 
 
-def _cpu_key() -> str:
-    """What the compiled code depends on besides its source: torch, Python, and the CPU's features."""
+def _uses_openmp() -> bool:
+    """Whether PyTorch runs its intra-op threads on OpenMP (the Linux wheels do)."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def _flag_sets() -> List[List[str]]:
+    """Compiler flag sets to try, best first: with OpenMP where PyTorch uses it, then without."""
+    if _uses_openmp():
+        return [BASE_FLAGS + OPENMP_FLAGS, BASE_FLAGS]
+    return [BASE_FLAGS]
+
+
+def _cpu_key(flags_used: Sequence[str] = ()) -> str:
+    """What the compiled code depends on besides its source: flags, torch, Python, and the CPU's features."""
     flags = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -33,14 +52,15 @@ def _cpu_key() -> str:
                 break
     except OSError:
         flags = platform.processor()
-    text = "|".join([SOURCE.read_text(), torch.__version__, platform.python_version(), platform.machine(), flags])
+    parts = [SOURCE.read_text(), torch.__version__, platform.python_version(), platform.machine(), flags]
+    text = "|".join(parts + list(flags_used))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    """Where builds are kept: ``$STREAMIFY_CACHE/native/<key>``."""
+def cache_dir(flags: Sequence[str] = ()) -> Path:
+    """Where builds with compiler ``flags`` are kept: ``$STREAMIFY_CACHE/native/<key>``."""
     root = Path(os.environ.get("STREAMIFY_CACHE", Path.home() / ".cache" / "streamify"))
-    return root / "native" / _cpu_key()
+    return root / "native" / _cpu_key(flags)
 
 
 def _op_registered() -> bool:
@@ -66,24 +86,15 @@ def load() -> bool:
     if _op_registered():
         _loaded = True
         return True
-    try:
-        from torch.utils.cpp_extension import load as load_extension
-
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            load_extension(
-                name="streamify_native",
-                sources=[str(SOURCE)],
-                extra_cflags=["-O3", "-march=native"],
-                build_directory=str(directory),
-                is_python_module=False,
-                verbose=False,
-            )
-    except Exception as error:  # a compiler error, a missing toolchain, a foreign platform
+    failures = []
+    for flags in _flag_sets():
+        error = _build(flags)
+        if error is None:
+            break
+        failures.append(f"{' '.join(flags)}: {error}")
+    else:
         _loaded = False
-        _reason = f"could not build {SOURCE.name}: {type(error).__name__}: {str(error).strip()[-400:]}"
+        _reason = f"could not build {SOURCE.name}: " + "; ".join(failures)
         return False
     _loaded = _op_registered()
     if not _loaded:
@@ -91,6 +102,29 @@ def load() -> bool:
     else:
         _register_autograd()
     return _loaded
+
+
+def _build(flags: List[str]) -> Optional[str]:
+    """Compile (or find in the cache) and load the extension with ``flags``; the error, or None."""
+    try:
+        from torch.utils.cpp_extension import load as load_extension
+
+        directory = cache_dir(flags)
+        directory.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_extension(
+                name="streamify_native",
+                sources=[str(SOURCE)],
+                extra_cflags=list(flags),
+                extra_ldflags=[f for f in flags if f in OPENMP_FLAGS],
+                build_directory=str(directory),
+                is_python_module=False,
+                verbose=False,
+            )
+    except Exception as error:  # a compiler error, a missing toolchain, a foreign platform
+        return f"{type(error).__name__}: {str(error).strip()[-400:]}"
+    return None
 
 
 def _register_autograd() -> None:
@@ -104,6 +138,17 @@ def _register_autograd() -> None:
         return grad @ weight, grad.t() @ rows
 
     torch.library.register_autograd("streamify::rows_by_weight", backward, setup_context=setup_context)
+
+
+def kernel_threads() -> int:
+    """Threads the native kernel splits one product over at the current ``torch.get_num_threads()``.
+
+    0 when the kernel is unavailable; 1 at any thread count when it was built without OpenMP
+    (where PyTorch does not use it, or the compiler refused ``-fopenmp``).
+    """
+    if not load():
+        return 0
+    return int(torch.ops.streamify.threads_used(4 * max(torch.get_num_threads(), 1)))
 
 
 def unavailable_reason() -> str:

@@ -243,10 +243,23 @@ at::Tensor rows_by_weight(const at::Tensor& rows, const at::Tensor& weight) {
   return y;
 }
 
+// How many threads at::parallel_for runs ``items`` one-item pieces on, here, now. It reports 1
+// whatever torch.get_num_threads() says when this file was compiled without the OpenMP flags
+// that PyTorch's threads need (its pragma is then ignored), which is what the tests check.
+int64_t threads_used(int64_t items) {
+  std::vector<char> seen(std::max<int64_t>(at::get_num_threads(), 1), 0);
+  at::parallel_for(0, std::max<int64_t>(items, 1), 1, [&](int64_t, int64_t) {
+    const int64_t thread = at::get_thread_num();
+    if (thread >= 0 && thread < static_cast<int64_t>(seen.size())) seen[thread] = 1;
+  });
+  return std::count(seen.begin(), seen.end(), 1);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(streamify, m) {
   m.def("rows_by_weight(Tensor rows, Tensor weight) -> Tensor");
+  m.def("threads_used(int items) -> int", &threads_used);
 }
 
 TORCH_LIBRARY_IMPL(streamify, CPU, m) {
