@@ -130,7 +130,7 @@ def test_suite_results_fields_and_files(tmp_path):
         mode="test",
         models=[RAVE_TINY.name],
         buffers=[64, 256],
-        threads=[1],
+        threads=[1, 2],
         batches=[1, 2],
         engines=["eager"],
         plan=TINY_PLAN,
@@ -181,6 +181,10 @@ def test_suite_results_fields_and_files(tmp_path):
     # one whole-call check per (batch, buffer) tuned; the summary says how many were undone
     assert tuning["whole_calls"] > 0 and 0 <= tuning["whole_calls_undone"] <= tuning["whole_calls"]
     assert f"of {tuning['whole_calls']} (batch, buffer) pairs" in markdown(results)
+    # tuned again at each thread count before its runs, as a host tunes at its own setting
+    assert set(model["tuning_by_threads"]) == {"1", "2"} and model["tuning_by_threads"]["1"] == tuning
+    assert "before timing at 2 threads, `streamify.tune`" in markdown(results)
+    assert {r["threads"] for r in results["runs"] if r["method"] == "streamify"} == {1, 2}
     products = results["profile"]["products_in_sequence"]
     assert set(products) == {"1", "4"}
     assert all(p["ms"] > 0 and p["call_ms"] > 0 and p["layers"] > 0 for p in products.values())

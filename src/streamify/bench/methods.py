@@ -164,6 +164,13 @@ def _script_streamify(prepared: Prepared, frozen: bool) -> nn.Module:
     return prepared.scripted[key]
 
 
+def forget_scripted_streams(prepared: Prepared) -> None:
+    """Drop the scripted and frozen streamify models, compiled with the products chosen until now
+    (call after :func:`streamify.tune` changes them; the next methods script the stream again)."""
+    for key in ("streamify-script", "streamify-frozen"):
+        prepared.scripted.pop(key, None)
+
+
 def _script_cached_conv(prepared: Prepared) -> nn.Module:
     if "cached_conv-script" not in prepared.scripted:
         twin = prepared.cached_conv

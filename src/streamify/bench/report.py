@@ -302,12 +302,13 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
     )
     out.append("")
     for name, m in results["models"].items():
-        tuning = m.get("tuning")
-        if tuning:
+        by_threads = m.get("tuning_by_threads") or ({"1": m["tuning"]} if m.get("tuning") else {})
+        for threads, tuning in by_threads.items():
             choices = ", ".join(f"{kind} {count}" for kind, count in sorted(tuning["choices"].items()))
             out.append(
-                f"{name}: before timing, `streamify.tune` timed each conv's products at this run's buffer sizes "
-                f"and batches ({tuning['seconds']:.1f} s): {tuning['tuned']} (layer, rows) choices: {choices}; "
+                f"{name}: before timing at {threads} thread{'s' if threads != '1' else ''}, `streamify.tune` "
+                f"timed each conv's products at this run's buffer sizes and batches ({tuning['seconds']:.1f} s): "
+                f"{tuning['tuned']} (layer, rows) choices: {choices}; "
                 f"{tuning['changed']} differ from the untuned default"
                 + (
                     f"; whole calls undid the choices of {tuning['whole_calls_undone']} of {tuning['whole_calls']} "

@@ -33,6 +33,7 @@ from streamify.bench.methods import (
     STREAMIFY,
     Method,
     Prepared,
+    forget_scripted_streams,
     make_method,
     onnx_support,
     prepare,
@@ -132,18 +133,20 @@ class Counter:
             self.total += 1
 
 
-def _tune(prepared: Prepared, options: Options, tick: Progressor) -> Dict[str, object]:
-    """Run :func:`streamify.tune` on the streamify model for the run's buffers and batches (1 thread)."""
+def _tune(prepared: Prepared, options: Options, tick: Progressor, threads: int = 1) -> Dict[str, object]:
+    """Run :func:`streamify.tune` on the streamify model for the run's buffers and batches at ``threads``
+    threads, as a host would at its own setting, and forget the streams scripted with the earlier choices."""
     from streamify.tuning import tune
 
-    tick(f"{prepared.config.name}: tuning the conv products", 0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    tick(f"{prepared.config.name}: tuning the conv products ({threads} thread{'s' if threads > 1 else ''})", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    forget_scripted_streams(prepared)
     began = time.perf_counter()
     try:
         report = tune(prepared.stream, model_buffers(options, prepared.config.total_ratio), options.batches)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     chosen: Dict[str, int] = {}
     for row in report.layers:
         chosen[row.chosen] = chosen.get(row.chosen, 0) + 1
@@ -192,7 +195,8 @@ def run_suite(
             tick(f"{name}: building, converting", 0)
             prepared = prepare(config)
             notes.extend(n for n in prepared.notes if n not in notes)
-            tuning = _tune(prepared, options, tick) if options.tune else None
+            tuned_at = options.threads[0]
+            tuning = _tune(prepared, options, tick, tuned_at) if options.tune else None
             facts = prepared.facts
             results["models"][name] = {
                 **{k: v for k, v in asdict(facts).items() if k != "per_layer_macs"},
@@ -206,6 +210,7 @@ def run_suite(
                 "receptive_field": int(prepared.stream.receptive_field),
                 "buffers": model_buffers(options, config.total_ratio),
                 "tuning": tuning,
+                "tuning_by_threads": {} if tuning is None else {str(tuned_at): tuning},
             }
             tick(f"{name}: machine floor", 1)
             if biggest is None or prepared.facts.weight_bytes > biggest.facts.weight_bytes:
@@ -217,6 +222,9 @@ def run_suite(
                 quick=options.mode == "quick",
             )
             for threads in options.threads:
+                if options.tune and threads != tuned_at:  # the choices are timed at the host's thread count
+                    tuned_at = threads
+                    results["models"][name]["tuning_by_threads"][str(threads)] = _tune(prepared, options, tick, threads)
                 torch.set_num_threads(threads)
                 for batch in options.batches:
                     _run_block(prepared, options, threads, batch, results, skipped, notes, tick)
