@@ -2,9 +2,10 @@
 
 The extension is built once per source, flags, torch version and CPU (``-O3 -march=native``,
 and ``-fopenmp`` where PyTorch's threads are OpenMP's, so that the kernel's ``at::parallel_for``
-splits its work over ``torch.get_num_threads()`` threads: about 10 s with a C++ compiler) into ``$STREAMIFY_CACHE`` (default ``~/.cache/streamify``) and
-loaded into the process, which registers the op ``torch.ops.streamify.rows_by_weight``.
-``STREAMIFY_NATIVE=0`` turns it off. Without a compiler, streamify keeps its portable products.
+splits its work over ``torch.get_num_threads()`` threads; about 10 s with a C++ compiler) into
+``$STREAMIFY_CACHE`` (default ``~/.cache/streamify``) and loaded into the process, which
+registers the op ``torch.ops.streamify.rows_by_weight``. ``STREAMIFY_NATIVE=0`` turns it off.
+Without a compiler, streamify keeps its portable products.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def _cpu_key(flags_used: Sequence[str] = ()) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_dir(flags: Sequence[str] = ()) -> Path:
-    """Where builds with compiler ``flags`` are kept: ``$STREAMIFY_CACHE/native/<key>``."""
+def cache_dir(flags: Optional[Sequence[str]] = None) -> Path:
+    """Where builds with compiler ``flags`` (default: the first set :func:`load` tries) are kept:
+    ``$STREAMIFY_CACHE/native/<key>``."""
     root = Path(os.environ.get("STREAMIFY_CACHE", Path.home() / ".cache" / "streamify"))
-    return root / "native" / _cpu_key(flags)
+    return root / "native" / _cpu_key(_flag_sets()[0] if flags is None else flags)
 
 
 def _op_registered() -> bool:
