@@ -230,8 +230,12 @@ def test_kernel_splits_its_work_over_torch_threads(op, threads):
     torch.set_num_threads(threads)
     try:
         assert native.kernel_threads() == threads
-        rows, weight = torch.randn(3, 70, dtype=torch.float64), torch.randn(37, 70, dtype=torch.float64)
-        torch.testing.assert_close(op(rows, weight), rows @ weight.t(), rtol=1e-12, atol=1e-12)
+        # shapes large enough that both layouts split their output over the threads
+        generator = torch.Generator().manual_seed(threads)
+        for n, k, columns in ((37, 2100, False), (300, 70, True)):
+            rows = torch.randn(3, k, dtype=torch.float64, generator=generator)
+            weight = _weight(n, k, columns, torch.float64, generator)
+            torch.testing.assert_close(op(rows, weight), rows @ weight.t(), rtol=1e-12, atol=1e-12)
     finally:
         torch.set_num_threads(before)
 
