@@ -59,6 +59,20 @@ def test_conv_transpose_matmul_equals_conv_transpose(groups, kernel, stride, dil
         assert (got - expected).abs().max().item() <= 1e-12
 
 
+@pytest.mark.parametrize("product", PRODUCTS)
+@pytest.mark.parametrize("frames,batch", [(1, 1), (5, 1), (5, 3)])
+def test_conv1d_products_give_conv1d_gradients(product, frames, batch):
+    """The bias is added in place to the product's new tensor: gradients must still be conv1d's."""
+    torch.manual_seed(0)
+    conv = Conv1d(5, 7, 3, dilation=2, dtype=torch.float64)
+    z = torch.randn(batch, 5, conv.span + frames - 1, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(batch, 7, frames, dtype=torch.float64)
+    got = torch.autograd.grad(conv._window_matmul(z, frames, product), [z, conv.weight, conv.bias], grad_out)
+    expected = torch.autograd.grad(F.conv1d(z, conv.weight, conv.bias, 1, 0, 2), [z, conv.weight, conv.bias], grad_out)
+    for g, e in zip(got, expected):
+        assert (g - e).abs().max().item() <= 1e-12
+
+
 def _calls(module, name):
     counter = {"n": 0}
     original = getattr(module, name)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -93,6 +94,20 @@ def test_gradients_match_the_matrix_product(op):
     rows = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(op, (rows, weight))
+
+
+def test_native_conv_gives_conv1d_gradients_with_its_bias(op):
+    """NativeProducts adds the bias in place to the op's output: autograd must still give conv1d's."""
+    torch.manual_seed(0)
+    conv = Conv1d(5, 7, 3, dilation=2, dtype=torch.float64)
+    native.use_native(conv)
+    z = torch.randn(3, 5, conv.span + 4, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(3, 7, 5, dtype=torch.float64)
+    params = [z, conv.weight, conv.bias]
+    got = torch.autograd.grad(conv._window_matmul(z, 5, NATIVE), params, grad_out)
+    expected = torch.autograd.grad(F.conv1d(z, conv.weight, conv.bias, 1, 0, 2), params, grad_out)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
 
 
 def _model(dtype: torch.dtype = torch.float64) -> streamify.StreamingModel:

@@ -243,7 +243,7 @@ class Conv1d(WindowOp):
             y = torch.matmul(self.weight.reshape(out_channels, channels * kernel), columns)
             bias = self.bias
             if bias is not None:
-                y = y + bias.unsqueeze(-1)
+                y.add_(bias.unsqueeze(-1))  # in place: y is the product's new tensor
             return y
         if self.groups > 1:
             windows = z.as_strided(

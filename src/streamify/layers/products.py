@@ -104,9 +104,10 @@ def rows_by_weight(
     else:
         y = torch.mm(rows, weight.t())
     # the bias is added apart (never addmm / addmv): TorchScript's optimiser splits those into a
-    # product and an add, so fused calls would round differently in eager and scripted models
+    # product and an add, so fused calls would round differently in eager and scripted models. In
+    # place: y (or the tensor it views) was just made by the product, and nothing else holds it
     if bias is not None:
-        y = y + bias
+        y.add_(bias)
     return y
 
 

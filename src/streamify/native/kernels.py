@@ -25,7 +25,7 @@ class NativeProducts(nn.Module):
         if product == 5:  # NATIVE (TorchScript cannot read the global)
             y = torch.ops.streamify.rows_by_weight(rows, weight)
             if bias is not None:
-                y = y + bias
+                y.add_(bias)  # in place: y is the op's new tensor
             return y
         return rows_by_weight(rows, weight, bias, product, rows_per_block)
 
