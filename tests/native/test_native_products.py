@@ -235,6 +235,13 @@ def test_cache_key_depends_on_the_compiler_flags():
     assert build.cache_dir(build.BASE_FLAGS) != build.cache_dir(build.BASE_FLAGS + build.OPENMP_FLAGS)
 
 
+def test_openmp_flags_only_where_torch_runs_gnu_openmp(monkeypatch):
+    """Another thread runtime (native threads, Intel's or LLVM's OpenMP) gets the build without
+    -fopenmp: a second OpenMP runtime's threads would ignore torch.set_num_threads."""
+    monkeypatch.setattr(torch.__config__, "parallel_info", lambda: "ATen parallel backend: native thread pool")
+    assert build._flag_sets() == [build.BASE_FLAGS]
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_kernel_splits_its_work_over_torch_threads(op, threads):
     """Built with PyTorch's OpenMP flags, the kernel's at::parallel_for runs on every intra-op thread

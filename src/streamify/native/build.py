@@ -32,8 +32,19 @@ _reason: str = ""
 
 
 def _uses_openmp() -> bool:
-    """Whether PyTorch runs its intra-op threads on OpenMP (the Linux wheels do)."""
-    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    """Whether PyTorch runs its intra-op threads on GNU OpenMP (``libgomp``, as the Linux wheels do).
+
+    Only then does ``-fopenmp`` give the kernel PyTorch's own thread pool: the extension's
+    ``libgomp.so.1`` is the one torch loaded. With another runtime (Intel's, LLVM's) it would load
+    a second one, whose threads ignore ``torch.set_num_threads``; the kernel is then built without.
+    """
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return "libgomp" in maps
 
 
 def _flag_sets() -> List[List[str]]:
