@@ -152,8 +152,12 @@ def prepare(config: RaveConfig, conversion_frames: int = 32) -> Prepared:
     return Prepared(config, model, folded, stream, twin, model_facts(model), left, right, example, notes)
 
 
+#: keys of :attr:`Prepared.scripted` holding the scripted and the frozen streamify models
+_SCRIPTED_STREAM_KEYS = {False: "streamify-script", True: "streamify-frozen"}
+
+
 def _script_streamify(prepared: Prepared, frozen: bool) -> nn.Module:
-    key = "streamify-frozen" if frozen else "streamify-script"
+    key = _SCRIPTED_STREAM_KEYS[frozen]
     if key not in prepared.scripted:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -167,7 +171,7 @@ def _script_streamify(prepared: Prepared, frozen: bool) -> nn.Module:
 def forget_scripted_streams(prepared: Prepared) -> None:
     """Drop the scripted and frozen streamify models, compiled with the products chosen until now
     (call after :func:`streamify.tune` changes them; the next methods script the stream again)."""
-    for key in ("streamify-script", "streamify-frozen"):
+    for key in _SCRIPTED_STREAM_KEYS.values():
         prepared.scripted.pop(key, None)
 
 

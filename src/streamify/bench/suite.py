@@ -195,8 +195,6 @@ def run_suite(
             tick(f"{name}: building, converting", 0)
             prepared = prepare(config)
             notes.extend(n for n in prepared.notes if n not in notes)
-            tuned_at = options.threads[0]
-            tuning = _tune(prepared, options, tick, tuned_at) if options.tune else None
             facts = prepared.facts
             results["models"][name] = {
                 **{k: v for k, v in asdict(facts).items() if k != "per_layer_macs"},
@@ -209,8 +207,8 @@ def run_suite(
                 "buffer_multiple": int(prepared.stream.buffer_multiple),
                 "receptive_field": int(prepared.stream.receptive_field),
                 "buffers": model_buffers(options, config.total_ratio),
-                "tuning": tuning,
-                "tuning_by_threads": {} if tuning is None else {str(tuned_at): tuning},
+                "tuning": None,  # the first thread count's tuning (below)
+                "tuning_by_threads": {},
             }
             tick(f"{name}: machine floor", 1)
             if biggest is None or prepared.facts.weight_bytes > biggest.facts.weight_bytes:
@@ -222,9 +220,10 @@ def run_suite(
                 quick=options.mode == "quick",
             )
             for threads in options.threads:
-                if options.tune and threads != tuned_at:  # the choices are timed at the host's thread count
-                    tuned_at = threads
-                    results["models"][name]["tuning_by_threads"][str(threads)] = _tune(prepared, options, tick, threads)
+                if options.tune:  # the choices are timed at the host's thread count
+                    entry = results["models"][name]
+                    entry["tuning_by_threads"][str(threads)] = _tune(prepared, options, tick, threads)
+                    entry["tuning"] = entry["tuning"] or entry["tuning_by_threads"][str(threads)]
                 torch.set_num_threads(threads)
                 for batch in options.batches:
                     _run_block(prepared, options, threads, batch, results, skipped, notes, tick)

@@ -1,7 +1,7 @@
 """Compiling and loading the native products (``products.cpp``) for this machine.
 
 The extension is built once per source, flags, torch version and CPU (``-O3 -march=native``,
-and ``-fopenmp`` where PyTorch's threads are OpenMP's, so that the kernel's ``at::parallel_for``
+and ``-fopenmp`` where PyTorch's threads are GNU OpenMP's, so that the kernel's ``at::parallel_for``
 splits its work over ``torch.get_num_threads()`` threads; about 10 s with a C++ compiler) into
 ``$STREAMIFY_CACHE`` (default ``~/.cache/streamify``) and loaded into the process, which
 registers the op ``torch.ops.streamify.rows_by_weight``. ``STREAMIFY_NATIVE=0`` turns it off.
