@@ -40,10 +40,17 @@ def _group() -> None:
     """Make training data on this machine: speech (espeak-ng) or music (fluidsynth playing generated MIDI)."""
 
 
-def _run(kind: str, builder: Callable[[Callable[[float, float], None]], Summary], ready: Optional[Path]) -> None:
-    out = Console(highlight=False)
+def _run(
+    kind: str,
+    preflight: Callable[[], None],
+    builder: Callable[[Callable[[float, float], None]], Summary],
+    ready: Optional[Path],
+) -> None:
+    """Check the tools (``preflight``), build the set with a progress bar, print its summary, write ``ready``."""
+    out = Console(highlight=False, soft_wrap=True)
     start = time.perf_counter()
     try:
+        preflight()
         with Progress(
             TextColumn(f"{kind}"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(), console=out
         ) as progress:
@@ -67,7 +74,9 @@ def _run(kind: str, builder: Callable[[Callable[[float, float], None]], Summary]
     out.print(f"{data['minutes_total']:.1f} min at {summary.sample_rate} Hz in {elapsed:.0f} s")
     if ready is not None:
         ready.parent.mkdir(parents=True, exist_ok=True)
-        manifest = [json.loads(line) for line in Path(data["manifest"]).read_text().splitlines() if line.strip()]
+        manifest = [
+            json.loads(line) for line in Path(data["manifest"]).read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         files = {f"{split}_files": [e["path"] for e in manifest if e["split"] == split] for split in ("train", "test")}
         ready.write_text(json.dumps({**data, "generation_seconds": round(elapsed, 1), **files}, indent=2) + "\n")
 
@@ -82,11 +91,34 @@ def music(
     ready: ReadyOpt = None,
 ) -> None:
     """Music: generated melodies, chords, bass lines and drums on General MIDI instruments, played by fluidsynth."""
-    from streamify.data.music import build_music
+    from streamify.data.music import build_music, require_tools
 
     _run(
         "music",
+        require_tools,
         lambda on_file: build_music(
+            out, minutes=minutes, seed=seed, sample_rate=sample_rate, jobs=jobs, on_file=on_file
+        ),
+        ready,
+    )
+
+
+@app.command()
+def speech(
+    out: OutArg,
+    minutes: MinutesOpt = 30.0,
+    seed: SeedOpt = 0,
+    sample_rate: RateOpt = 48000,
+    jobs: JobsOpt = 1,
+    ready: ReadyOpt = None,
+) -> None:
+    """Speech: generated sentences in five languages read by espeak-ng voices at varied speeds and pitches."""
+    from streamify.data.speech import build_speech, require_tools
+
+    _run(
+        "speech",
+        require_tools,
+        lambda on_file: build_speech(
             out, minutes=minutes, seed=seed, sample_rate=sample_rate, jobs=jobs, on_file=on_file
         ),
         ready,

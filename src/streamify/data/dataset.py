@@ -116,7 +116,7 @@ def trim_silence(audio: np.ndarray, sample_rate: int, threshold_db: float = -60.
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _check_compatible(out: Path, kind: str, sample_rate: int, seed: int) -> None:
@@ -176,9 +176,9 @@ def build(
         raise ValueError(f"{manifest_path} does not list files 0..{len(entries) - 1} in order: rebuild {out}")
     wanted = minutes * 60.0
     done = sum(e["seconds"] for e in entries)
-    with manifest_path.open("w") as manifest:
+    with manifest_path.open("w", encoding="utf-8") as manifest:
         for entry in entries:
-            manifest.write(json.dumps(entry) + "\n")
+            manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
         manifest.flush()
         if done < wanted:
             for index, clip in _generate(make, len(entries), jobs):
@@ -193,7 +193,7 @@ def build(
                 seconds = clip.audio.size / sample_rate
                 entry = {"index": index, "path": rel, "split": split, "seconds": round(seconds, 4), **clip.meta}
                 entries.append(entry)
-                manifest.write(json.dumps(entry) + "\n")
+                manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
                 manifest.flush()
                 done += seconds
                 if on_file is not None:

@@ -21,6 +21,12 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 DEFAULT_SAMPLE_RATE = 48000
 
 
+def require_tools() -> None:
+    """:class:`DataToolMissing` (naming the apt package) unless fluidsynth and the GM soundfont are installed."""
+    require_program("fluidsynth", "fluidsynth")
+    require_file(SOUNDFONT, "fluid-soundfont-gm", "the General MIDI soundfont")
+
+
 def render_midi(midi_path: Path, sample_rate: int, soundfont: Path = SOUNDFONT, gain: float = 0.5) -> np.ndarray:
     """Audio [time] (mono float, fluidsynth's stereo averaged) of a MIDI file rendered at ``sample_rate``."""
     fluidsynth = require_program("fluidsynth", "fluidsynth")
@@ -39,11 +45,14 @@ def render_midi(midi_path: Path, sample_rate: int, soundfont: Path = SOUNDFONT, 
     return audio.mean(axis=1)
 
 
-def music_clip(seed: int, index: int, sample_rate: int, keep_midi: bool = False) -> Clip:
+def music_clip(
+    seed: int, index: int, sample_rate: int, keep_midi: bool = False, piece_seconds: tuple[float, float] = (20.0, 40.0)
+) -> Clip:
     """File ``index`` of the music set of ``seed``: a composed piece, rendered, trimmed, peak-normalised
-    (with ``keep_midi``, its MIDI file goes with it as ``midi/music_<index>.mid``)."""
+    (with ``keep_midi``, its MIDI file goes with it as ``midi/music_<index>.mid``). ``piece_seconds``: the
+    range of piece lengths (at least 4 bars)."""
     rng = np.random.default_rng([seed, index, 1])  # 1: the music recipe's stream
-    piece = compose(rng)
+    piece = compose(rng, *piece_seconds)
     with tempfile.TemporaryDirectory(prefix="streamify-midi-") as tmp:
         midi_path = Path(tmp) / "piece.mid"
         piece.midi.save(midi_path)
@@ -65,15 +74,15 @@ def build_music(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     jobs: int = 1,
     keep_midi: bool = True,
+    piece_seconds: tuple[float, float] = (20.0, 40.0),
     on_file: Callable[[float, float], None] | None = None,
 ) -> Summary:
     """Generate (or extend) the music set in ``out`` until it holds ``minutes`` of audio; see ``docs/data.md``."""
-    require_program("fluidsynth", "fluidsynth")
-    require_file(SOUNDFONT, "fluid-soundfont-gm", "the General MIDI soundfont")
+    require_tools()
     return build(
         Path(out),
         "music",
-        lambda index: music_clip(seed, index, sample_rate, keep_midi),
+        lambda index: music_clip(seed, index, sample_rate, keep_midi, piece_seconds),
         minutes=minutes,
         seed=seed,
         sample_rate=sample_rate,

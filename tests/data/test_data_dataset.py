@@ -1,0 +1,75 @@
+"""The set builder: split rule, disjoint held-out files, extension that keeps files, settings checked."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from streamify.data.dataset import Clip, DataToolMissing, build, is_test_index, require_file, require_program
+
+RATE = 8000
+
+
+def _make(seed: int):
+    def make(index: int) -> Clip:
+        rng = np.random.default_rng([seed, index])
+        seconds = float(rng.uniform(1.0, 2.0))
+        t = np.arange(int(seconds * RATE)) / RATE
+        return Clip(
+            0.5 * np.sin(2 * np.pi * rng.uniform(100, 1000) * t), meta={"i": index}, files={f"side/{index}.txt": b"x"}
+        )
+
+    return make
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*/*.wav")}
+
+
+def test_split_extension_and_summary(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    summary = build(out, "tone", _make(1), minutes=0.25, seed=1, sample_rate=RATE, jobs=2)
+    first = _hashes(out)
+    assert summary.total_seconds >= 15.0
+    assert summary.files["test"] >= 1 and summary.files["train"] >= 5
+    train = {p.name for p in (out / "train").glob("*.wav")}
+    test = {p.name for p in (out / "test").glob("*.wav")}
+    assert train and test and not train & test
+    assert all(is_test_index(int(name[5:10])) for name in test)
+    assert not any(is_test_index(int(name[5:10])) for name in train)
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in manifest] == list(range(len(manifest)))
+    assert abs(sum(e["seconds"] for e in manifest) - summary.total_seconds) < 1e-3
+    info = soundfile.info(out / manifest[0]["path"])
+    assert info.samplerate == RATE and info.channels == 1 and info.subtype == "PCM_16"
+    assert (out / "side" / "0.txt").is_file()
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["files"] == summary.files and saved["sample_rate"] == RATE
+
+    # extension keeps every existing file byte for byte and adds new ones
+    bigger = build(out, "tone", _make(1), minutes=0.5, seed=1, sample_rate=RATE)
+    after = _hashes(out)
+    assert all(after[name] == digest for name, digest in first.items())
+    assert len(after) > len(first) and bigger.total_seconds >= 30.0
+    # the same set made in one go is identical (jobs do not change the files)
+    again = tmp_path / "again"
+    build(again, "tone", _make(1), minutes=0.5, seed=1, sample_rate=RATE, jobs=1)
+    assert _hashes(again) == after
+
+
+def test_other_settings_are_refused(tmp_path: Path) -> None:
+    build(tmp_path, "tone", _make(1), minutes=0.05, seed=1, sample_rate=RATE)
+    with pytest.raises(ValueError, match="seed=1"):
+        build(tmp_path, "tone", _make(2), minutes=0.1, seed=2, sample_rate=RATE)
+    with pytest.raises(ValueError, match="sample_rate"):
+        build(tmp_path, "tone", _make(1), minutes=0.1, seed=1, sample_rate=16000)
+
+
+def test_missing_tools_name_the_apt_package(tmp_path: Path) -> None:
+    with pytest.raises(DataToolMissing, match="apt-get install some-package"):
+        require_program("no-such-program-streamify", "some-package")
+    with pytest.raises(DataToolMissing, match="apt-get install fluid-soundfont-gm"):
+        require_file(tmp_path / "none.sf2", "fluid-soundfont-gm", "the soundfont")
