@@ -73,3 +73,22 @@ def test_missing_tools_name_the_apt_package(tmp_path: Path) -> None:
         require_program("no-such-program-streamify", "some-package")
     with pytest.raises(DataToolMissing, match="apt-get install fluid-soundfont-gm"):
         require_file(tmp_path / "none.sf2", "fluid-soundfont-gm", "the soundfont")
+
+
+def test_register_adds_the_data_commands() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from streamify.data.cli import register
+
+    parent = typer.Typer()
+
+    @parent.command()
+    def other() -> None:  # a second command, so that Typer keeps ``data`` as a group
+        pass
+
+    register(parent)
+    result = CliRunner().invoke(parent, ["data", "--help"])
+    assert result.exit_code == 0 and "speech" in result.output and "music" in result.output
+    result = CliRunner().invoke(parent, ["data", "music", "--help"])
+    assert result.exit_code == 0 and "--minutes" in result.output and "--seed" in result.output

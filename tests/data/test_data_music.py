@@ -37,6 +37,7 @@ def test_a_clip_is_music_at_the_rate_and_deterministic(need) -> None:
     assert spectrum[freqs < 5000].sum() > 0.9 * spectrum.sum()
 
 
+@pytest.mark.slow
 def test_tiny_set_has_disjoint_held_out_files(need, tmp_path: Path) -> None:
     need("fluidsynth")
     summary = build_music(tmp_path, minutes=0.9, seed=2, sample_rate=48000, piece_seconds=SHORT, jobs=2)
