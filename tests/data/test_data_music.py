@@ -61,3 +61,15 @@ def test_missing_fluidsynth_is_one_line_naming_the_package(monkeypatch, tmp_path
     result = CliRunner().invoke(data_cli.app, ["music", str(tmp_path / "set"), "--minutes", "0.1"])
     assert result.exit_code == 2
     assert "apt-get install fluidsynth" in result.output and "Traceback" not in result.output
+
+
+def test_missing_mido_is_one_line_naming_the_extra(monkeypatch, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mido", None)  # import mido raises ImportError
+    monkeypatch.delitem(sys.modules, "streamify.data.music", raising=False)
+    monkeypatch.delitem(sys.modules, "streamify.data.midi", raising=False)
+    result = CliRunner().invoke(data_cli.app, ["music", str(tmp_path / "set"), "--minutes", "0.1"])
+    assert result.exit_code == 2
+    assert "'mido'" in result.output and "pip install -e '.[data]'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "set").exists()

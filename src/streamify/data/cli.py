@@ -5,6 +5,7 @@ Registered in the main CLI with :func:`register`; also runnable alone: ``python 
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -38,6 +39,19 @@ ReadyOpt = Annotated[
 @app.callback()
 def _group() -> None:
     """Make training data on this machine: speech (espeak-ng) or music (fluidsynth playing generated MIDI)."""
+
+
+def _load(module: str, *names: str) -> list:
+    """``names`` from ``streamify.data.<module>``, or a one-line error naming the missing Python package."""
+    try:
+        loaded = importlib.import_module(f"streamify.data.{module}")
+    except ImportError as error:
+        Console(highlight=False, soft_wrap=True).print(
+            f"[red]error:[/red] the {module} recipe needs the Python package '{error.name}': "
+            "install the data extra, `pip install -e '.[data]'`"
+        )
+        raise typer.Exit(code=2) from error
+    return [getattr(loaded, name) for name in names]
 
 
 def _run(
@@ -91,8 +105,7 @@ def music(
     ready: ReadyOpt = None,
 ) -> None:
     """Music: generated melodies, chords, bass lines and drums on General MIDI instruments, played by fluidsynth."""
-    from streamify.data.music import build_music, require_tools
-
+    build_music, require_tools = _load("music", "build_music", "require_tools")
     _run(
         "music",
         require_tools,
@@ -113,8 +126,7 @@ def speech(
     ready: ReadyOpt = None,
 ) -> None:
     """Speech: generated sentences in five languages read by espeak-ng voices at varied speeds and pitches."""
-    from streamify.data.speech import build_speech, require_tools
-
+    build_speech, require_tools = _load("speech", "build_speech", "require_tools")
     _run(
         "speech",
         require_tools,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
 
 #: one file in TEST_EVERY is held out (index % TEST_EVERY == TEST_OFFSET): about 8 % of the files
 TEST_EVERY = 12
@@ -165,6 +164,8 @@ def build(
     ``make(index)`` must depend only on the recipe's seed and ``index`` and return audio at ``sample_rate``.
     Existing files of the manifest are kept; ``on_file(seconds_done, seconds_wanted)`` reports progress.
     """
+    import soundfile
+
     out = Path(out)
     _check_compatible(out, kind, sample_rate, seed)
     for split in ("train", "test"):
