@@ -48,7 +48,7 @@ def _load(module: str, *names: str) -> list:
     except ImportError as error:
         Console(highlight=False, soft_wrap=True).print(
             f"[red]error:[/red] the {module} recipe needs the Python package '{error.name}': "
-            "install the data extra, `pip install -e '.[data]'`"
+            "install the data extra, `pip install -e '.\\[data]'`"
         )
         raise typer.Exit(code=2) from error
     return [getattr(loaded, name) for name in names]
