@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streamify.data.dataset import DataToolMissing, Summary
@@ -77,7 +78,7 @@ def _run(
 
             summary = builder(on_file)
     except (DataToolMissing, ValueError, RuntimeError) as error:
-        out.print(f"[red]error:[/red] {error}")
+        out.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(code=2) from error
     elapsed = time.perf_counter() - start
     data = summary.to_json()
