@@ -268,10 +268,14 @@ def info(
 
 
 def _register_commands() -> None:
-    """Commands that live with their feature: ``export`` (streamify.export), ``bench`` (streamify.bench)."""
+    """Commands that live with their feature: ``export`` (streamify.export), ``data`` (streamify.data),
+    ``bench`` (streamify.bench)."""
     from streamify.export.commands import register as register_export
 
     register_export(app)
+    from streamify.data.cli import register as register_data
+
+    register_data(app)
     try:
         from streamify.bench.commands import register as register_bench
     except ImportError:  # pragma: no cover - the bench package is optional in a source checkout
