@@ -182,3 +182,45 @@ def test_model_that_raises_gives_silence_and_keeps_running(jack_server, caplog):
     assert np.abs(recorder.data).max() > 0.05  # sound again once the model recovered
     assert report.errors > 10
     assert any("model error" in r.getMessage() and "the model broke" in r.getMessage() for r in caplog.records)
+
+
+def test_live_command_runs_reports_and_closes(jack_server):
+    from typer.testing import CliRunner
+
+    from streamify.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["live", "-m", "host_models:small_codec", "--seconds", "1.5", "--name", "streamify-cli-test", "--threads", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    for words in (
+        "worker: 1 intra-op thread",
+        "in 1",
+        "out 1",
+        "worker load",
+        "total latency",
+        "xruns",
+        "late buffers",
+    ):
+        assert words in result.output, result.output
+    probe = jack.Client("test-probe-after", no_start_server=True)
+    try:  # the client closed: its ports are gone
+        assert not probe.get_ports("streamify-cli-test")
+    finally:
+        probe.close()
+
+
+def test_live_command_refusals_one_line_exit_2(jack_server):
+    from typer.testing import CliRunner
+
+    from streamify.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["live", "-m", "host_models:stereo_mixer", "--channels", "3", "--seconds", "0.1"])
+    assert result.exit_code == 2 and "has 3 channels but the model" in result.output, result.output
+    result = runner.invoke(app, ["live", "-m", "host_models:small_codec", "--buffer", "1000", "--seconds", "0.1"])
+    assert result.exit_code == 2 and "neither a multiple nor a divisor" in result.output, result.output
+    result = runner.invoke(app, ["live", "-m", "host_models:small_codec", "--in", "no-such-port:x", "--seconds", "0.1"])
+    assert result.exit_code == 2 and "no JACK output port matches" in result.output, result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1

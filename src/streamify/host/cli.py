@@ -141,7 +141,7 @@ def live(
     logging.basicConfig(format="streamify: %(message)s", level=logging.WARNING)
     chosen_device = int(device) if device is not None and device.isdigit() else device
     try:
-        host_model, said = _load(model, weights, method, channels, sample_rate, threads)
+        host_model, said = _load(model, weights, method, None, sample_rate, threads)
         out.print(f"model: {host_model.describe()}")
         session = start_live(
             host_model,
