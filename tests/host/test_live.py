@@ -102,6 +102,13 @@ def test_portaudio_jack_backend_equals_offline_delayed(jack_server):
     sd = pytest.importorskip("sounddevice")
     sd._terminate()
     sd._initialize()  # PortAudio lists the JACK host API only if a server ran when it initialised
+    try:
+        _portaudio_run(sd)
+    finally:
+        sd._terminate()  # PortAudio's JACK client goes now, not at exit after the test server stopped (it aborts)
+
+
+def _portaudio_run(sd):
     devices = [d for d in sd.query_devices() if "JACK" in sd.query_hostapis(d["hostapi"])["name"]]
     assert devices, "PortAudio sees no JACK device (libportaudio2 without JACK?)"
     model = load_host_model("host_models:small_codec")

@@ -37,9 +37,10 @@ class LiveView:
     def __init__(self, session: LiveSession, title: str) -> None:
         self.session = session
         self.title = title
-        self._last = (time.perf_counter(), session.stats.compute_seconds)
+        began = session.stats.started or time.perf_counter()  # the first refresh shows the load since the start
+        self._last = (began, 0.0)
         self._load = 0.0
-        self.started = time.perf_counter()
+        self.started = began
 
     def _recent_load(self) -> float:
         now, compute = time.perf_counter(), self.session.stats.compute_seconds
