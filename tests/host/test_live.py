@@ -231,3 +231,40 @@ def test_live_command_refusals_one_line_exit_2(jack_server):
     result = runner.invoke(app, ["live", "-m", "host_models:small_codec", "--in", "no-such-port:x", "--seconds", "0.1"])
     assert result.exit_code == 2 and "no JACK output port matches" in result.output, result.output
     assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_closes_cleanly(jack_server):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(Path(__file__).parent)])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamify", "live", "-m", "host_models:small_codec", "--name", "streamify-sigint"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        probe = jack.Client("test-probe-sigint", no_start_server=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not probe.get_ports("streamify-sigint:out_1") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert probe.get_ports("streamify-sigint:out_1"), "the live client did not start"
+            time.sleep(1.0)
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=30)
+            assert not probe.get_ports("streamify-sigint")  # the client is gone
+        finally:
+            probe.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "stopping (Ctrl-C)" in output and "total latency" in output and "Traceback" not in output, output
