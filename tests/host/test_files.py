@@ -204,3 +204,23 @@ def test_failure_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(files.HostError, match="disk full"):
         write_real(tmp_path / "out.wav", signal(1, 100), RATE)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rates_other_than_audio_as_nn_tilde_runs_them():
+    """A method at a lower output rate repeats each frame ``out_ratio`` times; a lower input rate keeps the
+    last sample of each group of ``in_ratio`` (nn~'s rules)."""
+    torch.manual_seed(5)
+    encoder = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 4, stride=4), torch.nn.Tanh()).eval()
+    decoder = torch.nn.Sequential(torch.nn.ConvTranspose1d(2, 1, 4, stride=4)).eval()
+    x = signal(1, 4096)
+    enc = load_host_model(encoder, channels=1)
+    assert (enc.in_ratio, enc.out_ratio, enc.out_channels) == (1, 4, 2)
+    y, _ = process_array(enc, x, 1024)
+    frames = offline(encoder, x[None])[0]  # [2, 1024]: no padding, no delay
+    np.testing.assert_allclose(y, np.repeat(frames, 4, axis=-1), rtol=0, atol=2e-6)
+    dec = load_host_model(decoder, channels=2)
+    assert (dec.in_ratio, dec.out_ratio) == (4, 1)
+    z = np.repeat(frames, 4, axis=-1)
+    z[:, ::4] = 7.0  # only the last sample of each group of 4 may count
+    audio, _ = process_array(dec, z, 1024)
+    np.testing.assert_allclose(audio, offline(decoder, frames[None])[0], rtol=0, atol=2e-6)

@@ -71,7 +71,6 @@ def process(
 
     from streamify.host.files import process_file
     from streamify.host.models import HostError
-    from streamify.layers.base import StreamingError
 
     out = Console(highlight=False)
     try:
@@ -90,7 +89,7 @@ def process(
             result = process_file(
                 source, destination, host_model, buffer, compensate, resample_back, subtype, on_buffer=on_buffer
             )
-    except (StreamingError, OSError, RuntimeError, ValueError) as error:
+    except Exception as error:  # a command line ends with one line, whatever broke
         raise _fail(error) from error
     out.print(result.report.table())
     out.print(
@@ -135,7 +134,6 @@ def live(
 
     from streamify.host.live import start_live
     from streamify.host.view import LiveView
-    from streamify.layers.base import StreamingError
 
     out = Console(highlight=False)
     logging.basicConfig(format="streamify: %(message)s", level=logging.WARNING)
@@ -155,7 +153,7 @@ def live(
             block,
             chosen_device,
         )
-    except (StreamingError, OSError, RuntimeError, ValueError) as error:
+    except Exception as error:  # a command line ends with one line, whatever broke
         raise _fail(error) from error
     engine = session.engine
     out.print(

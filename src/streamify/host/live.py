@@ -15,6 +15,7 @@ Latency, double buffering as nn~ does it: with host blocks of ``H`` samples and 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -189,6 +190,8 @@ class LiveEngine:
         set_torch_threads(self.threads)
         self.model.warm_up(self.layout.batch, self.buffer)
         sys.setswitchinterval(0.001)  # the callback waits at most this long for the GIL
+        gc.collect()
+        gc.freeze()  # a collection that starts inside the callback only walks objects made since now
         self.stats.started = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="streamify-worker", daemon=True)
         self._thread.start()
@@ -242,6 +245,7 @@ class LiveEngine:
         if self._thread is not None:
             self._thread.join(timeout=10)
         sys.setswitchinterval(self._switch_interval)
+        gc.unfreeze()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
