@@ -25,3 +25,11 @@ def stereo_mixer() -> nn.Module:
     """2 -> 2 channels: a model whose channels are the file's channels (not batch items)."""
     torch.manual_seed(4)
     return nn.Sequential(nn.Conv1d(2, 4, 5, padding=2), nn.Tanh(), nn.Conv1d(4, 2, 3, padding=1)).eval()
+
+
+def coarse_codec() -> nn.Module:
+    """1 -> 1 channel through one latent frame per 16 samples (buffer multiple 16), non-causal."""
+    torch.manual_seed(6)
+    return nn.Sequential(
+        nn.Conv1d(1, 4, 32, stride=16, padding=8), nn.ELU(), nn.ConvTranspose1d(4, 1, 32, stride=16, padding=8)
+    ).eval()

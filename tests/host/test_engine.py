@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from host_models import small_codec
+from host_models import coarse_codec, small_codec
 
 from streamify.host import HostModel, LiveEngine, load_host_model
 from streamify.host.live import buffering_latency, default_buffer
@@ -120,3 +120,19 @@ def test_late_buffer_gives_silence_and_the_stream_stays_aligned():
     assert silent[4:6].any()  # blocks the late buffer should have filled: silence
     # after the late buffers, the output is back at the same latency, exactly
     np.testing.assert_allclose(out[:, 512 * 12 :], expected[:, 512 * 12 :], rtol=0, atol=2e-6)
+
+
+def test_host_blocks_smaller_than_the_model_multiple_are_accumulated():
+    model = load_host_model("host_models:coarse_codec")
+    assert model.multiple == 16 and model.delay > 0
+    engine = LiveEngine(model, 4, 48000)  # host blocks of 4 samples: 4 blocks make one model buffer
+    assert engine.buffer == 16 and engine.buffering == 2 * 16 - 4
+    x = np.random.default_rng(4).standard_normal((1, 2048)).astype(np.float32) * 0.3
+    y = run_engine(engine, x, 4)
+    latency = engine.latency
+    with torch.inference_mode():
+        reference = coarse_codec()(torch.from_numpy(x)[None]).numpy()[0]
+    expected = np.zeros_like(y)
+    expected[:, latency:] = reference[:, : x.shape[1] - latency]
+    np.testing.assert_allclose(y, expected, rtol=0, atol=2e-6)
+    assert engine.stats.late_blocks == 0
