@@ -189,6 +189,11 @@ def test_bad_inputs_one_line_exit_2_no_file(tmp_path):
     _one_line_exit_2(result, tmp_path, "multiple")
     result = cli(str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "-m", "no_such_module:factory")
     _one_line_exit_2(result, tmp_path, "cannot import")
+    (tmp_path / "broken.ts").write_bytes(b"not a TorchScript archive")
+    result = cli(str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "-m", str(tmp_path / "broken.ts"))
+    _one_line_exit_2(result, tmp_path, "cannot load")
+    result = cli(str(tmp_path / "in.wav"), str(tmp_path / "out.mp9"), "-m", "host_models:small_codec")
+    _one_line_exit_2(result, tmp_path, "unknown audio format")
 
 
 def test_failure_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):

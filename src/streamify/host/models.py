@@ -222,13 +222,13 @@ class OnnxModel(HostModel):
     kind = "onnx"
 
     def __init__(self, path: Union[str, Path], sample_rate: Optional[int] = None, threads: int = 1) -> None:
-        try:
-            from streamify.export.onnx_export import OnnxStream
+        from streamify.export.onnx_export import OnnxStream
 
+        try:
             stream = OnnxStream(str(path), threads=threads)
         except StreamingError:
             raise
-        except Exception as error:
+        except Exception as error:  # onnxruntime raises its own exception types
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise HostError(f"streamify: cannot load {path} as an ONNX model: {first}") from error
         info = stream.info
