@@ -38,7 +38,7 @@ def jack_server():
         yield None
         return
     process = subprocess.Popen(
-        ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
+        ["jackd", "-d", "dummy", "-r", "48000", "-p", "1024"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -158,7 +158,7 @@ def live(
     engine = session.engine
     out.print(
         f"{backend.value}: {engine.sample_rate} Hz, blocks of {engine.block}, model buffers of {engine.buffer}; "
-        f"worker: {said} (--threads); latency {engine.latency if engine.latency is not None else 'unknown'} samples"
+        f"worker: {said} (--threads), {engine.priority}; latency {engine.latency if engine.latency is not None else 'unknown'} samples"
     )
     title = f"streamify live: {host_model.name} ({backend.value})"
     began = time.monotonic()

@@ -80,7 +80,10 @@ class LiveView:
         table.add_row("xruns", str(stats.xruns))
         errors = f"{stats.errors}" + (f"  last: {stats.last_error}" if stats.last_error else "")
         table.add_row("model errors", Text(errors, style="red" if stats.errors else ""))
-        lines: List = [table, Text(f"worker: {engine.threads} intra-op thread(s); Ctrl-C stops", style="dim")]
+        lines: List = [
+            table,
+            Text(f"worker: {engine.threads} intra-op thread(s), {engine.priority}; Ctrl-C stops", style="dim"),
+        ]
         return Panel(Group(*lines), title=self.title, title_align="left")
 
 
