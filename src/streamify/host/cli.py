@@ -120,6 +120,9 @@ def live(
         Optional[int], typer.Option(min=1, help="The model's rate in Hz when the model does not record it.")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the worker (1 keeps it real-time).")] = 1,
+    realtime: Annotated[
+        bool, typer.Option(help="Run the worker at the lowest real-time priority (SCHED_FIFO 1) when allowed.")
+    ] = True,
     name: Annotated[str, typer.Option(help="JACK client name.")] = "streamify",
     block: Annotated[int, typer.Option(min=1, help="PortAudio: the device period the engine plans for.")] = 1024,
     device: Annotated[Optional[str], typer.Option(help="PortAudio device (name or index).")] = None,
@@ -152,6 +155,7 @@ def live(
             name,
             block,
             chosen_device,
+            realtime=realtime,
         )
     except Exception as error:  # a command line ends with one line, whatever broke
         raise _fail(error) from error

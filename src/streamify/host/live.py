@@ -358,6 +358,7 @@ class JackSession(LiveSession):
         threads: int = 1,
         connect_in: Sequence[str] = (),
         connect_out: Sequence[str] = (),
+        realtime: bool = True,
     ) -> None:
         try:
             import jack
@@ -371,7 +372,7 @@ class JackSession(LiveSession):
                 "or `jackd -d alsa`), or use --backend portaudio"
             ) from error
         try:
-            engine = LiveEngine(model, client.blocksize, client.samplerate, channels, buffer, threads)
+            engine = LiveEngine(model, client.blocksize, client.samplerate, channels, buffer, threads, realtime)
         except Exception:
             client.close()
             raise
@@ -452,6 +453,7 @@ class PortAudioSession(LiveSession):
         threads: int = 1,
         device=None,
         fixed_block: bool = False,
+        realtime: bool = True,
     ) -> None:
         try:
             import sounddevice as sd
@@ -463,7 +465,7 @@ class PortAudioSession(LiveSession):
             raise HostError(f"streamify: no PortAudio input device {device!r}: {error}") from error
         rate = sample_rate or model.sample_rate or int(info["default_samplerate"])
         layout = channel_layout(model, channels or model.in_channels, "the live input")
-        engine = LiveEngine(model, block, rate, layout.channels, buffer, threads)
+        engine = LiveEngine(model, block, rate, layout.channels, buffer, threads, realtime)
         super().__init__(engine)
         stats = engine.stats
 
@@ -515,16 +517,17 @@ def start_live(
     block: int = 1024,
     device=None,
     fixed_block: bool = False,
+    realtime: bool = True,
 ) -> LiveSession:
     """Start streaming live audio through ``model``; :meth:`LiveSession.close` (or ``with``) stops it.
 
     ``backend="jack"``: a JACK client named ``name`` (block and rate are the server's), its inputs connected
     from the ports matching ``inputs`` and its outputs to those matching ``outputs``.
     ``backend="portaudio"``: a sounddevice stream on ``device``, planned for periods of ``block`` samples
-    (see :class:`PortAudioSession`).
+    (see :class:`PortAudioSession`). ``realtime``: the worker asks for the lowest real-time priority.
     """
     if backend == "jack":
-        return JackSession(model, name, channels, buffer, threads, inputs, outputs)
+        return JackSession(model, name, channels, buffer, threads, inputs, outputs, realtime)
     if backend == "portaudio":
-        return PortAudioSession(model, block, None, channels, buffer, threads, device, fixed_block)
+        return PortAudioSession(model, block, None, channels, buffer, threads, device, fixed_block, realtime)
     raise HostError(f"streamify: unknown live backend {backend!r}; use jack or portaudio")
