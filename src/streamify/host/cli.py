@@ -1,0 +1,189 @@
+"""The ``process`` and ``live`` commands (registered on the ``streamify`` app by :func:`register`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+from rich.console import Console
+
+MODEL_HELP = (
+    "A factory 'package.module:factory' (with --weights), a checkpoint of our models, 'demo', "
+    "an nn~ TorchScript file (.ts) or an ONNX file with explicit state (.onnx)."
+)
+
+
+class Backend(str, Enum):
+    """Live audio backends."""
+
+    jack = "jack"
+    portaudio = "portaudio"
+
+
+def _fail(error: BaseException) -> typer.Exit:
+    """Print ``error`` as one line on stderr; the exit (status 2) to raise."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {message}", markup=True)
+    return typer.Exit(code=2)
+
+
+def _load(model: str, weights, method, channels, sample_rate, threads):
+    from streamify.host.models import load_host_model, set_torch_threads
+
+    said = set_torch_threads(threads)
+    return load_host_model(model, weights, method, channels, sample_rate, threads), said
+
+
+def process(
+    source: Annotated[Path, typer.Argument(help="Input audio file (any format soundfile reads).")],
+    destination: Annotated[Path, typer.Argument(help="Output audio file (.wav, .flac, .ogg, ...).")],
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
+    weights: Annotated[Optional[str], typer.Option(help="State dict for a factory (torch.save; weights_only).")] = None,
+    method: Annotated[str, typer.Option(help="Method to run: forward, encode, decode.")] = "forward",
+    buffer: Annotated[int, typer.Option(min=1, help="Samples per model call, a multiple of the model's.")] = 2048,
+    compensate: Annotated[
+        bool, typer.Option(help="Remove the model's delay: the output lines up with the input.")
+    ] = False,
+    resample_back: Annotated[
+        bool,
+        typer.Option("--resample-back", help="Write the output at the input's rate (soxr) instead of the model's."),
+    ] = False,
+    channels: Annotated[
+        Optional[int], typer.Option(min=1, help="PyTorch models: input channels to convert with (default: guessed).")
+    ] = None,
+    sample_rate: Annotated[
+        Optional[int], typer.Option(min=1, help="The model's rate in Hz when the model does not record it.")
+    ] = None,
+    subtype: Annotated[
+        Optional[str], typer.Option(help="soundfile subtype of the output (default: FLOAT where the format has it).")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the model.")] = 1,
+) -> None:
+    """Stream an audio file through a model buffer by buffer, as a host would, and write the result.
+
+    The file is resampled to the model's rate with soxr when they differ. A multichannel file goes through a 1-channel model as batch items (as mc.nn~), or through a model with as many input channels as the file. Ends with the latency, the real-time factor and the slowest buffer against its deadline. The output file is written only on success.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from streamify.host.files import process_file
+    from streamify.host.models import HostError
+
+    out = Console(highlight=False)
+    try:
+        if not source.is_file():
+            raise HostError(f"streamify: input file {source} does not exist")
+        host_model, said = _load(model, weights, method, channels, sample_rate, threads)
+        out.print(f"model: {host_model.describe()}; {said}")
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=out
+        ) as progress:
+            task = progress.add_task("processing", total=None)
+
+            def on_buffer(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = process_file(
+                source, destination, host_model, buffer, compensate, resample_back, subtype, on_buffer=on_buffer
+            )
+    except Exception as error:  # a command line ends with one line, whatever broke
+        raise _fail(error) from error
+    out.print(result.report.table())
+    out.print(
+        f"[green]wrote[/green] {destination} ({result.channels} channel{'s' if result.channels != 1 else ''}, "
+        f"{result.output_rate} Hz, {result.subtype})"
+    )
+
+
+def live(
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
+    weights: Annotated[Optional[str], typer.Option(help="State dict for a factory (torch.save; weights_only).")] = None,
+    method: Annotated[str, typer.Option(help="Method to run: forward, encode, decode.")] = "forward",
+    backend: Annotated[Backend, typer.Option(help="jack (JACK-Client) or portaudio (sounddevice).")] = Backend.jack,
+    buffer: Annotated[
+        Optional[int], typer.Option(min=1, help="Samples per model call (default: the host block, or a multiple).")
+    ] = None,
+    inputs: Annotated[
+        Optional[List[str]], typer.Option("--in", help="JACK: output port(s) to connect to the inputs (regex).")
+    ] = None,
+    outputs: Annotated[
+        Optional[List[str]], typer.Option("--out", help="JACK: input port(s) to connect the outputs to (regex).")
+    ] = None,
+    channels: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Input channels (default: the model's; a 1-channel model takes more as batch items)."),
+    ] = None,
+    sample_rate: Annotated[
+        Optional[int], typer.Option(min=1, help="The model's rate in Hz when the model does not record it.")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the worker (1 keeps it real-time).")] = 1,
+    realtime: Annotated[
+        bool, typer.Option(help="Run the worker at the lowest real-time priority (SCHED_FIFO 1) when allowed.")
+    ] = True,
+    name: Annotated[str, typer.Option(help="JACK client name.")] = "streamify",
+    block: Annotated[int, typer.Option(min=1, help="PortAudio: the device period the engine plans for.")] = 1024,
+    device: Annotated[Optional[str], typer.Option(help="PortAudio device (name or index).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Stop after this long (default: Ctrl-C).")] = None,
+    view: Annotated[bool, typer.Option(help="Show the live view (meters, load, lateness).")] = True,
+) -> None:
+    """Stream live audio through a model: a JACK client or a PortAudio stream, until Ctrl-C.
+
+    The audio callback only copies through preallocated ring buffers; the model runs on a worker thread one buffer behind (double buffering, as nn~): latency = model delay + 2 * max(buffer, block) - block samples, reported. A model error gives silence and a log line. Ends with the report: latency, real-time factor, slowest buffer, late buffers, xruns.
+    """
+    from rich.live import Live
+
+    from streamify.host.live import start_live
+    from streamify.host.view import LiveView
+
+    out = Console(highlight=False)
+    logging.basicConfig(format="streamify: %(message)s", level=logging.WARNING)
+    chosen_device = int(device) if device is not None and device.isdigit() else device
+    try:
+        host_model, said = _load(model, weights, method, None, sample_rate, threads)
+        out.print(f"model: {host_model.describe()}")
+        session = start_live(
+            host_model,
+            backend.value,
+            buffer,
+            channels,
+            threads,
+            inputs or (),
+            outputs or (),
+            name,
+            block,
+            chosen_device,
+            realtime=realtime,
+        )
+    except Exception as error:  # a command line ends with one line, whatever broke
+        raise _fail(error) from error
+    engine = session.engine
+    out.print(
+        f"{backend.value}: {engine.sample_rate} Hz, blocks of {engine.block}, model buffers of {engine.buffer}; "
+        f"worker: {said} (--threads), {engine.priority}; latency {engine.latency if engine.latency is not None else 'unknown'} samples"
+    )
+    title = f"streamify live: {host_model.name} ({backend.value})"
+    began = time.monotonic()
+    try:
+        if view:
+            live_view = LiveView(session, title)
+            with Live(live_view.render(), console=out, refresh_per_second=8, transient=False) as screen:
+                while seconds is None or time.monotonic() - began < seconds:
+                    time.sleep(0.125)
+                    screen.update(live_view.render())
+        else:
+            while seconds is None or time.monotonic() - began < seconds:
+                time.sleep(0.1)
+    except KeyboardInterrupt:
+        out.print("stopping (Ctrl-C)")
+    finally:
+        report = session.close()
+    out.print(report.table())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``process`` and ``live`` to ``app``."""
+    app.command(name="process")(process)
+    app.command(name="live")(live)

@@ -1,0 +1,230 @@
+"""Process arrays and audio files buffer by buffer, exactly as a host would.
+
+The signal is cut into consecutive buffers of ``buffer`` samples, the last one padded with zeros
+(as nn~ does), each buffer goes through the model's stream, and the output is cut to as many
+samples as the input. Without compensation the output lags the offline output by the model's
+delay; ``compensate=True`` streams ``delay`` more samples (zeros) and drops the first ``delay``,
+so that the output lines up with the input.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Tuple, Union
+
+import numpy as np
+
+from streamify.host.models import HostError, HostModel
+from streamify.host.report import RunReport
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a signal's channels meet a model's: as the model's channels (batch 1) or as batch items (mc.nn~)."""
+
+    channels: int
+    batch: int
+    in_channels: int
+    out_channels: int
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the result: ``batch * out_channels`` (batch item major)."""
+        return self.batch * self.out_channels
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        """``[channels, n]`` → ``[batch, in_channels, n]`` (a view when possible)."""
+        return x.reshape(self.batch, self.in_channels, x.shape[-1])
+
+    def from_model(self, y: np.ndarray) -> np.ndarray:
+        """``[batch, out_channels, n]`` → ``[batch * out_channels, n]``."""
+        return y.reshape(self.output_channels, y.shape[-1])
+
+
+def channel_layout(model: HostModel, channels: int, where: str = "the input") -> Layout:
+    """The :class:`Layout` for ``channels`` signal channels; :class:`HostError` when they do not fit the model."""
+    if channels == model.in_channels:
+        return Layout(channels, 1, model.in_channels, model.out_channels)
+    if model.in_channels == 1:
+        return Layout(channels, channels, 1, model.out_channels)
+    raise HostError(
+        f"streamify: {where} has {channels} channel{'s' if channels != 1 else ''} but the model {model.name} takes "
+        f"{model.in_channels}; give it {model.in_channels} channels (or use a 1-channel model, which takes each "
+        "channel as a batch item)"
+    )
+
+
+def process_array(
+    model: HostModel,
+    audio: np.ndarray,
+    buffer: int,
+    sample_rate: Optional[int] = None,
+    compensate: bool = False,
+    on_buffer: Optional[Callable[[int, int], None]] = None,
+) -> Tuple[np.ndarray, RunReport]:
+    """Stream ``audio`` ``[channels, time]`` through ``model`` from a fresh stream, buffer by buffer.
+
+    Args:
+        model: the model (reset before and after).
+        audio: ``[channels, time]``, any float type (computed in float32).
+        buffer: samples per model call, a multiple of ``model.multiple``.
+        sample_rate: the rate of ``audio`` in Hz (for the report; default: the model's, else 48000).
+        compensate: drop the model's delay so that the output lines up with the input.
+        on_buffer: called with ``(done, total)`` after each buffer (progress).
+
+    Returns:
+        ``[layout.output_channels, time]`` float32, and the run's :class:`RunReport`.
+    """
+    if audio.ndim != 2:
+        raise HostError(f"streamify: expected audio [channels, time], got shape {tuple(audio.shape)}")
+    model.check_buffer(buffer)
+    layout = channel_layout(model, audio.shape[0])
+    if compensate and model.delay is None:
+        raise HostError(f"streamify: {model.name} does not record its delay: --compensate cannot remove it")
+    rate = sample_rate or model.sample_rate or 48000
+    length = audio.shape[1]
+    shift = model.delay if compensate else 0
+    calls = max(1, -(-(length + shift) // buffer))
+    padded = np.zeros((audio.shape[0], calls * buffer), dtype=np.float32)
+    padded[:, :length] = audio
+    output = np.empty((layout.output_channels, calls * buffer), dtype=np.float32)
+    seconds = np.empty(calls)
+    model.reset()
+    try:
+        for i in range(calls):
+            chunk = layout.to_model(padded[:, i * buffer : (i + 1) * buffer])
+            began = time.perf_counter()
+            y = model(chunk)
+            seconds[i] = time.perf_counter() - began
+            output[:, i * buffer : (i + 1) * buffer] = layout.from_model(y)
+            if on_buffer is not None:
+                on_buffer(i + 1, calls)
+    finally:
+        model.reset()
+    notes = []
+    if compensate:
+        notes.append(f"compensated: the model's delay of {shift} samples removed, the output lines up with the input")
+    report = RunReport(rate, buffer, model.delay, buffer, seconds, calls * buffer / rate, notes=notes)
+    return output[:, shift : shift + length], report
+
+
+def _format_of(path: Path) -> str:
+    import soundfile as sf
+
+    fmt = path.suffix.lstrip(".").upper()
+    fmt = {"OGA": "OGG", "AIF": "AIFF", "OPUS": "OGG"}.get(fmt, fmt)
+    if fmt not in sf.available_formats():
+        raise HostError(
+            f"streamify: cannot write {path}: unknown audio format {path.suffix!r} "
+            f"(use one of .wav, .flac, .ogg, .aiff, ...)"
+        )
+    return fmt
+
+
+def _subtype_for(fmt: str, path: Path, subtype: Optional[str]) -> str:
+    import soundfile as sf
+
+    if subtype is not None:
+        if not sf.check_format(fmt, subtype):
+            raise HostError(f"streamify: {path}: format {fmt} does not take subtype {subtype}")
+        return subtype
+    if path.suffix.lower() == ".opus":
+        return "OPUS"
+    # float keeps the model's output exactly where the format allows it
+    return "FLOAT" if sf.check_format(fmt, "FLOAT") else sf.default_subtype(fmt)
+
+
+def read_audio(path: Union[str, Path]) -> Tuple[np.ndarray, int]:
+    """``([channels, time] float32, sample_rate)``; :class:`HostError` for a missing or unreadable file."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise HostError(f"streamify: input file {path} does not exist")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise HostError(f"streamify: cannot read {path} as audio: {str(error).splitlines()[0]}") from error
+    return np.ascontiguousarray(data.T), int(rate)
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """``[channels, time]`` resampled by soxr (very high quality); the same array when the rates agree."""
+    if from_rate == to_rate:
+        return audio
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(audio.T, from_rate, to_rate, quality="VHQ").T.astype(np.float32))
+
+
+def write_audio(path: Union[str, Path], audio: np.ndarray, rate: int, subtype: Optional[str] = None) -> str:
+    """Write ``[channels, time]`` to ``path`` through a temporary file renamed at the end (no partial file).
+
+    Returns the subtype written (``FLOAT`` where the format allows it, else the format's default).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    fmt = _format_of(path)
+    chosen = _subtype_for(fmt, path, subtype)
+    if not path.parent.is_dir():
+        raise HostError(f"streamify: cannot write {path}: folder {path.parent} does not exist")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        sf.write(str(temporary), audio.T, rate, format=fmt, subtype=chosen)
+        os.replace(temporary, path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise HostError(f"streamify: cannot write {path}: {str(error).splitlines()[0]}") from error
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return chosen
+
+
+@dataclass
+class FileResult:
+    """What :func:`process_file` did: the report, the rates and the output's channels and subtype."""
+
+    report: RunReport
+    input_rate: int
+    output_rate: int
+    channels: int
+    subtype: str
+
+
+def process_file(
+    source: Union[str, Path],
+    destination: Union[str, Path],
+    model: HostModel,
+    buffer: int = 2048,
+    compensate: bool = False,
+    resample_back: bool = False,
+    subtype: Optional[str] = None,
+    on_buffer: Optional[Callable[[int, int], None]] = None,
+) -> FileResult:
+    """Read ``source``, resample it to the model's rate (soxr), stream it through ``model``, write ``destination``.
+
+    ``resample_back`` writes the output at the input's rate; otherwise at the model's. ``destination`` is
+    written only when everything succeeded (temporary file, renamed). Errors are :class:`HostError`.
+    """
+    destination = Path(destination)
+    fmt = _format_of(destination)
+    _subtype_for(fmt, destination, subtype)  # refuse a bad format before the work
+    audio, rate = read_audio(source)
+    if audio.shape[1] == 0:
+        raise HostError(f"streamify: input file {source} holds no samples")
+    model_rate = model.sample_rate or rate
+    audio = resample(audio, rate, model_rate)
+    output, report = process_array(model, audio, buffer, model_rate, compensate, on_buffer)
+    out_rate = model_rate
+    if model_rate != rate:
+        report.notes.append(f"resampled {rate} Hz -> {model_rate} Hz (soxr, very high quality)")
+        if resample_back:
+            output = resample(output, model_rate, rate)
+            out_rate = rate
+            report.notes.append(f"resampled back {model_rate} Hz -> {rate} Hz")
+    written = write_audio(destination, output, out_rate, subtype)
+    return FileResult(report, rate, out_rate, output.shape[0], written)

@@ -1,0 +1,323 @@
+"""One interface over the model kinds a host can run: converted PyTorch models, nn~ TorchScript files, ONNX files.
+
+A :class:`HostModel` takes audio-rate buffers ``[batch, in_channels, n]`` float32 (NumPy) and returns
+audio-rate buffers ``[batch, out_channels, n]`` float32, ``n`` a multiple of :attr:`HostModel.multiple`,
+the way nn~ runs a method: for a method whose input has ``in_ratio`` > 1 it keeps the last sample of
+each group of ``in_ratio``; each output frame of a method with ``out_ratio`` > 1 is repeated
+``out_ratio`` times. The stream state is kept between calls; :meth:`HostModel.reset` starts afresh.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamify.layers.base import StreamingError, StreamingModule
+
+
+class HostError(StreamingError):
+    """A model, file or device the host cannot use; the message says what and what to do."""
+
+
+class HostModel:
+    """A streaming model as a host sees it (see the module docstring for the buffer contract).
+
+    Attributes:
+        name: what the user named (a path or a factory).
+        kind: ``"torch"``, ``"torchscript"`` or ``"onnx"``.
+        in_channels, out_channels: channels of the method's input and output.
+        in_ratio, out_ratio: audio samples per input / output frame.
+        multiple: buffers are multiples of this many audio samples.
+        delay: the output's lag behind the offline output, audio samples (``None``: unknown).
+        sample_rate: the model's rate in Hz (``None``: unknown, the host's rate is used).
+    """
+
+    kind = "?"
+
+    def __init__(
+        self,
+        name: str,
+        in_channels: int,
+        out_channels: int,
+        in_ratio: int,
+        out_ratio: int,
+        multiple: int,
+        delay: Optional[int],
+        sample_rate: Optional[int],
+    ) -> None:
+        self.name = name
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.in_ratio = int(in_ratio)
+        self.out_ratio = int(out_ratio)
+        self.multiple = int(multiple)
+        self.delay = None if delay is None else int(delay)
+        self.sample_rate = int(sample_rate) if sample_rate else None
+
+    # ------------------------------------------------------------------ the buffer contract
+    def check_buffer(self, n: int) -> None:
+        """Raise :class:`HostError` unless ``n`` audio samples make a buffer this model accepts."""
+        if n <= 0 or n % self.multiple != 0:
+            raise HostError(
+                f"streamify: {self.name}: a buffer of {n} samples is not a positive multiple of the model's "
+                f"buffer multiple, {self.multiple} samples; pick --buffer as a multiple of {self.multiple}"
+            )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``[batch, in_channels, n]`` float32 → ``[batch, out_channels, n]`` float32 (audio rate)."""
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise HostError(
+                f"streamify: {self.name}: expected a buffer [batch, {self.in_channels}, n], got {tuple(x.shape)}"
+            )
+        n = x.shape[2]
+        self.check_buffer(n)
+        frames = x[..., self.in_ratio - 1 :: self.in_ratio] if self.in_ratio > 1 else x
+        y = self._run(np.ascontiguousarray(frames, dtype=np.float32))
+        if self.out_ratio > 1:
+            y = np.repeat(y, self.out_ratio, axis=-1)
+        if y.shape != (x.shape[0], self.out_channels, n):
+            raise HostError(
+                f"streamify: {self.name}: the model returned {tuple(y.shape)} for a buffer {tuple(x.shape)}; "
+                f"expected {(x.shape[0], self.out_channels, n)}"
+            )
+        return y
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Back to a fresh stream (the next call may use another batch size)."""
+        raise NotImplementedError
+
+    def warm_up(self, batch: int, n: int, calls: int = 3) -> None:
+        """Run ``calls`` buffers of zeros (first-call costs: allocation, TorchScript optimisation), then reset."""
+        x = np.zeros((batch, self.in_channels, n), dtype=np.float32)
+        for _ in range(calls):
+            self(x)
+        self.reset()
+
+    def describe(self) -> str:
+        """One line: kind, channels, rates, delay, multiple."""
+        delay = "unknown" if self.delay is None else f"{self.delay} samples"
+        rate = f"{self.sample_rate} Hz" if self.sample_rate else "rate not recorded"
+        ratios = "" if self.in_ratio == self.out_ratio == 1 else f", ratios in {self.in_ratio} / out {self.out_ratio}"
+        return (
+            f"{self.name} ({self.kind}, {self.in_channels} -> {self.out_channels} channels{ratios}, {rate}, "
+            f"delay {delay}, buffers of multiples of {self.multiple} samples)"
+        )
+
+
+def _ratios(ratio: Fraction, name: str) -> tuple:
+    """``(in_ratio, out_ratio)`` from a stream's ratio (input samples per output frame)."""
+    ratio = Fraction(ratio)
+    if ratio >= 1 and ratio.denominator == 1:
+        return 1, int(ratio)
+    if ratio < 1 and ratio.numerator == 1:
+        return int(ratio.denominator), 1
+    raise HostError(f"streamify: {name}: the model's rate ratio {ratio} is not a whole number of samples per frame")
+
+
+class TorchModel(HostModel):
+    """A streamify :class:`StreamingModule` (a converted model or one built from streamify layers)."""
+
+    kind = "torch"
+
+    def __init__(self, stream: StreamingModule, name: str, sample_rate: Optional[int] = None) -> None:
+        in_ratio, out_ratio = _ratios(stream.ratio, name)
+        in_channels = getattr(stream, "in_channels", None)
+        out_channels = getattr(stream, "out_channels", None)
+        if in_channels is None or out_channels is None:
+            raise HostError(f"streamify: {name}: the streaming model does not record its channel counts")
+        super().__init__(
+            name,
+            in_channels,
+            out_channels,
+            in_ratio,
+            out_ratio,
+            int(stream.buffer_multiple) * in_ratio,
+            int(stream.delay) * out_ratio,
+            sample_rate,
+        )
+        self.stream = stream.float().eval()
+        self.receptive_field = int(getattr(stream, "receptive_field", -1)) * in_ratio
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.stream(torch.from_numpy(frames)).numpy()
+
+    def reset(self) -> None:
+        self.stream.reset()
+
+
+class ScriptModel(HostModel):
+    """A TorchScript file following the nn~ contract (``METHOD_params`` = [in_ch, in_ratio, out_ch, out_ratio])."""
+
+    kind = "torchscript"
+
+    def __init__(self, path: Union[str, Path], method: str = "forward", sample_rate: Optional[int] = None) -> None:
+        name = str(path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            try:
+                module = torch.jit.load(name, map_location="cpu")
+            except Exception as error:  # torch raises RuntimeError/ValueError with long C++ traces
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise HostError(f"streamify: cannot load {name} as TorchScript: {first}") from error
+        params = getattr(module, f"{method}_params", None)
+        if params is None or not hasattr(module, method):
+            methods = [m for m in _script_methods(module)]
+            raise HostError(
+                f"streamify: {name} has no nn~ method {method!r} (it has {methods}); pick one with --method"
+            )
+        in_channels, in_ratio, out_channels, out_ratio = (int(v) for v in params.tolist())
+        delay: Optional[int] = None
+        multiple = max(in_ratio, out_ratio)
+        try:
+            from streamify.export.nn_tilde import read_info
+
+            fields = read_info(name)["methods"][method]  # type: ignore[index]
+            delay = int(fields["delay_samples"])
+            multiple = int(fields["buffer_multiple_samples"])
+        except (StreamingError, KeyError, TypeError):
+            pass  # not a streamify file: the delay is unknown
+        if sample_rate is None and hasattr(module, "get_sample_rate"):
+            sample_rate = int(module.get_sample_rate()) or None
+        super().__init__(name, in_channels, out_channels, in_ratio, out_ratio, multiple, delay, sample_rate)
+        self.module = module
+        self.method = getattr(module, method)
+        self._fresh_bytes: Optional[bytes] = None if hasattr(module, "reset_streams") else Path(name).read_bytes()
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.method(torch.from_numpy(frames)).numpy()
+
+    def reset(self) -> None:
+        if self._fresh_bytes is None:
+            self.module.reset_streams()
+            return
+        import io
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            self.module = torch.jit.load(io.BytesIO(self._fresh_bytes), map_location="cpu")
+        self.method = getattr(self.module, self.method.name)
+
+
+def _script_methods(module) -> list:
+    if hasattr(module, "get_methods"):
+        return list(module.get_methods())
+    return sorted(name[: -len("_params")] for name, _ in module.named_buffers() if name.endswith("_params"))
+
+
+class OnnxModel(HostModel):
+    """An ONNX file with explicit state written by :func:`streamify.export.export_onnx` (run by ONNX Runtime)."""
+
+    kind = "onnx"
+
+    def __init__(self, path: Union[str, Path], sample_rate: Optional[int] = None, threads: int = 1) -> None:
+        from streamify.export.onnx_export import OnnxStream
+
+        try:
+            stream = OnnxStream(str(path), threads=threads)
+        except StreamingError:
+            raise
+        except Exception as error:  # onnxruntime raises its own exception types
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise HostError(f"streamify: cannot load {path} as an ONNX model: {first}") from error
+        info = stream.info
+        in_ratio, out_ratio = int(info.get("in_ratio", 1)), int(info.get("out_ratio", 1))
+        super().__init__(
+            str(path),
+            stream.in_channels,
+            stream.out_channels,
+            in_ratio,
+            out_ratio,
+            stream.buffer_multiple * in_ratio,
+            stream.delay * out_ratio,
+            sample_rate or info.get("sample_rate"),
+        )
+        self.stream = stream
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        return self.stream(frames)
+
+    def reset(self) -> None:
+        self.stream.reset()
+
+
+def _first_conv_channels(model: nn.Module) -> int:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            return int(module.in_channels)
+    return 1
+
+
+def load_host_model(
+    spec: Union[str, Path, nn.Module],
+    weights: Optional[Union[str, Path]] = None,
+    method: str = "forward",
+    channels: Optional[int] = None,
+    sample_rate: Optional[int] = None,
+    threads: int = 1,
+) -> HostModel:
+    """The model a host runs, whatever its kind.
+
+    Args:
+        spec: an ``nn.Module`` (converted unless it already streams); a ``.ts`` file (nn~ TorchScript);
+            an ``.onnx`` file (streamify's explicit-state export); else what
+            :func:`streamify.models.loading.load_model` accepts (``demo``, ``package.module:factory``, ...).
+        weights: state dict for a factory.
+        method: the method to run (``forward``, ``encode``, ``decode``).
+        channels: input channels for converting a PyTorch model (default: the first conv's input channels).
+        sample_rate: the model's rate in Hz when the model does not record it.
+        threads: ONNX Runtime intra-op threads (PyTorch's are set by the caller, see :func:`set_torch_threads`).
+    """
+    if isinstance(spec, HostModel):
+        return spec
+    if isinstance(spec, nn.Module):
+        return _torch_model(spec, type(spec).__name__, method, channels, sample_rate)
+    name = str(spec)
+    suffix = Path(name).suffix.lower()
+    if suffix in (".ts", ".onnx"):
+        if not Path(name).is_file():
+            raise HostError(f"streamify: model file {name} does not exist")
+        if suffix == ".ts":
+            return ScriptModel(name, method, sample_rate)
+        if method != "forward":
+            raise HostError(f"streamify: {name}: an ONNX file holds one method; drop --method {method}")
+        return OnnxModel(name, sample_rate, threads)
+    from streamify.models.loading import load_model
+
+    kwargs = {"method": method} if "method" in inspect.signature(load_model).parameters else {}
+    try:
+        model = load_model(name, weights, **kwargs)
+    except StreamingError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError) as error:
+        raise HostError(f"streamify: cannot load model {name!r}: {str(error).splitlines()[0]}") from error
+    return _torch_model(model, name, method, channels, sample_rate)
+
+
+def _torch_model(
+    model: nn.Module, name: str, method: str, channels: Optional[int], sample_rate: Optional[int]
+) -> TorchModel:
+    from streamify.models.loading import streaming_model
+
+    if sample_rate is None:
+        sample_rate = getattr(model, "sample_rate", None)
+        sample_rate = int(sample_rate) if isinstance(sample_rate, (int, float)) and sample_rate > 0 else None
+    stream = streaming_model(model, channels or _first_conv_channels(model), method=method)
+    return TorchModel(stream, name, sample_rate)
+
+
+def set_torch_threads(threads: int) -> str:
+    """Set PyTorch's intra-op thread count (process-wide) and say so, in one phrase."""
+    torch.set_num_threads(int(threads))
+    return f"{torch.get_num_threads()} intra-op thread{'s' if torch.get_num_threads() != 1 else ''}"
