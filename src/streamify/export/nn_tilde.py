@@ -10,6 +10,7 @@ the names of the exported methods; their source is generated and registered with
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import linecache
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 import streamify
 from streamify.export.contract import ContractReport, check_host_contract
+from streamify.export.files import write_atomically
 from streamify.export.methods import (
     ConvertedMethod,
     MethodExample,
@@ -362,9 +364,13 @@ def export_nn_tilde(
     flat = _flat_info(info)
     scripted.streamify_info = flat
     _check_fresh(scripted, where)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scripted.save(str(path), _extra_files={EXTRA_FILE: json.dumps(info, indent=2)})
+    # saved into memory, then written through a temporary file and a rename: a failed write (disk full, a
+    # size limit) raises and leaves the old file intact, where libtorch's own writer aborts or truncates
+    data = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
+        torch.jit.save(scripted, data, _extra_files={EXTRA_FILE: json.dumps(info, indent=2)})
+    write_atomically(path, data.getvalue(), where)
     return info
 
 
