@@ -15,6 +15,7 @@ import itertools
 import json
 import linecache
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
@@ -382,14 +383,36 @@ def _check_fresh(module: torch.jit.ScriptModule, where: str) -> None:
 
 
 def read_info(path: Union[str, Path]) -> Dict[str, object]:
-    """The metadata of a file written by :func:`export_nn_tilde` (without running the model)."""
-    extra = {EXTRA_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    if not extra[EXTRA_FILE]:
-        raise StreamingError(f"streamify: {path} was not written by streamify (no {EXTRA_FILE} inside)")
-    return json.loads(extra[EXTRA_FILE])
+    """The metadata of a file written by :func:`export_nn_tilde`, read without running the file.
+
+    A TorchScript file is a program: loading it runs its code (``__setstate__`` methods among
+    others). Its metadata is a JSON file inside the zip archive (``<name>/extra/streamify.json``),
+    read here with :mod:`zipfile`; nothing of the file is executed.
+
+    Raises:
+        StreamingError: the file is missing, not a TorchScript archive, or not written by streamify.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.count("/") == 2 and n.endswith(f"/extra/{EXTRA_FILE}")]
+            if not names:
+                raise StreamingError(f"streamify: {path} was not written by streamify (no extra/{EXTRA_FILE} inside)")
+            text = archive.read(names[0]).decode("utf-8")
+    except FileNotFoundError as error:
+        raise StreamingError(f"streamify: {path}: no such file") from error
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as error:
+        raise StreamingError(
+            f"streamify: {path} is not a TorchScript file (not a readable zip archive: {error}); "
+            "export it again with streamify export"
+        ) from error
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StreamingError(f"streamify: {path}: its {EXTRA_FILE} is not valid JSON ({error})") from error
+    if not isinstance(info, dict) or not isinstance(info.get("methods"), dict):
+        raise StreamingError(f"streamify: {path}: its {EXTRA_FILE} does not describe any method")
+    return info
 
 
 def describe_file(path: Union[str, Path]):
