@@ -29,7 +29,7 @@ sys.path.insert(0, {src!r})
 from streamify import StreamingError
 from streamify.export import export_nn_tilde, export_onnx
 torch.manual_seed(0)
-model = nn.Sequential(nn.Conv1d(1, 64, 3, padding=1), nn.Conv1d(64, 1, 3, padding=1)).eval()
+model = nn.Sequential(nn.Conv1d(1, 512, 9, padding=4), nn.Conv1d(512, 1, 9, padding=4)).eval()
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 try:
@@ -58,7 +58,7 @@ def test_a_write_failing_under_a_size_limit_raises_and_keeps_the_old_file(tmp_pa
     else:
         export_nn_tilde(small, path, torch.randn(1, 1, 256), sample_rate=16000)
     before = path.read_bytes()
-    # the new model is bigger (64 channels): its file cannot fit under a limit just above the old file's size
+    # the new model is bigger (36 kB of weights): its file cannot fit under a limit just above the old file's size
     limit = len(before) + 1024
     script = _WRITE_UNDER_LIMIT.format(src=SRC, limit=limit, path=str(path))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 import streamify
+from streamify.buffering import AnyLengthStream
 from streamify.export.contract import ContractReport, check_host_contract
 from streamify.export.files import write_atomically
 from streamify.export.methods import (
@@ -30,9 +31,9 @@ from streamify.export.methods import (
     MethodExample,
     check_method_name,
     convert_methods,
+    extra_latency_samples,
     method_info,
-    nn_tilde_buffer_unit,
-    power_of_two_sizes,
+    nn_tilde_sizes,
 )
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.native import make_portable
@@ -62,9 +63,10 @@ class NnTildeModule(nn.Module):
         self, streams: Sequence[StreamingModule], names: Sequence[str], sample_rate: int, info: Dict[str, str]
     ) -> None:
         super().__init__()
-        for index, stream in enumerate(streams):
+        for index, (stream, name) in enumerate(zip(streams, names)):
             stream.reset()
-            setattr(self, f"stream_{index}", stream)
+            # any host buffer length: accumulation up to the buffer multiple, validation before any reset
+            setattr(self, f"stream_{index}", AnyLengthStream(stream, name=f"{stream.layer_name} ({name})"))
         self._methods: List[str] = list(names)
         self._attributes: List[str] = ["reset", "reset_item"]
         self.register_buffer("reset_params", torch.tensor([TYPE_BOOL], dtype=torch.long))
@@ -125,29 +127,22 @@ class NnTildeModule(nn.Module):
         """streamify version, sample rate, and per method its delay, ratios and buffer multiple."""
         return self.streamify_info
 
-    def _pending_items(self, index: int, batch: int) -> List[int]:
-        items: List[int] = []
-        for item in self.pending_items[index]:
-            if item < batch and item not in items:
-                items.append(item)
-        self.pending_items[index] = torch.jit.annotate(List[int], [])
-        return items
-
 
 _METHOD_TEMPLATE = '''
     @torch.jit.export
     def {name}(self, x: Tensor) -> Tensor:
-        """Stream one nn~ buffer through {name}: [batch, {in_channels}, n / {in_ratio}] -> [batch, {out_channels}, n / {out_ratio}]."""
+        """Stream one nn~ buffer through {name}: [batch, {in_channels}, n / {in_ratio}] -> [batch, {out_channels}, n / {out_ratio}].
+
+        Any n (the host's choice) is taken; the stream validates the buffer before any reset or state change.
+        """
         if self.pending_reset[{index}]:
             self.pending_reset[{index}] = False
             self.pending_items[{index}] = torch.jit.annotate(List[int], [])
             self.stream_{index}.reset(None)
         if len(self.pending_items[{index}]) > 0:
-            items = self._pending_items({index}, self.stream_{index}.stream_batch)
-            if len(items) > 0:
-                self.stream_{index}.reset(items)
-        if self.stream_{index}.stream_batch != 0 and x.size(0) != self.stream_{index}.stream_batch:
-            self.stream_{index}.reset(None)
+            items = self.pending_items[{index}]
+            self.pending_items[{index}] = torch.jit.annotate(List[int], [])
+            self.stream_{index}.reset(items)  # queued; items outside the batch are ignored
         return self.stream_{index}(x)
 '''
 
@@ -159,7 +154,8 @@ _RESET_TEMPLATE = '''
 
     @torch.jit.export
     def reset_items(self, items: List[int]) -> None:
-        """Batch items ``items`` of every method back to a fresh stream, now (items beyond a stream's batch are ignored)."""
+        """Batch items ``items`` of every method back to a fresh stream (at the next call with no input held back;
+        items outside a stream's batch are ignored)."""
 {items_body}
 '''
 
@@ -197,14 +193,7 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
             f"        self.pending_items[{index}] = torch.jit.annotate(List[int], [])",
             f"        self.stream_{index}.reset(None)",
         ]
-        items_body += [
-            f"        kept_{index}: List[int] = []",
-            f"        for item in items:",  # noqa: F541 - generated code
-            f"            if item >= 0 and item < self.stream_{index}.stream_batch and item not in kept_{index}:",
-            f"                kept_{index}.append(item)",
-            f"        if len(kept_{index}) > 0:",
-            f"            self.stream_{index}.reset(kept_{index})",
-        ]
+        items_body += [f"        self.stream_{index}.reset(items)"]
     parts.append(_RESET_TEMPLATE.format(body="\n".join(body), items_body="\n".join(items_body)))
     source = "".join(parts)
     filename = f"<streamify-nn-tilde-{next(_counter)}>"
@@ -254,6 +243,8 @@ def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], r
             m.name: {
                 **method_info(m, sample_rate),
                 "checked_buffer_sizes": r.buffer_sizes,
+                # any host buffer size is taken; sizes that are not multiples of the buffer multiple add latency
+                "buffering_latency_samples": {str(n): extra_latency_samples(m, n) for n in r.buffer_sizes},
                 # frames at the start of a fresh stream that differ from offline (reflect/replicate padding)
                 "start_differs_frames": r.warmup_frames,
                 "max_rel_error": float(f"{r.max_rel_error:.3g}"),
@@ -261,6 +252,8 @@ def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], r
             for m, r in zip(methods, reports)
         },
         "host_latency_note": "nn~ adds 2 * buffer size - host block size samples on top of each method's delay",
+        "buffering_latency_rule": "a stream whose first buffer holds n samples lags by delay_samples + "
+        "U - gcd(n, U) samples, U = buffer_multiple_samples (0 extra when n is a multiple of U)",
     }
 
 
@@ -274,7 +267,12 @@ def _flat_info(info: Mapping[str, object]) -> Dict[str, str]:
     }
     for name, fields in info["methods"].items():  # type: ignore[union-attr]
         for key, value in fields.items():
-            flat[f"{name}.{key}"] = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            if isinstance(value, dict):
+                flat[f"{name}.{key}"] = ",".join(f"{k}:{v}" for k, v in value.items())
+            elif isinstance(value, list):
+                flat[f"{name}.{key}"] = ",".join(str(v) for v in value)
+            else:
+                flat[f"{name}.{key}"] = str(value)
     return flat
 
 
@@ -284,8 +282,11 @@ def _tune_methods(converted: Sequence, buffers: Sequence[int], batches: Sequence
 
     for method in converted:
         stream = method.stream
+        multiple = int(stream.buffer_multiple)
         frames = [int(n) // method.in_ratio for n in buffers if int(n) % method.in_ratio == 0]
-        frames = [f for f in frames if f > 0 and f % stream.buffer_multiple == 0]
+        frames = [f for f in frames if f > 0 and (f * method.in_ratio) % method.out_ratio == 0]
+        # the stream sees what the file accumulates: whole multiples of its buffer multiple
+        frames = sorted({-(-f // multiple) * multiple for f in frames})
         if not frames:
             raise StreamingError(
                 f"streamify: {where}: method {method.name!r} accepts none of the buffer sizes {list(buffers)} to tune "
@@ -338,7 +339,7 @@ def export_nn_tilde(
         _tune_methods(converted, tune_buffers, tune_batches, where)
     for method in converted:  # the file must load in any libtorch: PyTorch's products only
         make_portable(method.stream)
-    units = [nn_tilde_buffer_unit(m, where, NN_TILDE_DEFAULT_BUFFER) for m in converted]
+    all_sizes = [nn_tilde_sizes(m, where, *NN_TILDE_SIZES) for m in converted]
     cls = _wrapper_class(converted)
     wrapper = cls([m.stream for m in converted], [m.name for m in converted], int(sample_rate or 0), {})
     for method in converted:
@@ -356,10 +357,13 @@ def export_nn_tilde(
         raise StreamingError(f"streamify: {where}: the wrapper does not compile with TorchScript: {error}") from error
 
     reports: List[ContractReport] = []
-    for method, unit in zip(converted, units):
-        sizes = power_of_two_sizes(max(unit, 1), *NN_TILDE_SIZES)
+    for method, sizes in zip(converted, all_sizes):
         call = getattr(scripted, method.name)
-        reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where))
+
+        def extra_frames(n: int, method: ConvertedMethod = method) -> int:
+            return extra_latency_samples(method, n) // method.out_ratio
+
+        reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where, None, extra_frames))
     scripted.reset_streams()
     info = _file_info(converted, sample_rate, reports)
     flat = _flat_info(info)
@@ -415,6 +419,16 @@ def read_info(path: Union[str, Path]) -> Dict[str, object]:
     return info
 
 
+def _buffering(extra: Optional[Mapping[str, int]]) -> str:
+    """``"256: +1792, 512: +1536, others 0"`` (samples added by buffers that are not multiples of the unit)."""
+    if not extra:
+        return "-"
+    added = [f"{n}: +{v}" for n, v in extra.items() if int(v) > 0]
+    if not added:
+        return "0 at every size"
+    return ", ".join(added) + ("; others 0" if len(added) < len(extra) else "")
+
+
 def describe_file(path: Union[str, Path]):
     """A table of a ``.ts`` file's methods, rates, delays and versions (for ``streamify info model.ts``)."""
     from rich.table import Table
@@ -442,8 +456,13 @@ def describe_file(path: Union[str, Path]):
             f"{fields['buffer_multiple_samples']} samples",
             ",".join(str(s) for s in fields.get("checked_buffer_sizes", [])),
         )
+    buffering = [
+        f"{name}: {_buffering(fields.get('buffering_latency_samples'))}"
+        for name, fields in info["methods"].items()  # type: ignore[union-attr]
+    ]
     table.caption = (
         f"sample rate: {sample_rate or 'unknown'} Hz; torch {info.get('torch_version')}; "
-        "nn~ adds 2 x buffer - block size samples of latency on top of the delays"
+        "nn~ adds 2 x buffer - block size samples of latency on top of the delays.\n"
+        "Any host buffer size is taken; latency added by buffer size (samples): " + "; ".join(buffering)
     )
     return table
