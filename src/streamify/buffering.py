@@ -102,6 +102,7 @@ class AnyLengthStream(nn.Module):
         self.stream_batch: int = 0
         self.extra: int = -1
         self.queued = []
+        self.register_buffer("dtype_marker", torch.zeros(0, dtype=stream.dtype_marker.dtype), persistent=False)
         self.register_buffer("pending", torch.zeros(0, 0, 0), persistent=False)
         self.register_buffer("ready", torch.zeros(0, 0, 0), persistent=False)
 
@@ -163,7 +164,7 @@ class AnyLengthStream(nn.Module):
                 + str(self.ratio_num)
                 + " input frames)"
             )
-        expected = self.stream.dtype_marker.dtype
+        expected = self.dtype_marker.dtype
         if x.dtype != expected:
             raise StreamingError(
                 where

@@ -49,6 +49,26 @@ NN_TILDE_DEFAULT_BUFFER = 4096
 _counter = itertools.count()
 
 
+@torch.jit.interface
+class StreamInterface(nn.Module):
+    """What the exported methods call on each method's stream (an :class:`AnyLengthStream`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        pass
+
+    def reset(self, indices: Optional[List[int]] = None) -> None:
+        pass
+
+
+class _BufferedStream(AnyLengthStream):
+    """An :class:`AnyLengthStream` whose model is called through :class:`StreamInterface`: its forward and
+    reset compile once each, as functions of their own, instead of being inlined into every caller."""
+
+
+# set as an object, not a string (this module postpones annotations): TorchScript reads the type from it
+_BufferedStream.__annotations__ = {"stream": StreamInterface, "queued": List[int]}
+
+
 class NnTildeModule(nn.Module):
     """The part of the exported module that does not depend on the method names.
 
@@ -66,7 +86,13 @@ class NnTildeModule(nn.Module):
         for index, (stream, name) in enumerate(zip(streams, names)):
             stream.reset()
             # any host buffer length: accumulation up to the buffer multiple, validation before any reset
-            setattr(self, f"stream_{index}", AnyLengthStream(stream, name=f"{stream.layer_name} ({name})"))
+            # scripted here: TorchScript cannot script a submodule typed by an interface from within its parent
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning
+                )
+                buffered = _BufferedStream(torch.jit.script(stream), name=f"{stream.layer_name} ({name})")
+                setattr(self, f"stream_{index}", torch.jit.script(buffered))
         self._methods: List[str] = list(names)
         self._attributes: List[str] = ["reset", "reset_item"]
         self.register_buffer("reset_params", torch.tensor([TYPE_BOOL], dtype=torch.long))
@@ -76,11 +102,7 @@ class NnTildeModule(nn.Module):
         self.streamify_info: Dict[str, str] = dict(info)
         self.pending_reset: List[bool] = [False for _ in names]
         self.pending_items: List[List[int]] = [[] for _ in names]
-
-    @torch.jit.export
-    def get_methods(self) -> List[str]:
-        """The methods nn~ may call (each has a ``METHOD_params`` buffer)."""
-        return self._methods
+        self.warmed: bool = False
 
     @torch.jit.export
     def get_attributes(self) -> List[str]:
@@ -148,6 +170,30 @@ _METHOD_TEMPLATE = '''
 
 _RESET_TEMPLATE = '''
     @torch.jit.export
+    def get_methods(self) -> List[str]:
+        """The methods nn~ may call (each has a ``METHOD_params`` buffer). The first call warms the file up
+        (``warm_up()``): nn~ calls this when it loads the file, before any audio."""
+        if not self.warmed:
+            self.warm_up()
+        return self._methods
+
+    @torch.jit.export
+    def warm_up(self) -> None:
+        """Compile every method's stream now, so that the host's first calls run at full speed.
+
+        TorchScript's profiling executor profiles a function at its first call and optimises it at the
+        second, which takes seconds for a large model: a host calling the methods first on its audio
+        thread would drop out. Each stream (called through an interface, so that the host's calls reach
+        the same compiled function) runs twice on silence at its buffer multiple and twice at its
+        smallest length, its resets run, and everything is reset: the streams are fresh again.
+        """
+        self.warmed = True
+        device = self.reset_params.device
+        with torch.no_grad():
+{warm_body}
+        self.reset_streams()
+
+    @torch.jit.export
     def reset_streams(self) -> None:
         """Every stream of every method back to a fresh stream, now."""
 {body}
@@ -173,7 +219,11 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
         "    streamify_info: Dict[str, str]\n"
         "    pending_reset: List[bool]\n"
         "    pending_items: List[List[int]]\n"
+        "    warmed: bool\n"
     ]
+    # each stream is typed by an interface: calls to it are not inlined into the methods' graphs, so that
+    # warm_up() and the host's calls run (and compile) the same function
+    parts += [f"    stream_{index}: StreamInterface\n" for index in range(len(methods))]
     for index, method in enumerate(methods):
         parts.append(
             _METHOD_TEMPLATE.format(
@@ -194,7 +244,21 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
             f"        self.stream_{index}.reset(None)",
         ]
         items_body += [f"        self.stream_{index}.reset(items)"]
-    parts.append(_RESET_TEMPLATE.format(body="\n".join(body), items_body="\n".join(items_body)))
+    warm_body = []
+    for index, method in enumerate(methods):
+        multiple = int(method.stream.buffer_multiple)
+        lengths = sorted({multiple, int(method.stream.ratio_num)})
+        warm_body += [
+            f"            for length in {lengths}:",
+            f"                self.stream_{index}.reset(None)",
+            "                for _ in range(2):",
+            f"                    self.stream_{index}(torch.zeros(1, {method.in_channels}, length, device=device))",
+            f"            self.stream_{index}.reset([0])",
+            f"            self.stream_{index}.reset(None)",
+        ]
+    parts.append(
+        _RESET_TEMPLATE.format(body="\n".join(body), items_body="\n".join(items_body), warm_body="\n".join(warm_body))
+    )
     source = "".join(parts)
     filename = f"<streamify-nn-tilde-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -205,6 +269,7 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
         "List": List,
         "Dict": Dict,
         "NnTildeModule": NnTildeModule,
+        "StreamInterface": StreamInterface,
     }
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
     return namespace["StreamifyNnTilde"]
@@ -212,6 +277,8 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
 
 _RESERVED = (
     "get_methods",
+    "warm_up",
+    "warmed",
     "get_attributes",
     "get_reset",
     "set_reset",
