@@ -45,6 +45,8 @@ def test_any_host_buffer_size_gives_offline_delayed_by_the_reported_latency(coar
     extra = fields["buffering_latency_samples"]
     assert extra == {"256": 1792, "512": 1536, "1024": 1024, "2048": 0, "4096": 0, "8192": 0}
     loaded = torch.jit.load(str(path))
+    flat = loaded.get_streamify_info()  # what a host reads from the file itself
+    assert flat["forward.buffering_latency_samples"] == "256:1792,512:1536,1024:1024,2048:0,4096:0,8192:0"
     x = torch.randn(2, 1, 8 * 2048, generator=torch.Generator().manual_seed(1))
     offline = model(x).detach()
     for n in (256, 1024, 4096):
