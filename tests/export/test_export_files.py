@@ -44,6 +44,7 @@ print("WROTE")
 """
 
 
+@pytest.mark.slow  # two exports, one in a subprocess
 @pytest.mark.parametrize("suffix", [".ts", ".onnx"])
 def test_a_write_failing_under_a_size_limit_raises_and_keeps_the_old_file(tmp_path, suffix):
     if suffix == ".onnx":

@@ -50,6 +50,7 @@ def _probe(path, mode: str) -> list:
     return result.stdout.splitlines()
 
 
+@pytest.mark.slow  # two fresh processes
 def test_get_methods_compiles_every_stream_before_the_first_host_call(exported):
     cold = _probe(exported, "cold")
     assert cold[0] == "['decode.forward', 'decode.reset', 'encode.forward', 'encode.reset']"  # the probe sees it
