@@ -215,7 +215,12 @@ def demo(
 @app.command()
 def info(
     model: Annotated[
-        str, typer.Argument(help="'demo' (built-in), 'package.module:factory', or an exported .ts file.")
+        str,
+        typer.Argument(
+            help="'demo' (built-in), 'package.module:factory', or an exported .ts / .onnx file. A .ts file is a "
+            "program (TorchScript runs its code when loaded): info reads its metadata from the archive without "
+            "loading it; load only files you trust."
+        ),
     ] = "demo",
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
     channels: Annotated[int, typer.Option(min=1, help="Input channels of the model.")] = 1,
@@ -224,7 +229,10 @@ def info(
     length: Annotated[int, typer.Option(min=1, help="Length of the conversion example, in samples.")] = 32768,
     batch: Annotated[int, typer.Option(min=1, help="Streams, for the cache memory.")] = 1,
 ) -> None:
-    """Per-layer delay, rate and cache of a streaming model, and its latency, buffer multiple and memory."""
+    """Per-layer delay, rate and cache of a streaming model, and its latency, buffer multiple and memory.
+
+    For an exported .ts or .onnx file: its methods, rates, delays and versions, read from the file's metadata without running the file (.ts files are programs: load only files you trust).
+    """
     from streamify.inspect import inspect as inspect_model
     from streamify.models.loading import load_model, streaming_model
 

@@ -85,3 +85,29 @@ def build(factory, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         model = factory()
     return model.eval()
+
+
+class CoarseCodec(nn.Module):
+    """One latent frame per 2048 samples: a buffer multiple of 2048, as RAVE-sized models have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = nn.Conv1d(1, 4, 5, padding=2)
+        self.down = nn.Conv1d(4, 8, 2048, stride=2048)
+        self.up = nn.ConvTranspose1d(8, 1, 2048, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(torch.tanh(self.down(F.elu(self.pre(x)))))
+
+
+class PoolNet(nn.Module):
+    """A max pool right on a conv's output: its cache starts at -inf, and zeros instead would show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Conv1d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool1d(5, 1, 2)
+        self.out = nn.Conv1d(4, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.pool(self.inp(x) - 4.0))

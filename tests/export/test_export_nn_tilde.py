@@ -169,11 +169,17 @@ def test_decode_takes_encode_output_at_its_rate_and_examples_override(tmp_path):
     assert (fields["in_channels"], fields["in_ratio"], fields["out_channels"], fields["out_ratio"]) == (8, 8, 1, 1)
 
 
-def test_refuses_a_buffer_multiple_that_is_not_a_power_of_two(tmp_path):
+def test_refuses_rates_no_power_of_two_divides_and_buffers_any_multiple(tmp_path):
     path = tmp_path / "tiny.ts"
-    with pytest.raises(StreamingError, match=r"method 'encode'.*multiples of 6 audio samples.*power of two"):
+    # strides 2 and 3: one latent frame per 6 samples, which no nn~ buffer size holds a whole number of
+    with pytest.raises(StreamingError, match=r"method 'encode'.*one output frame per 6 audio samples.*powers of two"):
         export_nn_tilde(build(TinyAutoencoder), path, torch.randn(1, 1, 240), methods=("encode",))
     assert not path.exists()
+    # its forward (audio in, audio out) takes every size: accumulation up to 6 samples adds 6 - gcd(n, 6) = 4
+    info = export_nn_tilde(build(TinyAutoencoder), path, torch.randn(1, 1, 240), methods=("forward",))
+    fields = info["methods"]["forward"]
+    assert fields["buffer_multiple_samples"] == 6 and fields["checked_buffer_sizes"][0] == 256
+    assert set(fields["buffering_latency_samples"].values()) == {4}
 
 
 def test_refuses_float64_models_and_reserved_names(tmp_path):

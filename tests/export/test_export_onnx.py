@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from export_models import GruPoolNet, LstmNet, PowerOfTwoAutoencoder, ResidualDelayNet, build
+from export_models import GruPoolNet, LstmNet, PoolNet, PowerOfTwoAutoencoder, ResidualDelayNet, build
 from plain_models import CroppedStack, HiFiGANGenerator, TinyAutoencoder
 
 from streamify import StreamingError
@@ -29,6 +29,7 @@ MODELS = {
     "cropped_stack": (CroppedStack, (1, 1, 300), "forward"),
     "lstm": (LstmNet, (1, 1, 256), "forward"),
     "gru_maxpool": (GruPoolNet, (1, 2, 256), "forward"),
+    "maxpool": (PoolNet, (1, 1, 256), "forward"),
     "streamify_layers_demo": (build_demo_autoencoder, (1, 1, 512), "forward"),
 }
 
@@ -175,6 +176,25 @@ def test_reset_whole_and_batch_items_like_pytorch(exported):
         runner(x[..., : 4 * m])
     with pytest.raises(StreamingError, match="reset index 5"):
         runner.reset([5])
+
+
+def test_per_item_reset_restores_a_state_that_does_not_start_at_zero(exported):
+    model, example, path, info = exported("maxpool")
+    assert any(entry.get("fill") == "-inf" for entry in info["states"])  # the pool's cache starts at -inf
+    runner = OnnxStream(path)
+    n = 64
+    x = torch.randn(2, 1, 8 * n, generator=torch.Generator().manual_seed(5))
+    whole = torch.cat([runner(x[..., i : i + n]) for i in range(0, 8 * n, n)], -1)
+    runner.reset()
+    y = [runner(x[..., i : i + n]) for i in range(0, 4 * n, n)]
+    runner.reset([1])
+    y += [runner(x[..., i : i + n]) for i in range(4 * n, 8 * n, n)]
+    y = torch.cat(y, -1)
+    assert torch.equal(y[:1], whole[:1])
+    fresh = OnnxStream(path)
+    again = torch.cat([fresh(x[1:, :, i : i + n]) for i in range(4 * n, 8 * n, n)], -1)
+    assert (y[1:, :, 4 * n :] - again).abs().max() <= 1e-6
+    assert not torch.allclose(y[1:, :, 4 * n :], whole[1:, :, 4 * n :])  # the reset did something
 
 
 def test_onnx_stream_refuses_bad_buffers_and_takes_numpy(exported):

@@ -109,16 +109,22 @@ def check_host_contract(
     sizes: List[int],
     where: str,
     batch_sizes: Optional[List[int]] = None,
+    extra_frames: Optional[Callable[[int], int]] = None,
 ) -> ContractReport:
     """Stream a signal through ``call`` like a host and refuse a broken contract (see the module docstring).
 
     ``sizes`` are host buffer sizes in audio samples; ``reset()`` must return every stream
-    of ``call`` to a fresh one.
+    of ``call`` to a fresh one. ``extra_frames(n)``: output frames of latency that buffers of
+    ``n`` samples add on top of the method's delay (accumulation up to its buffer multiple).
     """
     batch_sizes = batch_sizes or [1, 2]
     name = method.name
+    extra = {n: int(extra_frames(n)) if extra_frames is not None else 0 for n in sizes}
     # per buffer size, at least 3 buffers and twice the delay: past the warm-up, across buffer boundaries
-    calls = {n: max(3, math.ceil(2 * (method.delay_samples + method.multiple_samples) / n)) for n in sizes}
+    calls = {
+        n: max(3, math.ceil(2 * (method.delay_samples + extra[n] * method.out_ratio + method.multiple_samples) / n))
+        for n in sizes
+    }
     longest = max(n * calls[n] for n in sizes)  # audio samples
     x = host_signal(method, longest // method.in_ratio, max(batch_sizes))
     with torch.no_grad():
@@ -151,11 +157,16 @@ def check_host_contract(
     for n in sizes:
         for batch in batch_sizes:
             reset()
-            y = run(n, batch)
+            full = run(n, batch)
+            if extra[n] and float(full[..., : extra[n]].abs().max()) != 0.0:
+                raise _fail(
+                    where, name, n, batch, f"the first {extra[n]} frames (the buffering latency) are not silent"
+                )
+            y = full[..., extra[n] :]  # aligned: every size then lags offline by the method's delay
             if first is None:
                 first = y[:1]
                 reset()
-                again = run(n, 1)
+                again = run(n, 1)[..., extra[n] :]
                 difference = float((again - first).abs().max())
                 if difference > REPEAT_TOL * scale:
                     raise _fail(
@@ -195,7 +206,7 @@ def check_host_contract(
     # nn~ runs TorchScript with its optimising executor: one more run, at its default buffer size, that way
     default = 4096 if 4096 in sizes else sizes[-1]
     reset()
-    y = run(default, 1, optimized=True)
+    y = run(default, 1, optimized=True)[..., extra[default] :]
     assert first is not None
     common = min(first.size(-1), y.size(-1))
     if float((y[:, :, :common] - first[:, :, :common]).abs().max()) / scale > REL_TOL:

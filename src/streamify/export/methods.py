@@ -196,17 +196,31 @@ def convert_methods(
     return [c for c, _ in done]
 
 
-def nn_tilde_buffer_unit(method: ConvertedMethod, where: str, largest: int = 4096) -> int:
-    """The smallest host buffer (audio samples) the method takes; refused unless a power of two dividing ``largest``."""
-    unit = method.multiple_samples
-    if unit & (unit - 1) != 0 or largest % unit != 0:
+def nn_tilde_sizes(method: ConvertedMethod, where: str, low: int = 256, high: int = 8192) -> List[int]:
+    """The nn~ buffer sizes (powers of two from ``low`` to ``high``, audio samples) the method takes.
+
+    Any size that is a whole number of input and output frames is taken: the exported method
+    accumulates up to its buffer multiple (see :mod:`streamify.buffering`). Refused (a
+    :class:`StreamingError`) when no power of two is, i.e. ``in_ratio`` or ``out_ratio`` is not
+    a power of two up to ``high``.
+    """
+    sizes = [n for n in power_of_two_sizes(1, low, high) if n % method.in_ratio == 0 and n % method.out_ratio == 0]
+    if not sizes:
         raise StreamingError(
-            f"streamify: {where}: method {method.name!r} takes buffers of multiples of {unit} audio samples "
-            f"(buffer multiple {method.stream.buffer_multiple} frames x in_ratio {method.in_ratio}); nn~ buffer "
-            f"sizes are powers of two and {largest} by default, so the multiple must be a power of two dividing "
-            f"{largest}: change the model's strides (their product sets the multiple)"
+            f"streamify: {where}: method {method.name!r} takes one input frame per {method.in_ratio} audio samples "
+            f"and gives one output frame per {method.out_ratio} audio samples; nn~ buffer sizes are powers of two from {low} to "
+            f"{high}, and none is a whole number of both frames: change the model's strides so that these ratios "
+            "are each a power of two"
         )
-    return unit
+    return sizes
+
+
+def extra_latency_samples(method: ConvertedMethod, size: int) -> int:
+    """Audio samples of latency that host buffers of ``size`` samples add to the method's delay (0 for multiples
+    of its buffer multiple): ``M - gcd(n, M)`` input frames, ``M`` the buffer multiple and ``n = size / in_ratio``."""
+    from streamify.buffering import extra_latency_frames
+
+    return extra_latency_frames(size // method.in_ratio, int(method.stream.buffer_multiple)) * method.in_ratio
 
 
 def power_of_two_sizes(unit: int, low: int = 256, high: int = 8192) -> List[int]:

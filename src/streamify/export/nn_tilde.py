@@ -10,10 +10,12 @@ the names of the exported methods; their source is generated and registered with
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import linecache
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
@@ -21,15 +23,17 @@ import torch
 from torch import Tensor, nn
 
 import streamify
+from streamify.buffering import AnyLengthStream
 from streamify.export.contract import ContractReport, check_host_contract
+from streamify.export.files import write_atomically
 from streamify.export.methods import (
     ConvertedMethod,
     MethodExample,
     check_method_name,
     convert_methods,
+    extra_latency_samples,
     method_info,
-    nn_tilde_buffer_unit,
-    power_of_two_sizes,
+    nn_tilde_sizes,
 )
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.native import make_portable
@@ -43,6 +47,26 @@ NN_TILDE_SIZES = (256, 8192)
 NN_TILDE_DEFAULT_BUFFER = 4096
 
 _counter = itertools.count()
+
+
+@torch.jit.interface
+class StreamInterface(nn.Module):
+    """What the exported methods call on each method's stream (an :class:`AnyLengthStream`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        pass
+
+    def reset(self, indices: Optional[List[int]] = None) -> None:
+        pass
+
+
+class _BufferedStream(AnyLengthStream):
+    """An :class:`AnyLengthStream` whose model is called through :class:`StreamInterface`: its forward and
+    reset compile once each, as functions of their own, instead of being inlined into every caller."""
+
+
+# set as an object, not a string (this module postpones annotations): TorchScript reads the type from it
+_BufferedStream.__annotations__ = {"stream": StreamInterface, "queued": List[int]}
 
 
 class NnTildeModule(nn.Module):
@@ -59,9 +83,16 @@ class NnTildeModule(nn.Module):
         self, streams: Sequence[StreamingModule], names: Sequence[str], sample_rate: int, info: Dict[str, str]
     ) -> None:
         super().__init__()
-        for index, stream in enumerate(streams):
+        for index, (stream, name) in enumerate(zip(streams, names)):
             stream.reset()
-            setattr(self, f"stream_{index}", stream)
+            # any host buffer length: accumulation up to the buffer multiple, validation before any reset
+            # scripted here: TorchScript cannot script a submodule typed by an interface from within its parent
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning
+                )
+                buffered = _BufferedStream(torch.jit.script(stream), name=f"{stream.layer_name} ({name})")
+                setattr(self, f"stream_{index}", torch.jit.script(buffered))
         self._methods: List[str] = list(names)
         self._attributes: List[str] = ["reset", "reset_item"]
         self.register_buffer("reset_params", torch.tensor([TYPE_BOOL], dtype=torch.long))
@@ -71,11 +102,7 @@ class NnTildeModule(nn.Module):
         self.streamify_info: Dict[str, str] = dict(info)
         self.pending_reset: List[bool] = [False for _ in names]
         self.pending_items: List[List[int]] = [[] for _ in names]
-
-    @torch.jit.export
-    def get_methods(self) -> List[str]:
-        """The methods nn~ may call (each has a ``METHOD_params`` buffer)."""
-        return self._methods
+        self.warmed: bool = False
 
     @torch.jit.export
     def get_attributes(self) -> List[str]:
@@ -122,33 +149,50 @@ class NnTildeModule(nn.Module):
         """streamify version, sample rate, and per method its delay, ratios and buffer multiple."""
         return self.streamify_info
 
-    def _pending_items(self, index: int, batch: int) -> List[int]:
-        items: List[int] = []
-        for item in self.pending_items[index]:
-            if item < batch and item not in items:
-                items.append(item)
-        self.pending_items[index] = torch.jit.annotate(List[int], [])
-        return items
-
 
 _METHOD_TEMPLATE = '''
     @torch.jit.export
     def {name}(self, x: Tensor) -> Tensor:
-        """Stream one nn~ buffer through {name}: [batch, {in_channels}, n / {in_ratio}] -> [batch, {out_channels}, n / {out_ratio}]."""
+        """Stream one nn~ buffer through {name}: [batch, {in_channels}, n / {in_ratio}] -> [batch, {out_channels}, n / {out_ratio}].
+
+        Any n (the host's choice) is taken; the stream validates the buffer before any reset or state change.
+        """
         if self.pending_reset[{index}]:
             self.pending_reset[{index}] = False
             self.pending_items[{index}] = torch.jit.annotate(List[int], [])
             self.stream_{index}.reset(None)
         if len(self.pending_items[{index}]) > 0:
-            items = self._pending_items({index}, self.stream_{index}.stream_batch)
-            if len(items) > 0:
-                self.stream_{index}.reset(items)
-        if self.stream_{index}.stream_batch != 0 and x.size(0) != self.stream_{index}.stream_batch:
-            self.stream_{index}.reset(None)
+            items = self.pending_items[{index}]
+            self.pending_items[{index}] = torch.jit.annotate(List[int], [])
+            self.stream_{index}.reset(items)  # queued; items outside the batch are ignored
         return self.stream_{index}(x)
 '''
 
 _RESET_TEMPLATE = '''
+    @torch.jit.export
+    def get_methods(self) -> List[str]:
+        """The methods nn~ may call (each has a ``METHOD_params`` buffer). The first call warms the file up
+        (``warm_up()``): nn~ calls this when it loads the file, before any audio."""
+        if not self.warmed:
+            self.warm_up()
+        return self._methods
+
+    @torch.jit.export
+    def warm_up(self) -> None:
+        """Compile every method's stream now, so that the host's first calls run at full speed.
+
+        TorchScript's profiling executor profiles a function at its first call and optimises it at the
+        second, which takes seconds for a large model: a host calling the methods first on its audio
+        thread would drop out. Each stream (called through an interface, so that the host's calls reach
+        the same compiled function) runs twice on silence at its buffer multiple and twice at its
+        smallest length, its resets run, and everything is reset: the streams are fresh again.
+        """
+        self.warmed = True
+        device = self.reset_params.device
+        with torch.no_grad():
+{warm_body}
+        self.reset_streams()
+
     @torch.jit.export
     def reset_streams(self) -> None:
         """Every stream of every method back to a fresh stream, now."""
@@ -156,7 +200,8 @@ _RESET_TEMPLATE = '''
 
     @torch.jit.export
     def reset_items(self, items: List[int]) -> None:
-        """Batch items ``items`` of every method back to a fresh stream, now (items beyond a stream's batch are ignored)."""
+        """Batch items ``items`` of every method back to a fresh stream (at the next call with no input held back;
+        items outside a stream's batch are ignored)."""
 {items_body}
 '''
 
@@ -174,7 +219,11 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
         "    streamify_info: Dict[str, str]\n"
         "    pending_reset: List[bool]\n"
         "    pending_items: List[List[int]]\n"
+        "    warmed: bool\n"
     ]
+    # each stream is typed by an interface: calls to it are not inlined into the methods' graphs, so that
+    # warm_up() and the host's calls run (and compile) the same function
+    parts += [f"    stream_{index}: StreamInterface\n" for index in range(len(methods))]
     for index, method in enumerate(methods):
         parts.append(
             _METHOD_TEMPLATE.format(
@@ -194,15 +243,22 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
             f"        self.pending_items[{index}] = torch.jit.annotate(List[int], [])",
             f"        self.stream_{index}.reset(None)",
         ]
-        items_body += [
-            f"        kept_{index}: List[int] = []",
-            f"        for item in items:",  # noqa: F541 - generated code
-            f"            if item >= 0 and item < self.stream_{index}.stream_batch and item not in kept_{index}:",
-            f"                kept_{index}.append(item)",
-            f"        if len(kept_{index}) > 0:",
-            f"            self.stream_{index}.reset(kept_{index})",
+        items_body += [f"        self.stream_{index}.reset(items)"]
+    warm_body = []
+    for index, method in enumerate(methods):
+        multiple = int(method.stream.buffer_multiple)
+        lengths = sorted({multiple, int(method.stream.ratio_num)})
+        warm_body += [
+            f"            for length in {lengths}:",
+            f"                self.stream_{index}.reset(None)",
+            "                for _ in range(2):",
+            f"                    self.stream_{index}(torch.zeros(1, {method.in_channels}, length, device=device))",
+            f"            self.stream_{index}.reset([0])",
+            f"            self.stream_{index}.reset(None)",
         ]
-    parts.append(_RESET_TEMPLATE.format(body="\n".join(body), items_body="\n".join(items_body)))
+    parts.append(
+        _RESET_TEMPLATE.format(body="\n".join(body), items_body="\n".join(items_body), warm_body="\n".join(warm_body))
+    )
     source = "".join(parts)
     filename = f"<streamify-nn-tilde-{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -213,6 +269,7 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
         "List": List,
         "Dict": Dict,
         "NnTildeModule": NnTildeModule,
+        "StreamInterface": StreamInterface,
     }
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
     return namespace["StreamifyNnTilde"]
@@ -220,6 +277,8 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
 
 _RESERVED = (
     "get_methods",
+    "warm_up",
+    "warmed",
     "get_attributes",
     "get_reset",
     "set_reset",
@@ -251,6 +310,8 @@ def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], r
             m.name: {
                 **method_info(m, sample_rate),
                 "checked_buffer_sizes": r.buffer_sizes,
+                # any host buffer size is taken; sizes that are not multiples of the buffer multiple add latency
+                "buffering_latency_samples": {str(n): extra_latency_samples(m, n) for n in r.buffer_sizes},
                 # frames at the start of a fresh stream that differ from offline (reflect/replicate padding)
                 "start_differs_frames": r.warmup_frames,
                 "max_rel_error": float(f"{r.max_rel_error:.3g}"),
@@ -258,6 +319,8 @@ def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], r
             for m, r in zip(methods, reports)
         },
         "host_latency_note": "nn~ adds 2 * buffer size - host block size samples on top of each method's delay",
+        "buffering_latency_rule": "a stream whose first buffer holds n samples lags by delay_samples + "
+        "U - gcd(n, U) samples, U = buffer_multiple_samples (0 extra when n is a multiple of U)",
     }
 
 
@@ -271,7 +334,12 @@ def _flat_info(info: Mapping[str, object]) -> Dict[str, str]:
     }
     for name, fields in info["methods"].items():  # type: ignore[union-attr]
         for key, value in fields.items():
-            flat[f"{name}.{key}"] = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            if isinstance(value, dict):
+                flat[f"{name}.{key}"] = ",".join(f"{k}:{v}" for k, v in value.items())
+            elif isinstance(value, list):
+                flat[f"{name}.{key}"] = ",".join(str(v) for v in value)
+            else:
+                flat[f"{name}.{key}"] = str(value)
     return flat
 
 
@@ -281,8 +349,11 @@ def _tune_methods(converted: Sequence, buffers: Sequence[int], batches: Sequence
 
     for method in converted:
         stream = method.stream
+        multiple = int(stream.buffer_multiple)
         frames = [int(n) // method.in_ratio for n in buffers if int(n) % method.in_ratio == 0]
-        frames = [f for f in frames if f > 0 and f % stream.buffer_multiple == 0]
+        frames = [f for f in frames if f > 0 and (f * method.in_ratio) % method.out_ratio == 0]
+        # the stream sees what the file accumulates: whole multiples of its buffer multiple
+        frames = sorted({-(-f // multiple) * multiple for f in frames})
         if not frames:
             raise StreamingError(
                 f"streamify: {where}: method {method.name!r} accepts none of the buffer sizes {list(buffers)} to tune "
@@ -335,7 +406,7 @@ def export_nn_tilde(
         _tune_methods(converted, tune_buffers, tune_batches, where)
     for method in converted:  # the file must load in any libtorch: PyTorch's products only
         make_portable(method.stream)
-    units = [nn_tilde_buffer_unit(m, where, NN_TILDE_DEFAULT_BUFFER) for m in converted]
+    all_sizes = [nn_tilde_sizes(m, where, *NN_TILDE_SIZES) for m in converted]
     cls = _wrapper_class(converted)
     wrapper = cls([m.stream for m in converted], [m.name for m in converted], int(sample_rate or 0), {})
     for method in converted:
@@ -353,18 +424,25 @@ def export_nn_tilde(
         raise StreamingError(f"streamify: {where}: the wrapper does not compile with TorchScript: {error}") from error
 
     reports: List[ContractReport] = []
-    for method, unit in zip(converted, units):
-        sizes = power_of_two_sizes(max(unit, 1), *NN_TILDE_SIZES)
+    for method, sizes in zip(converted, all_sizes):
         call = getattr(scripted, method.name)
-        reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where))
+
+        def extra_frames(n: int, method: ConvertedMethod = method) -> int:
+            return extra_latency_samples(method, n) // method.out_ratio
+
+        reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where, None, extra_frames))
     scripted.reset_streams()
     info = _file_info(converted, sample_rate, reports)
     flat = _flat_info(info)
     scripted.streamify_info = flat
     _check_fresh(scripted, where)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scripted.save(str(path), _extra_files={EXTRA_FILE: json.dumps(info, indent=2)})
+    # saved into memory, then written through a temporary file and a rename: a failed write (disk full, a
+    # size limit) raises and leaves the old file intact, where libtorch's own writer aborts or truncates
+    data = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
+        torch.jit.save(scripted, data, _extra_files={EXTRA_FILE: json.dumps(info, indent=2)})
+    write_atomically(path, data.getvalue(), where)
     return info
 
 
@@ -376,14 +454,46 @@ def _check_fresh(module: torch.jit.ScriptModule, where: str) -> None:
 
 
 def read_info(path: Union[str, Path]) -> Dict[str, object]:
-    """The metadata of a file written by :func:`export_nn_tilde` (without running the model)."""
-    extra = {EXTRA_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    if not extra[EXTRA_FILE]:
-        raise StreamingError(f"streamify: {path} was not written by streamify (no {EXTRA_FILE} inside)")
-    return json.loads(extra[EXTRA_FILE])
+    """The metadata of a file written by :func:`export_nn_tilde`, read without running the file.
+
+    A TorchScript file is a program: loading it runs its code (``__setstate__`` methods among
+    others). Its metadata is a JSON file inside the zip archive (``<name>/extra/streamify.json``),
+    read here with :mod:`zipfile`; nothing of the file is executed.
+
+    Raises:
+        StreamingError: the file is missing, not a TorchScript archive, or not written by streamify.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.count("/") == 2 and n.endswith(f"/extra/{EXTRA_FILE}")]
+            if not names:
+                raise StreamingError(f"streamify: {path} was not written by streamify (no extra/{EXTRA_FILE} inside)")
+            text = archive.read(names[0]).decode("utf-8")
+    except FileNotFoundError as error:
+        raise StreamingError(f"streamify: {path}: no such file") from error
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as error:
+        raise StreamingError(
+            f"streamify: {path} is not a TorchScript file (not a readable zip archive: {error}); "
+            "export it again with streamify export"
+        ) from error
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StreamingError(f"streamify: {path}: its {EXTRA_FILE} is not valid JSON ({error})") from error
+    if not isinstance(info, dict) or not isinstance(info.get("methods"), dict):
+        raise StreamingError(f"streamify: {path}: its {EXTRA_FILE} does not describe any method")
+    return info
+
+
+def _buffering(extra: Optional[Mapping[str, int]]) -> str:
+    """``"256: +1792, 512: +1536, others 0"`` (samples added by buffers that are not multiples of the unit)."""
+    if not extra:
+        return "-"
+    added = [f"{n}: +{v}" for n, v in extra.items() if int(v) > 0]
+    if not added:
+        return "0 at every size"
+    return ", ".join(added) + ("; others 0" if len(added) < len(extra) else "")
 
 
 def describe_file(path: Union[str, Path]):
@@ -413,8 +523,13 @@ def describe_file(path: Union[str, Path]):
             f"{fields['buffer_multiple_samples']} samples",
             ",".join(str(s) for s in fields.get("checked_buffer_sizes", [])),
         )
+    buffering = [
+        f"{name}: {_buffering(fields.get('buffering_latency_samples'))}"
+        for name, fields in info["methods"].items()  # type: ignore[union-attr]
+    ]
     table.caption = (
         f"sample rate: {sample_rate or 'unknown'} Hz; torch {info.get('torch_version')}; "
-        "nn~ adds 2 x buffer - block size samples of latency on top of the delays"
+        "nn~ adds 2 x buffer - block size samples of latency on top of the delays.\n"
+        "Any host buffer size is taken; latency added by buffer size (samples): " + "; ".join(buffering)
     )
     return table

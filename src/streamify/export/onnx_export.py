@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 import streamify
 from streamify.convert import StreamingModel
+from streamify.export.files import write_atomically
 from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.recurrent import LSTM, Recurrent
@@ -435,9 +436,7 @@ def export_onnx(
         data = _export_bytes(step, converted, spec, fresh_two, slots, trace_frames, dynamic_length=False)
         _verify(data, info, stream, converted, trace_frames, dynamic_length=False)
     data = _with_metadata(data, info)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    write_atomically(path, data, "export_onnx")  # whole or not at all: the old file stays on failure
     stream.reset()
     return info
 
