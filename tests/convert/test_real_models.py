@@ -14,8 +14,10 @@ modules are imported without the packages' heavy ``__init__`` (see conftest.py).
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 import torch
@@ -299,3 +301,39 @@ def test_moshi_example_of_an_odd_number_of_hops_converts(moshi_seanet):
     stream = convert(model, make_signal(1, 1, 8 * 65, seed=1))
     comparison = assert_streams_exactly(stream, 1, frames=1024, min_compared=100)
     assert comparison.max_abs_error <= TOL
+
+
+# ---------------------------------------------------------------------------- the tests' own policy
+
+
+def _conftest():
+    spec = importlib.util.spec_from_file_location("convert_conftest_copy", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _outcome(package: str, submodule: str):
+    """What ``import_model_module`` does to the calling test: ("failed" | "skipped" | "imported", message)."""
+    try:
+        _conftest().import_model_module(package, submodule)
+    except pytest.fail.Exception as error:
+        return "failed", str(error)
+    except pytest.skip.Exception as error:
+        return "skipped", str(error)
+    return "imported", ""
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_a_published_model_that_cannot_be_imported_fails_on_ci_and_skips_elsewhere(monkeypatch, ci):
+    """On CI every published model must be there: its absence is a failure, not a silent skip."""
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    expected = "failed" if ci == "true" else "skipped"
+    outcome, message = _outcome("no_such_package_xyz", "modules")
+    assert outcome == expected and "no_such_package_xyz is not installed" in message
+    if importlib.util.find_spec("encodec") is not None:  # a package that is there, a module that is not
+        outcome, message = _outcome("encodec", "no_such_module")
+        assert outcome == expected and "encodec.no_such_module cannot be imported" in message
