@@ -106,8 +106,9 @@ def _op_registered() -> bool:
 def load() -> bool:
     """Build (once) and load the native products; True when ``torch.ops.streamify.rows_by_weight`` is there.
 
-    Never raises: on failure (no compiler, ``STREAMIFY_NATIVE=0``, an unsupported platform)
-    it returns False and :func:`unavailable_reason` says why.
+    Never raises: on failure (no compiler, ``STREAMIFY_NATIVE=0``, an unsupported platform, another
+    process's build holding the lock past :func:`lock_timeout`, which also warns) it returns False
+    and :func:`unavailable_reason` says why.
     """
     with _thread_lock:
         return _load()
