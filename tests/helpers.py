@@ -14,9 +14,11 @@ far: the tolerance catches an off-by-one delay.
 from __future__ import annotations
 
 import math
+import os
 import random
 from typing import List, Optional, Sequence
 
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -202,3 +204,11 @@ def assert_heads_stream_exactly(
         _check(comparison, s, o, delay, 0, 0, min_compared, torch.float64, f"head {i}", True)
         comparisons.append(comparison)
     return comparisons
+
+
+def skip_or_fail_in_ci(message: str) -> None:
+    """Skip the calling test for want of an optional package; on CI (``CI=true``), where every extra the
+    tests use is installed, fail instead: a missing package there is a broken install, not an option."""
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{message} (CI=true: the tests' extras must be installed)")
+    pytest.skip(message)

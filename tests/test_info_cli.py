@@ -56,8 +56,36 @@ def test_weights_are_loaded_with_weights_only(factory_module, tmp_path):
     loaded = load_model(factory_module, path)
     assert all(torch.all(v == 0.5) for v in loaded.state_dict().values())
     torch.save({"weights": object()}, tmp_path / "evil.pt")
-    with pytest.raises(Exception, match="Weights only load failed|Unsupported"):
+    with pytest.raises(StreamingError, match=r"evil\.pt was refused: .*\(object\).*weights_only=True"):
         load_model(factory_module, tmp_path / "evil.pt")
+
+
+def test_info_exits_2_when_the_conversion_refuses(tmp_path, monkeypatch):
+    """A refusal is a failure of the command: status 2 and the reason in one line (it once exited 0)."""
+    (tmp_path / "refused_models.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import torch.nn as nn
+
+            class Reverse(nn.Module):
+                def forward(self, x):
+                    return torch.flip(x, [-1])
+
+            def make():
+                return nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), Reverse())
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        result = runner.invoke(app, ["info", "refused_models:make", "--length", "256"])
+    finally:
+        sys.modules.pop("refused_models", None)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "flip" in lines[0], result.output
+    assert "latency" not in result.output
 
 
 def test_bad_model_names_are_explained():

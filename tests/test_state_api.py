@@ -114,7 +114,45 @@ def mismatches(snapshot):
     wrong_length = dict(snapshot, **{"layers.0.cache": snapshot["layers.0.cache"][..., :1]})
     wrong_batch = dict(snapshot, **{"layers.3.hidden": snapshot["layers.3.hidden"][:2]})
     wrong_channels = dict(snapshot, **{"layers.0.cache": torch.cat([snapshot["layers.0.cache"]] * 2, 1)})
+
+    # a wrong type in the LAST module's entries: the entries before it fit, yet nothing may be restored
+    def changed(entry, value):
+        return dict(snapshot, **{entry: value})
+
+    tail = snapshot["layers.6.cache"]
     return {
+        "float32": (
+            changed("layers.6.cache", tail.float()),
+            r"'layers\.6\.cache' has the wrong dtype: expected torch\.float64, got torch\.float32",
+        ),
+        "int32": (
+            changed("layers.6.cache", tail.to(torch.int32)),
+            r"'layers\.6\.cache' has the wrong dtype: expected torch\.float64, got torch\.int32",
+        ),
+        "meta": (
+            changed("layers.6.cache", tail.to("meta")),
+            r"'layers\.6\.cache' has the wrong device: expected cpu, got meta",
+        ),
+        "positions_float": (
+            changed("layers.6.warm_pos", snapshot["layers.6.warm_pos"].double()),
+            r"'layers\.6\.warm_pos' has the wrong dtype: expected torch\.int64, got torch\.float64",
+        ),
+        "not_a_tensor": (
+            changed("layers.6.cache", tail.numpy()),
+            r"'layers\.6\.cache' has the wrong type: expected a torch\.Tensor, got ndarray",
+        ),
+        "counter_float": (
+            changed("layers.6.warm_left", torch.tensor(1.5)),
+            r"'layers\.6\.warm_left' has the wrong dtype: expected an integer dtype \(torch\.int64\), got torch\.float32",
+        ),
+        "counter_meta": (
+            changed("layers.6.stream_batch", torch.tensor(3, device="meta")),
+            r"'layers\.6\.stream_batch' has the wrong device",
+        ),
+        "counter_shape": (
+            changed("layers.6.stream_batch", torch.tensor([3, 3])),
+            r"'layers\.6\.stream_batch' has the wrong shape: expected a scalar \(\), got \(2,\)",
+        ),
         "missing": (missing, r"missing \['layers\.0\.cache'\]"),
         "extra": (extra, r"unknown \['layers\.9\.cache'\]"),
         "wrong_length": (wrong_length, r"'layers\.0\.cache' has shape \(3, 2, 1\).*Sequential\.0:Conv1d"),
@@ -123,8 +161,14 @@ def mismatches(snapshot):
     }
 
 
+WRONG_TYPES = ["float32", "int32", "meta", "positions_float", "not_a_tensor", "counter_float", "counter_meta"]
+
+
 @pytest.mark.parametrize(
-    "case", ["missing", "extra", "wrong_length", "wrong_batch", "wrong_channels", "other_model", "other_architecture"]
+    "case",
+    ["missing", "extra", "wrong_length", "wrong_batch", "wrong_channels", "other_model", "other_architecture"]
+    + WRONG_TYPES
+    + ["counter_shape"],
 )
 def test_a_snapshot_that_does_not_fit_is_refused_and_changes_nothing(case: str) -> None:
     model = build("sequential")
@@ -159,6 +203,27 @@ def test_a_snapshot_that_does_not_fit_is_refused_and_changes_nothing(case: str) 
             set_state(model, snapshot)
     tail = stream(model, x[..., sizes[0] :], sizes[1:])
     assert_identical(cat(head, tail), reference)
+
+
+def test_a_float32_model_refuses_a_float64_snapshot_and_streams_on() -> None:
+    """float64 entries in a float32 model broke every later call; int32 ones gave wrong output silently."""
+    model = build("sequential").float()
+    x = signal(3, 12 * model.buffer_multiple).float()
+    sizes = sizes_of(model, [4, 4, 4])
+    reference = stream(build("sequential").float(), x, sizes)
+    head = stream(model, x[..., : sizes[0]], sizes[:1])
+    snapshot = get_state(model)
+    for dtype in (torch.float64, torch.int32, torch.float16):
+        wrong = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in snapshot.items()}
+        with pytest.raises(StreamingError, match=rf"has the wrong dtype: expected torch\.float32, got {dtype}"):
+            set_state(model, wrong)
+    tail = stream(model, x[..., sizes[0] :], sizes[1:])
+    assert_identical(cat(head, tail), reference)
+    # the right snapshot is still taken, and detached from any graph
+    restored = {k: (v.requires_grad_(True) if v.is_floating_point() else v) for k, v in snapshot.items()}
+    set_state(model, restored)
+    assert not any(m.cache.requires_grad for m in model.modules() if hasattr(m, "cache"))
+    assert_identical(stream(model, x[..., sizes[0] :], sizes[1:]), tail)
 
 
 class Host(nn.Module):

@@ -24,6 +24,7 @@ from rich.table import Table
 
 import streamify
 from streamify.check import Comparison, compare_streamed
+from streamify.cli_errors import fail, one_line, run_guarded
 from streamify.layers import StreamingModule
 from streamify.state import reset
 
@@ -237,21 +238,14 @@ def info(
     from streamify.models.loading import load_model, streaming_model
 
     out = console()
-    if model.endswith((".ts", ".onnx")):
-        from streamify.export import describe_file
-
-        try:
-            out.print(describe_file(model))
-        except streamify.StreamingError as error:
-            out.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(code=2) from error
+    if model.lower().endswith((".ts", ".onnx")):
+        out.print(_describe_exported(model))
         return
     try:
         stream = streaming_model(load_model(model, weights), channels, length, method)
         report = inspect_model(stream, sample_rate=sample_rate, batch=batch, show=False)
     except streamify.StreamingError as error:
-        out.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from error
+        fail(error)
     table = Table(title=f"{report.name}: streaming layers")
     for column in ("layer", "kind", "in delay", "delay", "rate in -> out", "cache"):
         table.add_column(column, justify="left" if column in ("layer", "kind") else "right", overflow="fold")
@@ -273,6 +267,27 @@ def info(
     totals.add_row("receptive field", field)
     totals.add_row("cache memory", f"{_human_bytes(report.cache_bytes)} for {batch} stream(s)")
     out.print(totals)
+
+
+def _describe_exported(model: str):
+    """The table of an exported file, or a one-line refusal (missing, truncated, not written by streamify)."""
+    from pathlib import Path
+
+    from streamify.export import describe_file
+
+    path = Path(model)
+    if not path.is_file():
+        state = "is a folder" if path.exists() else "does not exist"
+        fail(f"{model} {state}; give the path of a file written by streamify export")
+    try:
+        return describe_file(path)
+    except streamify.StreamingError as error:
+        fail(error)
+    except Exception as error:  # a truncated archive, another kind of file
+        fail(
+            f"cannot read {model}: {type(error).__name__}: {one_line(str(error), 200)}; the file is truncated or was "
+            "not written by streamify export: export the model again"
+        )
 
 
 def _register_commands() -> None:
@@ -298,5 +313,6 @@ _register_commands()
 
 
 def main() -> None:
-    """Entry point of the ``streamify`` script and of ``python -m streamify``."""
-    app(prog_name="streamify")
+    """Entry point of the ``streamify`` script and of ``python -m streamify``: a refusal or an unexpected
+    error ends as one line on stderr and exit status 2 (the traceback with ``STREAMIFY_TRACEBACK=1``)."""
+    run_guarded(lambda: app(prog_name="streamify"))

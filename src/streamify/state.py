@@ -43,7 +43,13 @@ def get_state(model: nn.Module) -> Dict[str, Tensor]:
 
 
 def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
-    """Restore a snapshot taken by :func:`get_state` on the same model (or an identical one)."""
+    """Restore a snapshot taken by :func:`get_state` on the same model (or an identical one).
+
+    All or nothing: every entry is checked first (its name, and that it is a tensor of the
+    state's dtype, device and shape; counters are integer scalars), and a snapshot that does
+    not fit raises :class:`StreamingError` naming the entry, what was expected and what was
+    given, with the model's state untouched. The entries are copied (and detached).
+    """
     expected = set(get_state_names(model))
     if set(state) != expected:
         missing = sorted(expected - set(state))[:5]
@@ -55,19 +61,54 @@ def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
     # check every entry before restoring any, so that a refused snapshot leaves the state untouched
     for name, module in _streaming_modules(model):
         prefix = f"{name}." if name else ""
+        for counter in _COUNTERS:
+            _check_counter(state[prefix + counter], prefix + counter)
+        batch = int(state[prefix + "stream_batch"])
         for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
-            _check_entry(module, buffer, state[prefix + buffer], int(state[prefix + "stream_batch"]), prefix + buffer)
+            _check_entry(module, buffer, state[prefix + buffer], batch, prefix + buffer)
     for name, module in _streaming_modules(model):
         prefix = f"{name}." if name else ""
         for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
-            setattr(module, buffer, state[prefix + buffer].clone())
+            setattr(module, buffer, state[prefix + buffer].detach().clone())
         for counter in _COUNTERS:
             setattr(module, counter, int(state[prefix + counter]))
 
 
-def _check_entry(module: StreamingModule, buffer: str, value: Tensor, batch: int, entry: str) -> None:
-    """Refuse a snapshot entry whose shape cannot be this module's state (other cache lengths, channels)."""
+def _refuse(entry: str, what: str, expected: str, got: str) -> StreamingError:
+    return StreamingError(
+        f"streamify: set_state: the snapshot entry {entry!r} has the wrong {what}: expected {expected}, got {got}; "
+        "restore a snapshot taken with get_state() on this model (or one of the same architecture, dtype and "
+        "device: move the snapshot's tensors with .to())"
+    )
+
+
+def _check_counter(value: object, entry: str) -> None:
+    """Refuse a counter that is not an integer scalar tensor holding a value (a batch size >= 0)."""
+    if not isinstance(value, Tensor):
+        raise _refuse(entry, "type", "a torch.Tensor", type(value).__name__)
+    if value.device.type == "meta":
+        raise _refuse(entry, "device", "a device holding values (cpu, cuda...)", "meta")
+    if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+        raise _refuse(entry, "dtype", "an integer dtype (torch.int64)", str(value.dtype))
+    if value.dim() != 0:
+        raise _refuse(entry, "shape", "a scalar ()", str(tuple(value.shape)))
+    if entry.endswith("stream_batch") and int(value) < 0:
+        raise _refuse(entry, "value", "a batch size >= 0", str(int(value)))
+
+
+def _check_entry(module: StreamingModule, buffer: str, value: object, batch: int, entry: str) -> None:
+    """Refuse a snapshot entry that cannot be this module's state: another dtype, device or shape
+    (other cache lengths, channels, batch)."""
     current = getattr(module, buffer)
+    if not isinstance(value, Tensor):
+        raise _refuse(entry, "type", "a torch.Tensor", type(value).__name__)
+    # caches follow the model's dtype and device (those of its weights); positions are int64
+    want_dtype = module.dtype_marker.dtype if current.is_floating_point() else current.dtype
+    if value.dtype != want_dtype:
+        raise _refuse(entry, "dtype", str(want_dtype), str(value.dtype))
+    want_device = module.dtype_marker.device
+    if value.device != want_device:
+        raise _refuse(entry, "device", str(want_device), str(value.device))
     fits = value.dim() == current.dim() and value.size(0) == batch
     if fits and value.dim() > 1:
         # the last dimension (cache length, state size) is fixed by the architecture; channel-like

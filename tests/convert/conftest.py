@@ -17,20 +17,22 @@ import types
 
 import pytest
 
+from helpers import skip_or_fail_in_ci
+
 
 def import_model_module(package: str, submodule: str) -> types.ModuleType:
     """Import ``package.submodule`` without executing ``package/__init__.py``.
 
     Skips the calling test when the package (or a light dependency of the submodule,
     e.g. ``einops``) is not installed: ``pip install --no-deps encodec snac moshi``
-    and ``pip install einops`` (the ``convert`` extra).
+    and ``pip install einops`` (the ``convert`` extra); fails it on CI (``CI=true``).
     """
     name = f"{package}.{submodule}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{package} is not installed (pip install --no-deps {package})")
+        skip_or_fail_in_ci(f"{package} is not installed (pip install --no-deps {package})")
     if package not in sys.modules:
         stub = types.ModuleType(package)
         stub.__path__ = list(spec.submodule_search_locations)
@@ -40,7 +42,7 @@ def import_model_module(package: str, submodule: str) -> types.ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as error:
-        pytest.skip(f"{name} cannot be imported: {error}")
+        skip_or_fail_in_ci(f"{name} cannot be imported: {error}")
 
 
 @pytest.fixture(scope="session")

@@ -69,8 +69,9 @@ class Builder:
     ``pad_frames``: model-input frames by which Pads shift the offline output (for the warm-up).
     """
 
-    def __init__(self, data: st.DataObject, max_depth: int, max_layers: int) -> None:
+    def __init__(self, data: st.DataObject, max_depth: int, max_layers: int, lead_pad: bool = False) -> None:
         self.data = data
+        self.lead_pad = lead_pad
         self.max_depth = max_depth
         self.max_layers = max_layers
         self.ratio = Fraction(1)
@@ -110,13 +111,18 @@ class Builder:
     # ------------------------------------------------------------------ top level
     def model(self, channels: int) -> Tuple[Sequential, int]:
         layers = []
+        if self.lead_pad:  # the stream runs ahead of offline from the first layer on
+            self.kinds.append("pad")
+            layers.append(self._pad(channels, 0, min_left=1)[0])
         for _ in range(self.int(1, self.max_layers)):
             layer, channels = self.layer(channels, depth=0)
             layers.append(layer)
         return Sequential(*layers), channels
 
     def layer(self, c: int, depth: int) -> Tuple[nn.Module, int]:
-        kinds = ["conv", "conv", "conv_t", "avg_pool", "max_pool", "upsample", "shift", "pointwise"]
+        # pads twice as often as any other kind but convs: a pad makes the stream run ahead of offline
+        # (a negative delay) and the window ops after it must choose their caches for that
+        kinds = ["conv", "conv", "conv_t", "avg_pool", "max_pool", "upsample", "shift", "pointwise", "pad", "pad"]
         if self.recurrent_ok():
             kinds.append("recurrent")
         if depth < self.max_depth:
@@ -210,10 +216,14 @@ class Builder:
         kind = self.pick(["delay", "crop", "pad"])
         if kind == "delay":
             return Delay(self.int(0, 4)), c
-        self.length_exact = False
         if kind == "crop":
+            self.length_exact = False
             return Crop(self.int(0, 4)), c
-        left, right = self.int(0, 4), self.int(0, 2)
+        return self._pad(c, depth)
+
+    def _pad(self, c: int, depth: int, min_left: int = 0) -> Tuple[nn.Module, int]:
+        self.length_exact = False
+        left, right = self.int(min_left, 6), self.int(0, 2)
         self.padded = True
         self.ahead = self.ahead or left > 0
         self.pad_frames += left * self.ratio
@@ -374,10 +384,10 @@ def finite_field(module: nn.Module) -> Fraction:
     return Fraction(max(module.receptive_field, 1))
 
 
-def check_random_model(data: st.DataObject, max_depth: int, max_layers: int) -> None:
+def check_random_model(data: st.DataObject, max_depth: int, max_layers: int, lead_pad: bool = False) -> None:
     torch.manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
     channels = data.draw(st.integers(1, 3), label="channels")
-    builder = Builder(data, max_depth, max_layers)
+    builder = Builder(data, max_depth, max_layers, lead_pad)
     model, _ = builder.model(channels)
     note(repr(model))
     note(f"kinds={builder.kinds}, exact_start={builder.exact_start}")
@@ -411,6 +421,14 @@ def check_random_model(data: st.DataObject, max_depth: int, max_layers: int) -> 
 @given(st.data())
 def test_random_architectures(data):
     check_random_model(data, max_depth=1, max_layers=5)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_random_architectures_after_a_pad(data):
+    """Models whose stream runs ahead of offline from the start (a pad first): every layer after it
+    takes a negative input delay, the case the rules for caches and lead guards are for."""
+    check_random_model(data, max_depth=1, max_layers=4, lead_pad=True)
 
 
 @pytest.mark.slow

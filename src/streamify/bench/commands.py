@@ -14,10 +14,16 @@ from rich.table import Table
 DEFAULT_OUT = Path("benchmarks/results")
 
 
-def _int_list(text: Optional[str]) -> Optional[List[int]]:
+def _int_list(text: Optional[str], option: str) -> Optional[List[int]]:
     if text is None or not text.strip():
         return None
-    return [int(part) for part in text.replace(" ", "").split(",") if part]
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if any(value <= 0 for value in values):
+        raise typer.BadParameter(f"expected positive integers, got {text!r}", param_hint=option)
+    return values
 
 
 def _str_list(text: Optional[str]) -> Optional[List[str]]:
@@ -77,9 +83,9 @@ def bench(
         raise typer.BadParameter("choose one of --quick and --full", param_hint="--quick/--full")
     options = Options.quick() if quick else Options.full() if full else Options.standard()
     options.models = _str_list(models) or options.models
-    options.buffers = _int_list(buffers) or options.buffers
-    options.threads = _int_list(threads) or options.threads
-    options.batches = _int_list(batches) or options.batches
+    options.buffers = _int_list(buffers, "--buffers") or options.buffers
+    options.threads = _int_list(threads, "--threads") or options.threads
+    options.batches = _int_list(batches, "--batches") or options.batches
     options.engines = _str_list(engines) or options.engines
     options.memory = memory
     options.profile = profile

@@ -10,6 +10,7 @@ import torch
 import typer
 from rich.console import Console
 
+from streamify.cli_errors import fail
 from streamify.layers.base import StreamingError
 
 
@@ -77,11 +78,12 @@ def export(
 
     The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream), and the file is written only if every check passes.
     """
-    from streamify.models.loading import load_model
+    from streamify.models.loading import input_refusal, load_model
 
     out = Console(highlight=False)
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
+    example: Optional[torch.Tensor] = None
     try:
         loaded = load_model(model, weights)
         generator = torch.Generator().manual_seed(0)
@@ -106,9 +108,15 @@ def export(
                 tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
             )
             out.print(describe_file(output))
-    except StreamingError as error:
-        out.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from error
+    except Exception as error:
+        # the model itself failing on the audio example (a wrong --channels) is the cause to report
+        audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
+        refusal = input_refusal(loaded, example, audio_methods) if example is not None else None
+        if refusal is not None:
+            fail(refusal)
+        if isinstance(error, StreamingError):
+            fail(error)
+        raise
     out.print(f"[green]wrote[/green] {output}")
 
 

@@ -243,7 +243,10 @@ class Conv1d(WindowOp):
             y = torch.matmul(self.weight.reshape(out_channels, channels * kernel), columns)
             bias = self.bias
             if bias is not None:
-                y.add_(bias.unsqueeze(-1))  # in place: y is the product's new tensor
+                if y.requires_grad:  # autograd records: out of place, as rows_by_weight does
+                    y = y + bias.unsqueeze(-1)
+                else:
+                    y.add_(bias.unsqueeze(-1))  # in place: y is the product's new tensor
             return y
         if self.groups > 1:
             windows = z.as_strided(

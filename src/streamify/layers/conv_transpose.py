@@ -67,7 +67,9 @@ class OverlapAdd(StreamingModule):
         if full.size(-1) < emitted:
             full = F.pad(full, [0, emitted - full.size(-1)])
         if self.tail_len > 0:
-            if torch.jit.is_tracing():  # ONNX export drops in-place updates of views: add out of place
+            # out of place where ONNX export would drop an in-place update of a view, and where autograd
+            # records (it refuses in-place updates of some views, in scripted models above all)
+            if torch.jit.is_tracing() or full.requires_grad:
                 head = full.narrow(2, 0, self.tail_len) + self.tail
                 full = torch.cat([head, full.narrow(2, self.tail_len, full.size(-1) - self.tail_len)], -1)
             else:

@@ -105,9 +105,14 @@ def rows_by_weight(
         y = torch.mm(rows, weight.t())
     # the bias is added apart (never addmm / addmv): TorchScript's optimiser splits those into a
     # product and an add, so fused calls would round differently in eager and scripted models. In
-    # place: y (or the tensor it views) was just made by the product, and nothing else holds it
+    # place when no gradient is recorded (y, or the tensor it views, was just made by the product and
+    # nothing else holds it); out of place when one is, since autograd (scripted models' above all)
+    # refuses in-place updates of some of these views
     if bias is not None:
-        y.add_(bias)
+        if y.requires_grad:
+            y = y + bias
+        else:
+            y.add_(bias)
     return y
 
 

@@ -1,61 +1,255 @@
-"""Models named on the command line: a built-in one, or ``package.module:factory`` with optional weights."""
+"""Models named on the command line: a built-in one, or ``package.module:factory`` with optional weights.
+
+Everything a user can get wrong here (a module that does not import, a weights file that is
+missing, unreadable, refused or of another model, an example of the wrong channel count) raises
+:class:`StreamingError` saying what and what to do, so that the command line reports it in one line.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import pickle
+import re
+import sys
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from streamify.cli_errors import one_line, where
 from streamify.layers.base import StreamingError, StreamingModule
 
 BUILTIN = ("demo",)
 
+#: how to write a weights file this loader takes
+SAVE_HINT = "save them with torch.save(model.state_dict(), path)"
+
 
 def load_model(spec: str, weights: Optional[Union[str, Path]] = None) -> nn.Module:
-    """The model a command line names.
+    """The model a command line names, in eval mode.
 
     Args:
         spec: ``"demo"`` (the built-in demo autoencoder) or ``"package.module:factory"``,
-            where ``factory()`` returns an ``nn.Module`` (a class works too).
-        weights: a state dict saved with ``torch.save``; loaded with ``weights_only=True``
-            (no arbitrary unpickling), strictly.
+            where ``factory()`` returns an ``nn.Module`` (a class works too). The module is
+            looked up in the current directory first, as ``python -m`` does (the current
+            directory is put on ``sys.path``).
+        weights: a state dict saved with ``torch.save`` (or a checkpoint holding one under
+            ``"state_dict"``); loaded with ``weights_only=True`` (no arbitrary unpickling), strictly.
+
+    Raises:
+        StreamingError: the module does not import, the factory fails or returns no module, or
+            the weights are missing, unreadable, refused or do not fit the model.
     """
     if spec == "demo":
         from streamify.models.demo import build_demo_autoencoder
 
         model: nn.Module = build_demo_autoencoder()
     else:
-        module_name, _, attribute = spec.partition(":")
-        if not module_name or not attribute:
-            raise StreamingError(
-                f"streamify: model {spec!r} is neither a built-in model {BUILTIN} nor 'package.module:factory'"
-            )
-        try:
-            factory = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise StreamingError(f"streamify: cannot import {spec!r}: {error}") from error
-        model = factory()
-        if not isinstance(model, nn.Module):
-            raise StreamingError(f"streamify: {spec} returned a {type(model).__name__}, not a torch.nn.Module")
+        model = _build(spec)
     if weights is not None:
-        state = torch.load(str(weights), map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        model.load_state_dict(state)
+        load_weights(model, weights, spec)
     return model.eval()
+
+
+def _build(spec: str) -> nn.Module:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise StreamingError(
+            f"streamify: model {spec!r} is neither a built-in model {BUILTIN} nor 'package.module:factory' "
+            "(e.g. mymodel:build for the function build of mymodel.py in the current directory)"
+        )
+    module = _import(module_name, spec)
+    if not hasattr(module, attribute):
+        callables = sorted(name for name, value in vars(module).items() if callable(value) and not name.startswith("_"))
+        raise StreamingError(
+            f"streamify: {module_name} ({getattr(module, '__file__', '?')}) has no {attribute!r}; name a function "
+            f"or class defined there ({', '.join(callables[:8]) or 'it defines none'})"
+        )
+    try:
+        model = getattr(module, attribute)()
+    except Exception as error:
+        raise StreamingError(
+            f"streamify: {spec}() raised {type(error).__name__}: {one_line(str(error), 300)} "
+            f"({where(error, getattr(module, '__file__', None))}); fix the factory (it is called without arguments)"
+        ) from error
+    if not isinstance(model, nn.Module):
+        raise StreamingError(f"streamify: {spec}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _import(module_name: str, spec: str):
+    """Import ``module_name`` with the current directory on ``sys.path`` (as ``python -m`` puts it)."""
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        sys.path.insert(0, here)
+        importlib.invalidate_caches()
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            top = missing.split(".")[0]
+            raise StreamingError(
+                f"streamify: cannot import {module_name!r} (model {spec!r}): no module {missing!r} in the current "
+                f"directory ({here}) or on the Python path; run streamify in the folder that holds {top}.py "
+                "(or the package folder), or add that folder to PYTHONPATH"
+            ) from error
+        raise StreamingError(
+            f"streamify: importing {module_name!r} failed: it imports {missing!r}, which is not installed "
+            f"({where(error)}); install it"
+        ) from error
+    except Exception as error:  # the module's own code failed
+        raise StreamingError(
+            f"streamify: importing {module_name!r} failed: {type(error).__name__}: {one_line(str(error), 300)} "
+            f"({where(error)})"
+        ) from error
+
+
+def load_weights(model: nn.Module, weights: Union[str, Path], spec: str = "the model") -> None:
+    """Load the state dict in the file ``weights`` into ``model`` (strictly, ``weights_only``).
+
+    Raises:
+        StreamingError: no such file, not a readable ``torch.save`` file (truncated, another format),
+            refused (it holds Python objects besides tensors), or weights of another model (keys or
+            shapes differ; every difference is counted, the first ones named).
+    """
+    path = Path(weights)
+    if not path.exists():
+        raise StreamingError(
+            f"streamify: --weights {path}: no such file; give the path of the model's weights ({SAVE_HINT})"
+        )
+    if not path.is_file():
+        raise StreamingError(
+            f"streamify: --weights {path} is a folder, not a file; give the weights file ({SAVE_HINT})"
+        )
+    state = _read_weights(path)
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]  # a training checkpoint (PyTorch Lightning and others)
+    if not isinstance(state, Mapping):
+        raise StreamingError(
+            f"streamify: --weights {path} holds a {type(state).__name__}, not a state dict; {SAVE_HINT}"
+        )
+    _check_fit(model, state, path, spec)
+    model.load_state_dict(state)
+
+
+def _read_weights(path: Path) -> object:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found:
+            raise StreamingError(
+                f"streamify: --weights {path} was refused: besides tensors it holds Python objects "
+                f"({found.group(1)}), and weights are loaded with weights_only=True (unpickling them could run "
+                f"any code); {SAVE_HINT} (a state dict of tensors only)"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error: ([^\n]+)", str(error))
+        raise StreamingError(
+            f"streamify: --weights {path} cannot be read: it is truncated or not a file written by torch.save "
+            f"({detail.group(1).strip() if detail else type(error).__name__}); {SAVE_HINT}"
+        ) from None
+    except Exception as error:  # truncated zip archives, other formats, unreadable files
+        raise StreamingError(
+            f"streamify: --weights {path} cannot be read: it is truncated or not a file written by torch.save "
+            f"({type(error).__name__}: {one_line(str(error), 120)}); {SAVE_HINT}"
+        ) from None
+
+
+def _check_fit(model: nn.Module, state: Mapping, path: Path, spec: str) -> None:
+    """Refuse weights whose names or shapes are not the model's, listing how they differ."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unknown = [str(k) for k in state if k not in expected]
+    shapes = []
+    for key, value in expected.items():
+        if key in state:
+            got = state[key]
+            if not isinstance(got, Tensor):
+                shapes.append(f"{key}: file {type(got).__name__}, model {tuple(value.shape)}")
+            elif got.shape != value.shape:
+                shapes.append(f"{key}: file {tuple(got.shape)}, model {tuple(value.shape)}")
+    if not (missing or unknown or shapes):
+        return
+    parts = []
+    for label, names in (("missing", missing), ("unknown", unknown), ("of another shape", shapes)):
+        if names:
+            parts.append(f"{len(names)} {label} ({_first(names)})")
+    raise StreamingError(
+        f"streamify: --weights {path} do not fit {spec}: {', '.join(parts)}; they are the weights of another "
+        f"model (or another configuration of it): give the weights of this model ({SAVE_HINT})"
+    )
+
+
+def _first(names: Sequence[str], count: int = 3) -> str:
+    shown = ", ".join(names[:count])
+    return shown + (", ..." if len(names) > count else "")
+
+
+def _first_conv(model: nn.Module) -> Optional[Tuple[str, int]]:
+    """The name of the first conv of ``model`` (module order) and its input channels, if it has one."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            return f"{name or type(model).__name__}: {type(module).__name__}", module.in_channels
+    return None
+
+
+def input_refusal(model: nn.Module, example: Tensor, methods: Sequence[str]) -> Optional[StreamingError]:
+    """Why ``model`` fails on ``example`` offline (a StreamingError for the command line), or None if it runs."""
+    for method in methods:
+        try:
+            with torch.no_grad():
+                getattr(model, method)(example)
+        except Exception as error:
+            first = _first_conv(model)
+            if first is not None and first[1] != example.size(1):
+                hint = f"its first conv ({first[0]}) takes {first[1]} channels: pass --channels {first[1]}"
+            else:
+                hint = "check --channels and --length"
+            return StreamingError(
+                f"streamify: the model's {method} fails on an input of shape {list(example.shape)} "
+                f"(--channels {example.size(1)}, --length {example.size(-1)}): {type(error).__name__}: "
+                f"{one_line(str(error), 300)}; {hint}"
+            )
+    return None
+
+
+@contextlib.contextmanager
+def inputs_checked(model: nn.Module, example: Tensor, methods: Sequence[str]) -> Iterator[None]:
+    """Turn a failure of the conversion inside the block into a :func:`input_refusal` where the model itself
+    fails on ``example`` (a wrong ``--channels``); other failures pass through unchanged."""
+    try:
+        yield
+    except StreamingError:
+        raise
+    except Exception as error:
+        refusal = input_refusal(model, example, methods)
+        if refusal is not None:
+            raise refusal from error
+        raise
 
 
 def streaming_model(
     model: nn.Module, channels: int, length: int = 32768, method: str = "forward", dtype: torch.dtype = torch.float32
 ) -> StreamingModule:
-    """``model`` itself if it already streams, else its conversion on a random example ``[1, channels, length]``."""
+    """``model`` itself if it already streams, else its conversion on a random example ``[1, channels, length]``.
+
+    Raises:
+        StreamingError: the conversion's refusal, or the model's own failure on the example (a
+            wrong channel count).
+    """
     if isinstance(model, StreamingModule):
         return model.to(dtype)
     from streamify.convert import convert
 
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(1, channels, length, generator=generator, dtype=dtype)
-    return convert(model.to(dtype), example, method=method)
+    model = model.to(dtype)
+    with inputs_checked(model, example, [method]):
+        return convert(model, example, method=method)
+
+
+__all__: List[str] = ["BUILTIN", "input_refusal", "inputs_checked", "load_model", "load_weights", "streaming_model"]

@@ -6,6 +6,12 @@ splits its work over ``torch.get_num_threads()`` threads; about 10 s with a C++ 
 ``$STREAMIFY_CACHE`` (default ``~/.cache/streamify``) and loaded into the process, which
 registers the op ``torch.ops.streamify.rows_by_weight``. ``STREAMIFY_NATIVE=0`` turns it off.
 Without a compiler, streamify keeps its portable products.
+
+Processes building the same extension take turns on a lock file (``build.lock`` in the build folder,
+held through :mod:`filelock`; the operating system releases it when its holder dies, so the build
+of a killed process is taken over, and torch's own ``lock`` file that it left is removed). A process
+that waits longer than ``$STREAMIFY_NATIVE_LOCK_TIMEOUT`` seconds (default :data:`LOCK_TIMEOUT_S`)
+for another's build gives up with a warning and keeps the portable products, as without a compiler.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import threading
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
+from filelock import FileLock, Timeout
 
 SOURCE = Path(__file__).with_name("products.cpp")
 
@@ -27,8 +35,19 @@ BASE_FLAGS = ["-O3", "-march=native"]
 #: them its ``#pragma omp`` is ignored and the kernel runs on one thread whatever the thread count)
 OPENMP_FLAGS = ["-fopenmp"]
 
+#: seconds :func:`load` waits for another process's build of the same extension before giving up
+#: (``$STREAMIFY_NATIVE_LOCK_TIMEOUT`` overrides it); a build takes about 10 s, a few minutes on a busy machine
+LOCK_TIMEOUT_S = 300.0
+#: the lock file processes building into the same folder take turns on (torch's own is ``lock``)
+LOCK_NAME = "build.lock"
+
 _loaded: Optional[bool] = None
 _reason: str = ""
+_thread_lock = threading.Lock()
+
+
+class _LockTimeout(Exception):
+    """Another process held the build lock longer than the timeout."""
 
 
 def _uses_openmp() -> bool:
@@ -87,9 +106,15 @@ def _op_registered() -> bool:
 def load() -> bool:
     """Build (once) and load the native products; True when ``torch.ops.streamify.rows_by_weight`` is there.
 
-    Never raises: on failure (no compiler, ``STREAMIFY_NATIVE=0``, an unsupported platform)
-    it returns False and :func:`unavailable_reason` says why.
+    Never raises: on failure (no compiler, ``STREAMIFY_NATIVE=0``, an unsupported platform, another
+    process's build holding the lock past :func:`lock_timeout`, which also warns) it returns False
+    and :func:`unavailable_reason` says why.
     """
+    with _thread_lock:
+        return _load()
+
+
+def _load() -> bool:
     global _loaded, _reason
     if _loaded is not None:
         return _loaded
@@ -101,7 +126,12 @@ def load() -> bool:
         return True
     failures = []
     for flags in _flag_sets():
-        error = _build(flags)
+        try:
+            error = _build(flags)
+        except _LockTimeout as waited:
+            _loaded, _reason = False, str(waited)
+            warnings.warn(f"streamify.native: {waited}", RuntimeWarning, stacklevel=3)
+            return False
         if error is None:
             break
         failures.append(f"{' '.join(flags)}: {error}")
@@ -117,13 +147,56 @@ def load() -> bool:
     return _loaded
 
 
+def lock_timeout() -> float:
+    """Seconds to wait for another process's build: ``$STREAMIFY_NATIVE_LOCK_TIMEOUT``, else :data:`LOCK_TIMEOUT_S`."""
+    text = os.environ.get("STREAMIFY_NATIVE_LOCK_TIMEOUT", "").strip()
+    try:
+        return max(0.0, float(text)) if text else LOCK_TIMEOUT_S
+    except ValueError:
+        warnings.warn(
+            f"streamify.native: STREAMIFY_NATIVE_LOCK_TIMEOUT={text!r} is not a number of seconds; "
+            f"using {LOCK_TIMEOUT_S:g}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return LOCK_TIMEOUT_S
+
+
 def _build(flags: List[str]) -> Optional[str]:
-    """Compile (or find in the cache) and load the extension with ``flags``; the error, or None."""
+    """Compile (or find in the cache) and load the extension with ``flags``; the error, or None.
+
+    Raises :class:`_LockTimeout` when another process holds the build lock past :func:`lock_timeout`.
+    """
+    try:
+        directory = cache_dir(flags)
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    timeout = lock_timeout()
+    lock = FileLock(str(directory / LOCK_NAME), timeout=timeout)
+    try:
+        with lock:
+            # no other build into this folder runs while we hold the lock: a torch ``lock`` file here
+            # was left by a build that died (torch's own lock is never released then, and torch would
+            # wait for it forever)
+            (directory / "lock").unlink(missing_ok=True)
+            return _compile_and_load(flags, directory)
+    except Timeout:
+        raise _LockTimeout(
+            f"another process has held the build lock {directory / LOCK_NAME} for over {timeout:g} s "
+            "(a build still running, or a process stuck in one); this process keeps the portable products "
+            "(exact, slower at small buffers). A new process takes the built kernel once that build is done; "
+            "set STREAMIFY_NATIVE_LOCK_TIMEOUT (seconds) to wait longer"
+        ) from None
+    except OSError as error:  # a lock file that cannot be created (read-only cache folder)
+        return f"cannot take the build lock in {directory}: {type(error).__name__}: {error}"
+
+
+def _compile_and_load(flags: List[str], directory: Path) -> Optional[str]:
+    """torch's extension builder (ninja, the C++ compiler) on ``products.cpp``; the error, or None."""
     try:
         from torch.utils.cpp_extension import load as load_extension
 
-        directory = cache_dir(flags)
-        directory.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             load_extension(

@@ -25,7 +25,10 @@ class NativeProducts(nn.Module):
         if product == 5:  # NATIVE (TorchScript cannot read the global)
             y = torch.ops.streamify.rows_by_weight(rows, weight)
             if bias is not None:
-                y.add_(bias)  # in place: y is the op's new tensor
+                if y.requires_grad:  # autograd records: out of place, as rows_by_weight does
+                    y = y + bias
+                else:
+                    y.add_(bias)  # in place: y is the op's new tensor
             return y
         return rows_by_weight(rows, weight, bias, product, rows_per_block)
 
