@@ -15,6 +15,7 @@ from streamify.convert import StreamingModel, convert
 from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
+from streamify.layers.torch_layers import register
 from streamify.state import get_state, reset, set_state, set_streaming
 from streamify.tuning import tune
 
@@ -31,6 +32,7 @@ __all__ = [
     "export_onnx",
     "get_state",
     "inspect",
+    "register",
     "reset",
     "set_state",
     "set_streaming",

@@ -29,29 +29,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.convert import ops
-from streamify.convert.capture import TIME_LAYERS, describe_target, source_of
+from streamify.convert.capture import class_source, describe_target, source_of
 from streamify.convert.timeinfo import TimeInfo, broadcast_dim, view_time_dim
+from streamify.convert.verify import tolerance
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d, WindowOp
 from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
 from streamify.layers.shift import Crop, Delay, Pad
-from streamify.layers.torch_layers import from_torch_layer
+from streamify.layers.torch_layers import rule_for
 from streamify.state import set_streaming
 from streamify.timing import frames_multiple
-
-WHOLE_AXIS_MODULES = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveMaxPool1d,
-    nn.MultiheadAttention,
-    nn.InstanceNorm1d,
-    nn.GroupNorm,
-    nn.TransformerEncoderLayer,
-    nn.TransformerDecoderLayer,
-    nn.Transformer,
-    nn.TransformerEncoder,
-)
 
 
 class Unsupported(StreamingError):
@@ -108,6 +97,7 @@ class GraphRewriter:
         self.values = record_values(gm, example)
         self.probe_values = record_values(gm, probe)
         self.allow_random = allow_random
+        self.random_kept = False  # a random op was kept (allow_random): the stream cannot be verified
         self.graph = fx.Graph()
         self.env: Dict[fx.Node, Any] = {}
         self.info: Dict[fx.Node, Any] = {}
@@ -115,10 +105,31 @@ class GraphRewriter:
         self.multiples: List[int] = []
         self.input_ratios: List[Fraction] = []  # model input samples per frame at each stream's input
         self.kept_modules: Dict[str, nn.Module] = {}
+        #: the user's source line of each streaming layer (same order as ``streams``), for error messages
+        self.sources: List[str] = []
+        self.current: Optional[fx.Node] = None
 
     # ------------------------------------------------------------------ helpers
     def fail(self, node: fx.Node, what: str, fix: str) -> Unsupported:
-        return Unsupported(f"streamify: convert: {describe_target(node)} at {source_of(node)}: {what}; {fix}")
+        return Unsupported(f"streamify: convert: {self.where(node)}: {what}; {fix}")
+
+    def where(self, node: fx.Node) -> str:
+        """The op or layer of ``node`` and the user's source line that made it."""
+        source = source_of(node)
+        if source.startswith("graph node") and node.op == "call_module":  # e.g. called by nn.Sequential
+            module = self.modules.get(str(node.target))
+            source = class_source(type(module)) if module is not None else source
+        return f"{self.describe(node)} at {source}"
+
+    def describe(self, node: fx.Node) -> str:
+        """The op of ``node``, or for a module call its path in the model and its class."""
+        if node.op == "call_module":
+            module = self.modules.get(str(node.target))
+            path = str(node.target).removeprefix("model.") or "the model"
+            kind = type(module).__name__ if module is not None else "module"
+            where = getattr(type(module), "__module__", "")
+            return f"layer {path!r} ({where}.{kind})" if where else f"layer {path!r} ({kind})"
+        return describe_target(node)
 
     def value(self, arg: Any) -> Any:
         return fx.node.map_arg(arg, lambda n: self.values[n])
@@ -160,6 +171,7 @@ class GraphRewriter:
         self.input_ratios.append(info.ratio)
         index = len(self.streams)
         self.streams.append(module)
+        self.sources.append(self.where(self.current) if self.current is not None else "the model's input")
         self.multiples.append(frames_multiple(info.ratio, module.buffer_multiple))
         moved = info.dim != ndim - 1
         if moved:
@@ -218,6 +230,7 @@ class GraphRewriter:
                 self.env[node] = self.graph.get_attr(node.target)
                 self.info[node] = None
             elif node.op == "output":
+                self.current = node
                 return self.finish(node)
             else:
                 self.visit(node)
@@ -247,6 +260,7 @@ class GraphRewriter:
         return self.graph, info, value
 
     def visit(self, node: fx.Node) -> None:
+        self.current = node
         tins = self.time_inputs(node)
         if not tins:
             self.visit_static(node)
@@ -260,8 +274,10 @@ class GraphRewriter:
 
     def visit_static(self, node: fx.Node) -> None:
         """A node that no time-varying tensor reaches: weights, constants, shape arithmetic."""
-        if self._is_random(node) and not self.allow_random:
-            raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+        if self._is_random(node):
+            if not self.allow_random:
+                raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+            self.random_kept = True
         self.env[node] = self.copy_node(node)
         value = self.values[node]
         self.info[node] = fx.node.map_aggregate(value, lambda v: None)
@@ -278,14 +294,19 @@ class GraphRewriter:
         module = self.modules[node.target]
         arg, info = tins[0]
         x = self.values[node.args[0]] if node.args else None
-        if isinstance(module, (nn.LSTM, nn.GRU)):
-            self.visit_recurrent(node, module, info)
-            return
+        found = rule_for(module)
         if isinstance(module, StreamingModule):
             streaming = copy.deepcopy(module)
             set_streaming(streaming, True)
-        elif isinstance(module, TIME_LAYERS):
-            if node.args[0] is not arg or len(tins) > 1 or x.dim() != 3:
+        elif found is not None:
+            cls, rule = found
+            if rule.refusal is not None:
+                what, _, fix = rule.refusal.partition("; ")
+                raise self.fail(node, what, fix or "replace it")
+            if rule.layout == "recurrent":
+                self.visit_recurrent(node, module, info)
+                return
+            if node.args[0] is not arg or len(tins) > 1 or not isinstance(x, Tensor) or x.dim() != 3:
                 raise self.fail(
                     node, "a time layer gets other than one [batch, channels, time] input", "call it on one 3-D tensor"
                 )
@@ -293,15 +314,56 @@ class GraphRewriter:
                 raise self.fail(
                     node, "gets a tensor whose time axis is not the last", "keep the [batch, channels, time] layout"
                 )
-            streaming = from_torch_layer(module)
+            streaming = self._handle(node, rule.handler, module)
+            self._check_offline(node, streaming, x)
         else:
-            if isinstance(module, WHOLE_AXIS_MODULES):
-                raise self.fail(node, "reads the whole time axis", "replace it by a causal or windowed equivalent")
             self.visit_opaque(node, tins)
             return
         y, out = self.emit_stream(streaming, self.env[arg], info, x.dim(), node.target)
         self.env[node] = y
         self.info[node] = out
+
+    def _handle(self, node: fx.Node, handler: Any, module: nn.Module) -> StreamingModule:
+        try:
+            streaming = handler(module)
+        except StreamingError as error:
+            raise self.fail(node, str(error).removeprefix("streamify: "), "change the layer's configuration") from error
+        if not isinstance(streaming, StreamingModule):
+            raise self.fail(
+                node,
+                f"its registered handler returned {type(streaming).__name__}, not a streamify StreamingModule",
+                "return a streaming layer from the handler given to streamify.register",
+            )
+        return streaming
+
+    def _check_offline(self, node: fx.Node, streaming: StreamingModule, x: Tensor) -> None:
+        """The streaming copy, run offline on the example, must compute what the module computed."""
+        want = self.values[node]
+        with torch.no_grad():
+            try:
+                got = streaming.offline(x)
+            except Exception as error:
+                got = error
+        if isinstance(got, Tensor) and isinstance(want, Tensor) and got.shape == want.shape:
+            scale = want.abs().max().item() if want.numel() else 0.0
+            if want.numel() == 0 or (got - want).abs().max().item() <= tolerance(want.dtype, scale):
+                return
+        detail = (
+            f"{type(got).__name__}: {got}"
+            if isinstance(got, Exception)
+            else (
+                f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
+                if got.shape != want.shape
+                else "other values"
+            )
+        )
+        raise self.fail(
+            node,
+            f"its streaming copy {type(streaming).__name__} computes something else than the layer on the example "
+            f"({detail})",
+            "register a handler that reproduces the layer (streamify.register), or give it no rule so that the "
+            "converter traces into its forward",
+        )
 
     def visit_recurrent(self, node: fx.Node, module: nn.Module, info: TimeInfo) -> None:
         x = self.values[node.args[0]]
@@ -312,7 +374,9 @@ class GraphRewriter:
         expected = 1 if module.batch_first else 0
         if info.dim != expected:
             raise self.fail(node, f"gets a tensor whose time axis is {info.dim}, not {expected}", "check the permutes")
-        streaming = from_torch_layer(module)
+        found = rule_for(module)
+        assert found is not None and found[1].handler is not None
+        streaming = self._handle(node, found[1].handler, module)
         assert isinstance(streaming, Recurrent)
         # emit_stream moves time last: [time, batch, ch] or [batch, time, ch] -> [batch, ch, time]
         y, out = self.emit_stream(streaming, self.env[node.args[0]], info, 3, node.target)
@@ -382,6 +446,7 @@ class GraphRewriter:
         if self._is_random(node):
             if not self.allow_random:
                 raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+            self.random_kept = True
             return self.visit_elementwise(node, tins)  # noise shaped like its input, drawn per frame
         if not is_method and target in ops.WHOLE_AXIS:
             raise self.fail(node, "reads the whole time axis", ops.WHOLE_AXIS[target])

@@ -26,21 +26,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-
-TIME_LAYERS = (
-    nn.Conv1d,
-    nn.ConvTranspose1d,
-    nn.AvgPool1d,
-    nn.MaxPool1d,
-    nn.Upsample,
-    nn.ReflectionPad1d,
-    nn.ReplicationPad1d,
-    nn.ConstantPad1d,
-    nn.ZeroPad1d,
-    nn.CircularPad1d,
-    nn.LSTM,
-    nn.GRU,
-)
+from streamify.layers.torch_layers import rule_for
 
 
 class MethodCall(nn.Module):
@@ -162,6 +148,7 @@ class StreamTracer(fx.Tracer):
 
     def __init__(self, autowrap_functions: tuple = (), example: Optional[Tensor] = None) -> None:
         super().__init__(autowrap_functions=autowrap_functions)
+        self.proxy_buffer_attributes = True  # buffers are traced values with their concrete value
         self.record_stack_traces = True
         self.example = example
         #: (node, conversion, value on the example) for each decision taken on a traced value
@@ -264,8 +251,8 @@ class StreamTracer(fx.Tracer):
         return iter([obj[i] for i in range(self.specialize(obj, len))])
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, (StreamingModule, torch.jit.ScriptModule) + TIME_LAYERS):
-            return True
+        if isinstance(m, (StreamingModule, torch.jit.ScriptModule)) or rule_for(m) is not None:
+            return True  # a layer of the rule table by behaviour (its forward is the registered class's own)
         if isinstance(m, MethodCall):
             return False
         return super().is_leaf_module(m, module_qualified_name)
@@ -546,6 +533,15 @@ def source_of(node: fx.Node) -> str:
             code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
             return f"{lines[i]}: {code}"
     return f"graph node {node.name}"
+
+
+def class_source(cls: type) -> str:
+    """``File "...", line n: class Name(...)`` where ``cls`` is defined (best effort)."""
+    try:
+        lines, number = inspect.getsourcelines(cls)
+        return f'File "{inspect.getsourcefile(cls)}", line {number}: {lines[0].strip()} (its forward, called by a container)'
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__} (called by a container)"
 
 
 def describe_target(node: fx.Node) -> str:

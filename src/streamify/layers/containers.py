@@ -36,7 +36,7 @@ def as_streaming(module: nn.Module) -> StreamingModule:
     and is wrapped in :class:`Pointwise`. A module hiding time layers inside is
     refused: convert it with :func:`streamify.convert` instead.
     """
-    from streamify.layers.torch_layers import from_torch_layer
+    from streamify.layers.torch_layers import from_torch_layer, resembles_time_layer
 
     if isinstance(module, StreamingModule):
         return module
@@ -46,7 +46,7 @@ def as_streaming(module: nn.Module) -> StreamingModule:
     if converted is not None:
         return converted
     for name, child in module.named_modules():
-        if from_torch_layer(child) is not None and not _is_pointwise_torch(child):
+        if resembles_time_layer(child) and not _is_pointwise_torch(child):
             raise StreamingError(
                 f"streamify: {type(module).__name__} holds the time layer {name!r} ({type(child).__name__}) "
                 "inside its own forward, which a container cannot see; rebuild it from streamify layers, "
