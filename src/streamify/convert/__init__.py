@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from streamify.convert.builder import GraphRewriter, Unsupported
 from streamify.convert.capture import MethodCall, capture
+from streamify.convert.lengths import run_model
 from streamify.convert.model import StreamingModel
 from streamify.convert.prepare import private_copy
 from streamify.convert.verify import verify as check
@@ -61,14 +62,13 @@ def convert(
     if not callable(getattr(model, method, None)):
         raise StreamingError(f"streamify: convert: {type(model).__name__} has no method {method!r}")
     model = private_copy(model)
-    with torch.no_grad():
-        getattr(model, method)(example)  # runs weight-norm hooks and checks the example
+    run_model(model, method, example)  # runs weight-norm hooks and checks the example
     # a second signal, twice as long and one batch item more: whatever the capture decides from
     # the example's shapes must hold for it too, and integers that differ depend on the length
     probe = torch.cat([example, example.flip(-1)], -1)
     probe = torch.cat([probe, probe[:1]], 0).contiguous()
     gm = capture(model, method, example, probe)
-    rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random)
+    rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random, model=model, method=method)
     graph, out_info, out_value = rewriter.run()
     root = nn.Module()
     root.streams = nn.ModuleList(rewriter.streams)

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.convert import ops
-from streamify.convert.capture import class_source, describe_target, source_of
+from streamify.convert.capture import describe_node, where_of
+from streamify.convert.lengths import run_graph
 from streamify.convert.timeinfo import TimeInfo, broadcast_dim, view_time_dim
 from streamify.convert.verify import tolerance
 from streamify.layers.base import StreamingError, StreamingModule
@@ -45,26 +46,6 @@ from streamify.timing import frames_multiple
 
 class Unsupported(StreamingError):
     """An op of the captured graph cannot stream."""
-
-
-class _Values(fx.Interpreter):
-    """Runs a graph and keeps the value of every node."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=False)
-        self.values: Dict[fx.Node, Any] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        value = super().run_node(n)
-        self.values[n] = value
-        return value
-
-
-def record_values(gm: fx.GraphModule, x: Tensor) -> Dict[fx.Node, Any]:
-    interpreter = _Values(gm)
-    with torch.no_grad():
-        interpreter.run(x)
-    return interpreter.values
 
 
 def _leaves(structure: Any) -> List[Any]:
@@ -91,11 +72,21 @@ class GraphRewriter:
         example: Tensor,
         probe: Tensor,
         allow_random: bool = False,
+        model: Optional[nn.Module] = None,
+        method: str = "forward",
     ) -> None:
         self.gm = gm
         self.modules = dict(gm.named_modules())
-        self.values = record_values(gm, example)
-        self.probe_values = record_values(gm, probe)
+        if model is not None:  # the real modules, containers included, for error messages
+            self.named = dict(self.modules)
+            self.named.update({("model." + k if k else "model"): v for k, v in model.named_modules()})
+        else:
+            self.named = self.modules
+        model = gm if model is None else model
+        run = getattr(model, method, gm)
+        self.values = run_graph(gm, example, example, self.where, model, run)
+        self.probe_values = run_graph(gm, probe, example, self.where, model, run, example_values=self.values)
+        self.example_shape, self.probe_shape = tuple(example.shape), tuple(probe.shape)
         self.allow_random = allow_random
         self.random_kept = False  # a random op was kept (allow_random): the stream cannot be verified
         self.graph = fx.Graph()
@@ -113,23 +104,11 @@ class GraphRewriter:
     def fail(self, node: fx.Node, what: str, fix: str) -> Unsupported:
         return Unsupported(f"streamify: convert: {self.where(node)}: {what}; {fix}")
 
-    def where(self, node: fx.Node) -> str:
-        """The op or layer of ``node`` and the user's source line that made it."""
-        source = source_of(node)
-        if source.startswith("graph node") and node.op == "call_module":  # e.g. called by nn.Sequential
-            module = self.modules.get(str(node.target))
-            source = class_source(type(module)) if module is not None else source
-        return f"{self.describe(node)} at {source}"
-
     def describe(self, node: fx.Node) -> str:
-        """The op of ``node``, or for a module call its path in the model and its class."""
-        if node.op == "call_module":
-            module = self.modules.get(str(node.target))
-            path = str(node.target).removeprefix("model.") or "the model"
-            kind = type(module).__name__ if module is not None else "module"
-            where = getattr(type(module), "__module__", "")
-            return f"layer {path!r} ({where}.{kind})" if where else f"layer {path!r} ({kind})"
-        return describe_target(node)
+        return describe_node(self.named, node)
+
+    def where(self, node: fx.Node) -> str:
+        return where_of(self.named, node)
 
     def value(self, arg: Any) -> Any:
         return fx.node.map_arg(arg, lambda n: self.values[n])
@@ -826,6 +805,20 @@ class GraphRewriter:
             if arg in timed:
                 continue
             value = self.values[arg]
+            probe = self.probe_values.get(arg)
+            if (
+                isinstance(value, Tensor)
+                and isinstance(probe, Tensor)
+                and probe.shape == value.shape
+                and not self.allow_random
+                and not torch.equal(probe, value)
+            ):
+                raise self.fail(
+                    node,
+                    "computes with a tensor made from the signal's length or batch size (it differs between a signal "
+                    f"of {self.example_shape} and one of {self.probe_shape})",
+                    "use only constants and per-frame values",
+                )
             if isinstance(value, Tensor) and value.dim() > 0:
                 k = dim - (out.dim() - value.dim())
                 if 0 <= k < value.dim() and value.size(k) != 1:

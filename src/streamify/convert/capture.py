@@ -54,6 +54,9 @@ TRACED_FACTORIES = (
     torch.rand,
     torch.randint,
     torch.arange,
+    torch.tensor,
+    torch.as_tensor,
+    torch.scalar_tensor,
 )
 
 _UNKNOWN = object()
@@ -127,6 +130,18 @@ class _ConcreteMixin:
 
 
 class _ConcreteProxy(_ConcreteMixin, fx.Proxy):
+    """A traced value that knows its value on the example.
+
+    ``isinstance(proxy, torch.Tensor)`` holds where that value is a tensor (``__class__`` says so; the
+    tracer's own checks use ``type()``), so user code that branches on it takes the real branch.
+    """
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105
+        if isinstance(self.node.meta.get("concrete", _UNKNOWN), Tensor):
+            return Tensor
+        return type(self)
+
     def __getattr__(self, k: str) -> fx.proxy.Attribute:
         return _ConcreteAttribute(self, k)
 
@@ -156,6 +171,11 @@ class StreamTracer(fx.Tracer):
         if example is not None and hasattr(self, "_autowrap_function_ids") and hasattr(self, "_autowrap_search"):
             self._autowrap_function_ids |= {id(f) for f in TRACED_FACTORIES}
             self._autowrap_search.append(torch)
+
+    def create_arg(self, a: Any) -> Any:
+        if isinstance(a, fx.Proxy) and issubclass(type(a), fx.Proxy):  # before fx's own tensor checks
+            return a.node
+        return super().create_arg(a)
 
     # ---- concrete values (only with an example)
     def proxy(self, node: fx.Node) -> fx.Proxy:
@@ -308,7 +328,7 @@ def capture(
             node.target = script_function_caller(node.target)
     gm = fx.GraphModule(root, graph)
     if probe is not None and tracer.guards:
-        _check_guards(gm, tracer.guards, example, probe)
+        _check_guards(gm, tracer.guards, example, probe, model, method)
     remove_dead_code(gm.graph)
     gm.recompile()
     return gm
@@ -365,31 +385,27 @@ def _user_frame(error: BaseException) -> str:
     """`` at file:line: code`` of the innermost user frame of an exception's traceback (best effort)."""
     import traceback
 
-    frames = [
-        f
-        for f in traceback.extract_tb(error.__traceback__)
-        if "/torch/" not in f.filename and "/streamify/convert/" not in f.filename
-    ]
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not _library_frame(f.filename)]
     if not frames:
         return ""
     frame = frames[-1]
     return f' at File "{frame.filename}", line {frame.lineno}: {(frame.line or "").strip()}'
 
 
-def _check_guards(gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]], example, probe) -> None:
+def _check_guards(
+    gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]], example, probe, model: nn.Module, method: str
+) -> None:
     """Check that each decision the concrete trace took on the example comes out the same on ``probe``."""
-    interpreter = fx.Interpreter(gm, garbage_collect_values=False)
-    try:
-        with torch.no_grad():
-            interpreter.run(probe)
-    except Exception as error:
-        raise StreamingError(
-            f"streamify: convert: the captured graph fails on a signal of {probe.size(-1)} frames "
-            f"({type(error).__name__}: {error}); the model's control flow likely depends on the signal length: "
-            "keep the time axis out of Python conditions"
-        ) from error
+    from streamify.convert.lengths import run_graph
+
+    modules = dict(gm.named_modules())
+    modules.update({("model." + k if k else "model"): v for k, v in model.named_modules()})
+    concrete = {n: n.meta["concrete"] for n in gm.graph.nodes if n.meta.get("concrete", _UNKNOWN) is not _UNKNOWN}
+    values = run_graph(
+        gm, probe, example, lambda n: where_of(modules, n), model, getattr(model, method), example_values=concrete
+    )
     for node, conversion, expected in guards:
-        got = conversion(interpreter.env[node]) if node in interpreter.env else expected
+        got = conversion(values[node]) if node in values else expected
         if got != expected:
             raise StreamingError(
                 f"streamify: convert: Python control flow at {source_of(node)} depends on the signal length "
@@ -524,24 +540,62 @@ def remove_dead_code(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
+#: frames of these libraries are never the user's source line (einops: tensor helpers user code calls)
+_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/einops/")
+
+
+def _library_frame(filename: str) -> bool:
+    return any(part in filename for part in _LIBRARY_PATHS)
+
+
 def source_of(node: fx.Node) -> str:
     """``file:line: code`` of the user code that created ``node`` (best effort)."""
     trace = node.stack_trace or ""
     lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
     for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith("File ") and "/torch/" not in lines[i] and "/streamify/convert/" not in lines[i]:
+        if lines[i].startswith("File ") and not _library_frame(lines[i]):
             code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
             return f"{lines[i]}: {code}"
     return f"graph node {node.name}"
+
+
+def describe_node(modules: Dict[str, nn.Module], node: fx.Node) -> str:
+    """The op of ``node``, or for a module call its path in the model and its class."""
+    if node.op == "call_module":
+        module = modules.get(str(node.target))
+        path = str(node.target).removeprefix("model.") or "the model"
+        kind = type(module).__name__ if module is not None else "module"
+        where = getattr(type(module), "__module__", "")
+        return f"layer {path!r} ({where}.{kind})" if where else f"layer {path!r} ({kind})"
+    return describe_target(node)
+
+
+def where_of(modules: Dict[str, nn.Module], node: fx.Node) -> str:
+    """The op or layer of ``node`` and the user's source line that made it.
+
+    A layer called by a container (``nn.Sequential``) has no call in the user's code: the container is
+    named, and for a user's class, the line that defines it.
+    """
+    source = source_of(node)
+    if source.startswith("graph node") and node.op == "call_module":
+        module = modules.get(str(node.target))
+        parent_path = str(node.target).rpartition(".")[0]
+        parent = modules.get(parent_path)
+        caller = parent_path.removeprefix("model").removeprefix(".") or "the model"
+        called = f"called by {type(parent).__name__} {caller!r}" if parent is not None else "called by a container"
+        if module is not None and not type(module).__module__.startswith("torch."):
+            return f"{describe_node(modules, node)} ({called}) at {class_source(type(module))}"
+        return f"{describe_node(modules, node)} ({called})"
+    return f"{describe_node(modules, node)} at {source}"
 
 
 def class_source(cls: type) -> str:
     """``File "...", line n: class Name(...)`` where ``cls`` is defined (best effort)."""
     try:
         lines, number = inspect.getsourcelines(cls)
-        return f'File "{inspect.getsourcefile(cls)}", line {number}: {lines[0].strip()} (its forward, called by a container)'
+        return f'File "{inspect.getsourcefile(cls)}", line {number}: {lines[0].strip()}'
     except (OSError, TypeError):
-        return f"{cls.__module__}.{cls.__qualname__} (called by a container)"
+        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def describe_target(node: fx.Node) -> str:
