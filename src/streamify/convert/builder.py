@@ -429,40 +429,9 @@ class GraphRewriter:
             return self.visit_elementwise(node, tins)  # noise shaped like its input, drawn per frame
         if not is_method and target in ops.WHOLE_AXIS:
             raise self.fail(node, "reads the whole time axis", ops.WHOLE_AXIS[target])
-        if not is_method and target in (F.conv1d, torch.conv1d):
-            return self.visit_conv(node, tins)
-        if not is_method and target in (F.conv_transpose1d, torch.conv_transpose1d):
-            return self.visit_conv_transpose(node, tins)
-        if not is_method and target is F.pad:
-            return self.visit_pad(node, tins)
-        if not is_method and target in (F.interpolate, F.upsample):
-            return self.visit_interpolate(node, tins)
-        if not is_method and target in (F.avg_pool1d, torch.avg_pool1d, F.max_pool1d, torch.max_pool1d):
-            return self.visit_pool(node, tins)
-        if target is operator.getitem:
-            return self.visit_getitem(node, tins)
-        if (is_method and target == "narrow") or target is torch.narrow:
-            return self.visit_narrow(node, tins)
-        if (is_method and target in ops.SIZE_METHODS) or target is getattr or target is torch.numel:
-            return self.visit_size(node, tins)
-        if (is_method and target in ops.PERMUTE_METHODS) or target in ops.PERMUTE_FUNCTIONS:
-            return self.visit_permute(node, tins)
-        if (is_method and target in ops.LAYOUT_METHODS) or target in ops.LAYOUT_FUNCTIONS:
-            return self.visit_view(node, tins)
-        if not is_method and target in ops.JOIN_FUNCTIONS:
-            return self.visit_join(node, tins)
-        if (is_method and target in ops.SPLIT_METHODS) or target in ops.SPLIT_FUNCTIONS:
-            return self.visit_split(node, tins)
-        if (is_method and target in ops.DIM_METHODS) or target in ops.DIM_FUNCTIONS:
-            return self.visit_dim_op(node, tins)
-        if (is_method and target in ops.ELEMENTWISE_METHODS) or target in ops.ELEMENTWISE_FUNCTIONS:
-            return self.visit_elementwise(node, tins)
-        if target in (F.layer_norm, F.linear, torch.matmul, operator.matmul, F.batch_norm) or (
-            is_method and target in ("matmul", "__matmul__")
-        ):
-            return self.visit_last_dim_op(node, tins)
-        if target in (F.dropout, F.alpha_dropout, F.feature_alpha_dropout, F.dropout1d):
-            return self.visit_elementwise(node, tins)
+        handler = ops.handler_of(node.op, target)
+        if handler is not None:
+            return getattr(self, handler)(node, tins)
         return self.visit_opaque(node, tins)
 
     def _single_time_input(

@@ -16,9 +16,12 @@ use (e.g. the state updates of a model's own streaming API) are removed.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import inspect
 import math
 import operator
+import sys
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
@@ -130,17 +133,7 @@ class _ConcreteMixin:
 
 
 class _ConcreteProxy(_ConcreteMixin, fx.Proxy):
-    """A traced value that knows its value on the example.
-
-    ``isinstance(proxy, torch.Tensor)`` holds where that value is a tensor (``__class__`` says so; the
-    tracer's own checks use ``type()``), so user code that branches on it takes the real branch.
-    """
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: D105
-        if isinstance(self.node.meta.get("concrete", _UNKNOWN), Tensor):
-            return Tensor
-        return type(self)
+    """A traced value that knows its value on the example (``isinstance``: see :func:`_tensor_isinstance`)."""
 
     def __getattr__(self, k: str) -> fx.proxy.Attribute:
         return _ConcreteAttribute(self, k)
@@ -148,6 +141,40 @@ class _ConcreteProxy(_ConcreteMixin, fx.Proxy):
 
 class _ConcreteAttribute(_ConcreteMixin, fx.proxy.Attribute):
     """``x.shape`` and other attributes of a concrete proxy (``len(x.shape)`` works)."""
+
+
+_builtin_isinstance = builtins.isinstance
+
+
+def _names_tensor(cls: Any) -> bool:
+    if cls is Tensor:
+        return True
+    return type(cls) is tuple and any(_names_tensor(c) for c in cls)
+
+
+def _tensor_isinstance(obj: Any, cls: Any) -> bool:
+    """``isinstance`` during a capture: a traced tensor is a ``torch.Tensor`` for the user's code.
+
+    Code outside torch (the user's, einops) that branches on ``isinstance(x, torch.Tensor)`` then takes
+    the tensor branch; torch's own Python code and C code (which never calls this) see the proxy as it is.
+    """
+    if (
+        type(obj) is _ConcreteProxy
+        and _names_tensor(cls)
+        and _builtin_isinstance(obj.node.meta.get("concrete", _UNKNOWN), Tensor)
+        and not sys._getframe(1).f_globals.get("__name__", "").startswith(("torch", "streamify"))
+    ):
+        return True
+    return _builtin_isinstance(obj, cls)
+
+
+@contextlib.contextmanager
+def _traced_tensors_are_tensors():
+    builtins.isinstance = _tensor_isinstance
+    try:
+        yield
+    finally:
+        builtins.isinstance = _builtin_isinstance
 
 
 class StreamTracer(fx.Tracer):
@@ -270,6 +297,18 @@ class StreamTracer(fx.Tracer):
             return super().iter(obj)
         return iter([obj[i] for i in range(self.specialize(obj, len))])
 
+    def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as error:
+            if not hasattr(error, "_streamify_layer"):  # the innermost layer whose forward failed
+                try:
+                    path = self.path_of_module(m)
+                except NameError:
+                    path = "?"
+                error._streamify_layer = (path, type(m))  # type: ignore[attr-defined]
+            raise
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, (StreamingModule, torch.jit.ScriptModule)) or rule_for(m) is not None:
             return True  # a layer of the rule table by behaviour (its forward is the registered class's own)
@@ -312,14 +351,10 @@ def capture(
     root = MethodCall(model, method)
     tracer = StreamTracer(autowrap_functions=tuple(_script_functions(model)), example=example)
     try:
-        graph = tracer.trace(root)
+        with _traced_tensors_are_tensors():
+            graph = tracer.trace(root)
     except Exception as error:  # fx raises many types; re-raise with guidance
-        raise StreamingError(
-            f"streamify: convert: could not capture {type(model).__name__}.{method} with torch.fx"
-            f"{_user_frame(error)}: {type(error).__name__}: {error}. Python control flow on the input's values "
-            "cannot be captured (nor, without an example, on its shapes); move it out of the method, make the "
-            "submodule concerned a streamify layer, or script it with torch.jit.script so that it is kept as one call"
-        ) from error
+        raise StreamingError(_capture_failure(model, method, error)) from error
     for node in graph.nodes:
         # fx writes `wrap("torch.zeros")` into the code of a graph with wrapped calls, which
         # registers names that later traces fail to find: these graphs are never traced again
@@ -332,6 +367,30 @@ def capture(
     remove_dead_code(gm.graph)
     gm.recompile()
     return gm
+
+
+def _capture_failure(model: nn.Module, method: str, error: BaseException) -> str:
+    """What could not be captured, where (layer path, class, source line), why, and what to do."""
+    layer = getattr(error, "_streamify_layer", None)
+    where = f"{type(model).__name__}.{method}"
+    if layer is not None:
+        path, cls = layer
+        path = path.removeprefix("model").removeprefix(".") or "the model"
+        where = f"layer {path!r} ({cls.__module__}.{cls.__qualname__})"
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    cause = f"{type(error).__name__}: {message}"
+    if "depends on the signal's values" in message:
+        fix = (
+            "a stream cannot take a Python decision on the signal's values; compute both branches with torch.where, "
+            "or script the helper with torch.jit.script so that it is kept as one call"
+        )
+    else:
+        fix = (
+            "the converter runs the code on a traced tensor that stands for the signal; if a library call cannot "
+            "take one, script the helper with torch.jit.script, make it a streamify layer, or register its module "
+            "class with streamify.register"
+        )
+    return f"streamify: convert: could not capture {where}{_user_frame(error)}: {cause}; {fix}"
 
 
 _CALLERS: Dict[int, Callable] = {}

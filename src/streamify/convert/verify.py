@@ -66,26 +66,34 @@ def schedules(total: int, multiple: int, small: int = 12) -> List[List[int]]:
 
 
 def probe_length(stream: StreamingModule, example_length: int) -> int:
-    """An input length (a multiple of ``buffer_multiple``) that covers the delay and two receptive fields."""
+    """An input length (a multiple of ``buffer_multiple``): the delay, a receptive field and four buffers.
+
+    Every layer is then past its warm-up for at least a receptive field's worth of compared frames.
+    """
     multiple = stream.buffer_multiple
     field = stream.receptive_field if stream.receptive_field > 0 else example_length
-    frames = math.ceil(max(stream.delay, 0) * stream.ratio) + 2 * field + 4 * multiple
+    frames = math.ceil(max(stream.delay, 0) * stream.ratio) + field + 4 * multiple
     return max(math.ceil(frames / multiple), 6) * multiple
 
 
-def _start_inexact_to_exact(graph: nn.Module) -> bool:
-    """Switch paddings that read the signal to zero padding; True if a layer with an inexact start remains."""
-    remains = False
+def _start_inexact_to_exact(graph: nn.Module) -> Tuple[bool, bool]:
+    """Switch paddings that read the signal to zero padding.
+
+    Returns whether a padding was switched, and whether a layer with an inexact start remains.
+    """
+    remains = switched = False
     for module in graph.modules():
         if isinstance(module, Pad) and module.mode != "constant":
             module.mode, module.value, module.pad_value = "constant", 0.0, 0.0
+            switched = True
         elif isinstance(module, WindowOp) and getattr(module, "padding_mode", "zeros") != "zeros":
             module.padding_mode = "zeros"
+            switched = True
         if isinstance(module, AvgPool1d) and not module.count_include_pad:
             remains = True
         if isinstance(module, LinearUpsample):
             remains = True
-    return remains
+    return switched, remains
 
 
 def _set_streaming(graph: nn.Module, streaming: bool) -> None:
@@ -165,8 +173,8 @@ def verify(stream: Any, example: Tensor, sources: Sequence[str]) -> None:
             with torch.no_grad():
                 want = original(x)
         # fidelity at the model's own precision: its float64 copy may keep float32 constants
-        _check_fidelity(graph, x, want, example.dtype, stream)
-        _check_streaming(graph, x, dtype, stream, sources)
+        offline = _check_fidelity(graph, x, want, example.dtype, stream)
+        _check_streaming(graph, x, offline, dtype, stream, sources)
 
 
 def _tile(example: Tensor, length: int) -> Tensor:
@@ -179,7 +187,8 @@ def _tile(example: Tensor, length: int) -> Tensor:
     return torch.cat(parts, -1)[..., :length].contiguous()
 
 
-def _check_fidelity(graph: nn.Module, x: Tensor, want: Tensor, dtype: torch.dtype, stream: Any) -> None:
+def _check_fidelity(graph: nn.Module, x: Tensor, want: Tensor, dtype: torch.dtype, stream: Any) -> Tensor:
+    """Check the graph run offline against the model's output ``want``; returns the graph's offline output."""
     _set_streaming(graph, False)
     with torch.no_grad():
         got = graph(x)
@@ -196,6 +205,7 @@ def _check_fidelity(graph: nn.Module, x: Tensor, want: Tensor, dtype: torch.dtyp
             "was taken for another it resembles. Report the model, or teach the converter the layer with "
             "streamify.register"
         )
+    return got
 
 
 def _close(got: Tensor, want: Tensor, dtype: torch.dtype) -> bool:
@@ -205,17 +215,12 @@ def _close(got: Tensor, want: Tensor, dtype: torch.dtype) -> bool:
     return error <= tolerance(dtype, want.abs().max().item())
 
 
-def _check_streaming(graph: nn.Module, x: Tensor, dtype: torch.dtype, stream: Any, sources: Sequence[str]) -> None:
-    inexact_start = _start_inexact_to_exact(graph)
+def _check_streaming(
+    graph: nn.Module, x: Tensor, offline: Tensor, dtype: torch.dtype, stream: Any, sources: Sequence[str]
+) -> None:
+    switched, inexact_start = _start_inexact_to_exact(graph)
     layers = list(graph.streams)
-    _set_streaming(graph, False)
-    offline_recorder = _Recorder(layers)
-    try:
-        with torch.no_grad():
-            want = graph(x)
-    finally:
-        offline_recorder.close()
-        _set_streaming(graph, True)
+    want = _run_offline(graph, x, None)[0] if switched else offline
     warmup = 0
     if inexact_start:
         field = stream.receptive_field if stream.receptive_field > 0 else x.size(-1) // 2
@@ -233,8 +238,22 @@ def _check_streaming(graph: nn.Module, x: Tensor, dtype: torch.dtype, stream: An
             _stream(graph, x, sizes)
         finally:
             recorder.close()
+        offline_recorder = _run_offline(graph, x, layers)[1]
         raise StreamingError(_diagnose(layers, recorder, offline_recorder, stream, sources, dtype, sizes, warmup, x))
     _reset(graph)
+
+
+def _run_offline(graph: nn.Module, x: Tensor, layers: Optional[List[nn.Module]]) -> Tuple[Tensor, Any]:
+    """The graph's offline output, and with ``layers`` a recorder of their offline outputs."""
+    _set_streaming(graph, False)
+    recorder = _Recorder(layers) if layers is not None else None
+    try:
+        with torch.no_grad():
+            return graph(x), recorder
+    finally:
+        if recorder is not None:
+            recorder.close()
+        _set_streaming(graph, True)
 
 
 def stream_dtype(stream: Any) -> torch.dtype:
