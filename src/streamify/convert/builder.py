@@ -364,11 +364,20 @@ class GraphRewriter:
 
     def visit_opaque(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
         """A call the converter has no rule for: kept if it is shown to act frame by frame."""
-        if len(tins) > 1 or not self._acts_per_frame(node, tins[0]):
+        if len(tins) > 1:
             raise self.fail(
                 node,
-                "mixes time frames in a way the converter does not know",
-                "express it with torch.nn layers or functions (conv, pad, slicing), or a streamify layer",
+                f"combines {len(tins)} time-varying tensors in a call the converter has no rule for",
+                "express it with torch functions the converter knows (elementwise ops, cat over channels), or "
+                "register the module that makes it with streamify.register",
+            )
+        if not self._acts_per_frame(node, tins[0]):
+            raise self.fail(
+                node,
+                "mixes time frames in a way the converter does not know (it does not act frame by frame on the "
+                "example)",
+                "express it with torch.nn layers or functions (conv, pad, slicing), or register the module that "
+                "makes it with streamify.register",
             )
         self.env[node] = self.copy_node(node)
         arg, info = tins[0]
