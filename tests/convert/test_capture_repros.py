@@ -15,6 +15,7 @@ from torch import nn
 
 from helpers import assert_streams_exactly
 from streamify import StreamingError
+from streamify.check import stream_signal
 from streamify.convert import convert
 
 cc = pytest.importorskip("cached_conv")
@@ -228,3 +229,69 @@ def test_refused_for_the_true_reason(model, frames, reason):
         convert(model, torch.randn(1, 3, frames))
     if not isinstance(model, nn.Sequential):  # a Sequential has no line of the user's code: its path is named
         assert "test_capture_repros.py" in str(info.value), "the user's source line is named"
+
+
+# ---------------------------------------------------------------------------- patterns periodic in time
+
+
+def reverse_half(x):
+    """acids-rave's PQMF (``rave/pqmf.py``): alternate the sign of every other frame of every other band."""
+    mask = torch.ones_like(x)
+    mask[..., 1::2, ::2] = -1
+    return x * mask
+
+
+class PqmfAnalysis(nn.Module):
+    """RAVE's non-polyphase PQMF analysis: a strided conv filterbank, then ``reverse_half``."""
+
+    def __init__(self, bands: int = 4) -> None:
+        super().__init__()
+        self.bank = nn.Conv1d(1, bands, 4 * bands, stride=bands, padding=2 * bands, bias=False)
+
+    def forward(self, x):
+        return reverse_half(self.bank(x))
+
+
+class PqmfSynthesisInput(nn.Module):
+    """``reverse_half`` first (RAVE's inverse PQMF), on a stream delayed by nothing, then a conv."""
+
+    def __init__(self, bands: int = 4) -> None:
+        super().__init__()
+        self.pre = nn.Conv1d(bands, bands, 3, padding=1)
+        self.bank = nn.Conv1d(bands, 2, 5, padding=2)
+
+    def forward(self, x):
+        return self.bank(reverse_half(self.pre(x)) + x)
+
+
+@pytest.mark.parametrize("cls, channels, frames", [(PqmfAnalysis, 1, 256), (PqmfSynthesisInput, 4, 64)])
+def test_periodic_sign_mask_streams_in_phase(cls, channels, frames):
+    stream = _double(cls(), channels, frames)
+    assert "Periodic" in [type(layer).__name__ for layer in stream.layers]
+    # irregular buffers, odd sizes included: the mask's phase must follow the offline frame index
+    assert assert_streams_exactly(stream, channels, frames=4 * frames).max_abs_error <= TOL
+    scripted = torch.jit.script(stream)  # the phase counter is TorchScript state like any cache
+    x = torch.randn(2, channels, 2 * frames, dtype=torch.float64)
+    sizes = [stream.buffer_multiple, 3 * stream.buffer_multiple, 2 * frames - 4 * stream.buffer_multiple]
+    stream.reset()
+    scripted.reset()
+    assert torch.equal(stream_signal(scripted, x, sizes), stream_signal(stream, x, sizes))
+
+
+class WindowedStart(nn.Module):
+    """A mask that is not periodic: it silences the first frames of the signal only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        mask = torch.ones_like(x)
+        mask[..., :5] = 0
+        return self.conv(x) * mask
+
+
+def test_a_mask_that_is_not_periodic_is_refused():
+    with pytest.raises(StreamingError, match=r"writes in place into a tensor that varies in time") as info:
+        convert(WindowedStart(), torch.randn(1, 3, 64))
+    assert "mask[..., :5] = 0" in str(info.value)

@@ -29,13 +29,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.convert import ops
-from streamify.convert.capture import describe_node, where_of
+from streamify.convert.capture import describe_node, mutates, where_of
 from streamify.convert.lengths import run_graph
 from streamify.convert.timeinfo import TimeInfo, broadcast_dim, view_time_dim
 from streamify.convert.verify import tolerance
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d, WindowOp
 from streamify.layers.conv_transpose import ConvTranspose1d
+from streamify.layers.periodic import Periodic
 from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
 from streamify.layers.shift import Crop, Delay, Pad
@@ -87,6 +88,9 @@ class GraphRewriter:
         self.values = run_graph(gm, example, example, self.where, model, run)
         self.probe_values = run_graph(gm, probe, example, self.where, model, run, example_values=self.values)
         self.example_shape, self.probe_shape = tuple(example.shape), tuple(probe.shape)
+        self.example = example
+        self.alt_values: Optional[Dict[fx.Node, Any]] = None  # on another signal of the example's shape
+        self.patterns: set = set()  # nodes emitted as Periodic layers
         self.allow_random = allow_random
         self.random_kept = False  # a random op was kept (allow_random): the stream cannot be verified
         self.graph = fx.Graph()
@@ -241,6 +245,12 @@ class GraphRewriter:
     def visit(self, node: fx.Node) -> None:
         self.current = node
         tins = self.time_inputs(node)
+        if tins and self._writes_pattern(node):
+            self.env[node] = None  # already in the pattern's values (see visit_pattern)
+            self.info[node] = None
+            return
+        if tins and self._mutated_in_place(node) and self.visit_pattern(node, tins):
+            return
         if not tins:
             self.visit_static(node)
             return
@@ -250,6 +260,50 @@ class GraphRewriter:
             self.visit_function(node, tins)
         else:
             raise self.fail(node, f"unexpected graph op {node.op}", "report this model to the streamify developers")
+
+    # ------------------------------------------------------------------ periodic patterns
+    def _mutated_in_place(self, node: fx.Node) -> bool:
+        return any(mutates(user) and user.args and user.args[0] is node for user in node.users)
+
+    def _writes_pattern(self, node: fx.Node) -> bool:
+        return mutates(node) and bool(node.args) and node.args[0] in self.patterns
+
+    def _signal_independent(self, node: fx.Node) -> bool:
+        """Whether the node's value stays the same for another signal of the example's shape."""
+        if self.alt_values is None:
+            generator = torch.Generator().manual_seed(4321)
+            other = torch.randn(self.example.shape, generator=generator, dtype=torch.float64).to(self.example.dtype)
+            self.alt_values = run_graph(self.gm, other, self.example, self.where, self.gm, self.gm)
+        a, b = self.values.get(node), self.alt_values.get(node)
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and torch.equal(a, b)
+
+    def visit_pattern(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> bool:
+        """A tensor written in place that does not depend on the signal's values and is periodic along time
+        (``mask = ones_like(x); mask[..., 1::2, ::2] = -1``) becomes a :class:`Periodic` layer; returns False
+        (the node is then treated as usual) for anything else."""
+        arg, info = tins[0]
+        value, probe = self.values[node], self.probe_values.get(node)
+        ref = self.values[arg]
+        if not isinstance(value, Tensor) or not isinstance(probe, Tensor) or value.dim() != ref.dim():
+            return False
+        if value.shape[info.dim] != ref.shape[info.dim] or not self._signal_independent(node):
+            return False
+        v, p = value.movedim(info.dim, -1), probe.movedim(info.dim, -1)
+        if v.size(0) != ref.size(0) or not bool((v == v[:1]).all()) or not bool((p == p[:1]).all()):
+            return False  # not batch-major or not the same for every batch item
+        length = v.size(-1)
+        period = next((k for k in range(1, min(64, length // 2) + 1) if torch.equal(v[..., k:], v[..., :-k])), None)
+        if period is None:
+            return False
+        base = v[0, ..., :period]
+        index = torch.arange(p.size(-1)) % period
+        if p.shape[1:-1] != v.shape[1:-1] or not torch.equal(p[0], base.index_select(-1, index)):
+            return False
+        self.patterns.add(node)
+        y, out = self.emit_stream(Periodic(base), self.env[arg], info, ref.dim(), node.name)
+        self.env[node] = y
+        self.info[node] = out
+        return True
 
     def visit_static(self, node: fx.Node) -> None:
         """A node that no time-varying tensor reaches: weights, constants, shape arithmetic."""
@@ -370,6 +424,13 @@ class GraphRewriter:
                 f"combines {len(tins)} time-varying tensors in a call the converter has no rule for",
                 "express it with torch functions the converter knows (elementwise ops, cat over channels), or "
                 "register the module that makes it with streamify.register",
+            )
+        if mutates(node):
+            raise self.fail(
+                node,
+                "writes in place into a tensor that varies in time (and is neither made from the signal per frame "
+                "nor a pattern periodic in time)",
+                "compute it out of place, per frame (torch.where, arithmetic), or with constants",
             )
         if not self._acts_per_frame(node, tins[0]):
             raise self.fail(

@@ -519,7 +519,8 @@ _VIEW_METHODS = {
 }
 
 
-def _mutates(node: fx.Node) -> bool:
+def mutates(node: fx.Node) -> bool:
+    """Whether the node writes in place into its first argument (setitem, ``add_``, ``+=``)."""
     if node.op == "call_function":
         return node.target in _INPLACE_OPERATORS
     if node.op == "call_method":
@@ -558,7 +559,7 @@ def _alias_groups(nodes: List[fx.Node]) -> Dict[fx.Node, Set[fx.Node]]:
         if first is None:
             continue
         is_view = (node.op == "call_method" and node.target in _VIEW_METHODS) or (
-            node.op == "call_function" and (node.target is operator.getitem or _mutates(node))
+            node.op == "call_function" and (node.target is operator.getitem or mutates(node))
         )
         if node.op == "call_function" and node.target is getattr and node.args[1] in ("T", "mT", "data"):
             is_view = True
@@ -584,7 +585,7 @@ def remove_dead_code(graph: fx.Graph) -> None:
     for node in reversed(nodes):
         if node.op in ("output", "placeholder") or any(user in live for user in node.users):
             live.add(node)
-        elif _mutates(node) and node.args and isinstance(node.args[0], fx.Node):
+        elif mutates(node) and node.args and isinstance(node.args[0], fx.Node):
             if aliases is None:
                 aliases = _alias_groups(nodes)
             here = position[node]
