@@ -627,6 +627,12 @@ def describe_node(modules: Dict[str, nn.Module], node: fx.Node) -> str:
         kind = type(module).__name__ if module is not None else "module"
         where = getattr(type(module), "__module__", "")
         return f"layer {path!r} ({where}.{kind})" if where else f"layer {path!r} ({kind})"
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:  # the innermost layer whose forward made the op
+        path, cls = list(stack.values())[-1]
+        path = str(path).removeprefix("model").removeprefix(".")
+        if path:
+            return f"{describe_target(node)} in layer {path!r} ({cls.__module__}.{cls.__qualname__})"
     return describe_target(node)
 
 
