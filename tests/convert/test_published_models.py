@@ -11,8 +11,8 @@ each converts exactly, or is refused for its true reason.
 
 The packages are installed with ``pip install --no-deps vocos==0.1.0 descript-audio-codec==1.0.0
 bigvgan==2.4.1``; their model modules import with torch, numpy and einops only (DAC's I/O helpers
-import ``audiotools``, replaced by an empty stand-in module). Under CI (``CI=true``) a missing package
-fails these tests instead of skipping them.
+import ``audiotools`` and ``tqdm``, vocos' IMDCT ``scipy``: where absent, they are replaced by empty
+stand-in modules). Under CI (``CI=true``) a missing package fails these tests instead of skipping them.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_vocos_resnet_backbone_exact():
 def test_vocos_istft_head_refused_at_its_overlap_add():
     """The ISTFT head ("same" padding): the inverse FFT per frame passes (it runs over frequencies), the
     overlap-add by ``F.fold`` over time has no rule: refused there, with vocos' source line."""
-    spectral = published_module("vocos", "spectral_ops")
+    spectral = published_module("vocos", "spectral_ops", stubs=("scipy",))  # scipy: only its IMDCT uses it
 
     class Head(nn.Module):
         def __init__(self) -> None:
@@ -84,13 +84,16 @@ def test_vocos_istft_head_refused_at_its_overlap_add():
             spec = torch.complex(x[:, :9], x[:, 9:])
             return self.istft(spec).unsqueeze(1)
 
-    with pytest.raises(StreamingError, match=r"functional.fold at .*vocos/spectral_ops.py.*mixes time frames"):
+    with pytest.raises(
+        StreamingError,
+        match=r"functional.fold in layer 'istft' \(vocos.spectral_ops.ISTFT\) at .*vocos/spectral_ops.py.*mixes time frames",
+    ):
         convert(Head(), torch.randn(1, 18, 32))
 
 
 @pytest.mark.parametrize("rates", [[2, 4], [3, 5]])
 def test_dac_encoder_exact(rates):
-    dac = published_module("dac", "model.dac", stubs=("audiotools",))
+    dac = published_module("dac", "model.dac", stubs=("audiotools", "tqdm"))
     stride = rates[0] * rates[1]
     stream = _convert(dac.Encoder(4, rates, 8), 1, 32 * stride)
     assert stream.ratio == stride and stream.buffer_multiple == stride
@@ -98,7 +101,7 @@ def test_dac_encoder_exact(rates):
 
 
 def test_dac_decoder_exact():
-    dac = published_module("dac", "model.dac", stubs=("audiotools",))
+    dac = published_module("dac", "model.dac", stubs=("audiotools", "tqdm"))
     stream = _convert(dac.Decoder(8, 16, [4, 2]), 8, 32)
     assert stream.ratio == pytest.approx(1 / 8)
     assert assert_streams_exactly(stream, 8, frames=128).max_abs_error <= TOL
