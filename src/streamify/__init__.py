@@ -3,7 +3,8 @@
 Streaming models process audio buffer by buffer and return what the offline model
 returns, delayed by a fixed, reported number of frames.
 
-* :func:`convert` makes an unmodified PyTorch model stream;
+* :func:`convert` makes an unmodified PyTorch model stream (verified before it returns);
+  :func:`register` teaches it a layer of your own;
 * :mod:`streamify.layers` holds the streaming layers for hand-built models;
 * :func:`inspect` reports delays, rates and caches;
 * :mod:`streamify.state` resets, snapshots and restores streams;
