@@ -309,3 +309,11 @@ def test_a_refused_op_names_the_layer_that_made_it_and_its_line():
     message = str(info.value)
     assert "torch.cumsum in layer '1' (test_capture_repros.RunningSum)" in message, message
     assert "return torch.cumsum(x, -1)" in message and "over the time axis" in message
+
+
+def test_a_container_refuses_a_conv_subclass_with_its_own_forward():
+    """streamify.layers.Sequential cannot trace: it must not take cc.Conv1d for nn.Conv1d (its pad would be lost)."""
+    from streamify.layers import Sequential
+
+    with pytest.raises(StreamingError, match=r"cached_conv.convs.Conv1d is a subclass of a torch time layer"):
+        Sequential(cc.Conv1d(2, 2, 3, padding=(1, 1)))

@@ -45,6 +45,13 @@ def as_streaming(module: nn.Module) -> StreamingModule:
     converted = from_torch_layer(module)
     if converted is not None:
         return converted
+    if resembles_time_layer(module) and not _is_pointwise_torch(module):
+        raise StreamingError(
+            f"streamify: {type(module).__module__}.{type(module).__name__} is a subclass of a torch time layer with "
+            "its own forward (e.g. a pad inside it), which a container cannot stream as the torch layer; "
+            "convert the model with streamify.convert(model, example), which traces into it, or register it "
+            "with streamify.register"
+        )
     for name, child in module.named_modules():
         if resembles_time_layer(child) and not _is_pointwise_torch(child):
             raise StreamingError(
