@@ -3,7 +3,8 @@
 Streaming models process audio buffer by buffer and return what the offline model
 returns, delayed by a fixed, reported number of frames.
 
-* :func:`convert` makes an unmodified PyTorch model stream;
+* :func:`convert` makes an unmodified PyTorch model stream (verified before it returns);
+  :func:`register` teaches it a layer of your own;
 * :mod:`streamify.layers` holds the streaming layers for hand-built models;
 * :func:`inspect` reports delays, rates and caches;
 * :mod:`streamify.state` resets, snapshots and restores streams;
@@ -15,6 +16,7 @@ from streamify.convert import StreamingModel, convert
 from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
+from streamify.layers.torch_layers import register
 from streamify.state import get_state, reset, set_state, set_streaming
 from streamify.tuning import tune
 
@@ -31,6 +33,7 @@ __all__ = [
     "export_onnx",
     "get_state",
     "inspect",
+    "register",
     "reset",
     "set_state",
     "set_streaming",

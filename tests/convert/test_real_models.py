@@ -235,8 +235,9 @@ def test_snac_noise_blocks_allowed_stream_exactly_with_noise_weights_zeroed(snac
 
 def test_snac_local_attention_is_refused(snac_layers):
     model = snac_layers.Encoder(d_model=16, strides=[3, 7], attn_window_size=8).double()
-    with pytest.raises(StreamingError, match="could not capture"):
+    with pytest.raises(StreamingError, match="merges or splits the time axis") as info:
         convert(model, make_signal(1, 1, 21 * 64, seed=1))
+    assert "snac/attention.py" in str(info.value), "the source line is snac's rearrange into windows, not einops'"
 
 
 # ---------------------------------------------------------------------------- moshi

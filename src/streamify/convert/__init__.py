@@ -16,8 +16,10 @@ from torch import Tensor, nn
 
 from streamify.convert.builder import GraphRewriter, Unsupported
 from streamify.convert.capture import MethodCall, capture
+from streamify.convert.lengths import run_model
 from streamify.convert.model import StreamingModel
 from streamify.convert.prepare import private_copy
+from streamify.convert.verify import verify as check
 from streamify.layers.base import StreamingError
 from streamify.timing import lcm_all
 
@@ -29,6 +31,7 @@ def convert(
     example: Tensor,
     method: str = "forward",
     allow_random: bool = False,
+    verify: bool = True,
 ) -> StreamingModel:
     """Make ``model.<method>`` stream exactly.
 
@@ -39,13 +42,18 @@ def convert(
             receptive fields and be a multiple of the model's total stride.
         method: the method to convert (``"encode"``, ``"decode"``, ...).
         allow_random: keep random ops (noise) instead of refusing them; the
-            streamed output then differs from offline by that noise.
+            streamed output then differs from offline by that noise (and is not verified).
+        verify: stream a random probe through a copy of the result at several buffer schedules, in the
+            model's dtype and in float64, and check it against the model (:mod:`streamify.convert.verify`);
+            ``False`` skips it (the result is then unchecked).
 
     Returns:
         A :class:`StreamingModel`: ``delay``, ``buffer_multiple``, ``ratio``, ``reset()``.
 
     Raises:
-        StreamingError: naming the op, its source line and a fix, where the model cannot stream.
+        StreamingError: naming the op, its source line and a fix, where the model cannot stream; or, from
+            the verification, naming the first layer (call order) whose streamed output differs from its
+            offline output, with its delay and source line.
     """
     if example.dim() != 3:
         raise StreamingError(
@@ -54,14 +62,13 @@ def convert(
     if not callable(getattr(model, method, None)):
         raise StreamingError(f"streamify: convert: {type(model).__name__} has no method {method!r}")
     model = private_copy(model)
-    with torch.no_grad():
-        getattr(model, method)(example)  # runs weight-norm hooks and checks the example
+    run_model(model, method, example)  # runs weight-norm hooks and checks the example
     # a second signal, twice as long and one batch item more: whatever the capture decides from
     # the example's shapes must hold for it too, and integers that differ depend on the length
     probe = torch.cat([example, example.flip(-1)], -1)
     probe = torch.cat([probe, probe[:1]], 0).contiguous()
     gm = capture(model, method, example, probe)
-    rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random)
+    rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random, model=model, method=method)
     graph, out_info, out_value = rewriter.run()
     root = nn.Module()
     root.streams = nn.ModuleList(rewriter.streams)
@@ -88,6 +95,9 @@ def convert(
     )
     result.requires_grad_(False)  # an inference model: no autograd graph per buffer
     object.__setattr__(result, "input_ratios", list(rewriter.input_ratios))  # for streamify.inspect
+    object.__setattr__(result, "layer_sources", list(rewriter.sources))
+    if verify and not (allow_random and rewriter.random_kept):
+        check(result, example, rewriter.sources)
     result.reset()
     return result
 

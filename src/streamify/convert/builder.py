@@ -29,53 +29,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.convert import ops
-from streamify.convert.capture import TIME_LAYERS, describe_target, source_of
+from streamify.convert.capture import describe_node, mutates, where_of
+from streamify.convert.lengths import run_graph
 from streamify.convert.timeinfo import TimeInfo, broadcast_dim, view_time_dim
+from streamify.convert.verify import tolerance
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d, WindowOp
 from streamify.layers.conv_transpose import ConvTranspose1d
+from streamify.layers.periodic import Periodic
 from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
 from streamify.layers.shift import Crop, Delay, Pad
-from streamify.layers.torch_layers import from_torch_layer
+from streamify.layers.torch_layers import rule_for
 from streamify.state import set_streaming
 from streamify.timing import frames_multiple
-
-WHOLE_AXIS_MODULES = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveMaxPool1d,
-    nn.MultiheadAttention,
-    nn.InstanceNorm1d,
-    nn.GroupNorm,
-    nn.TransformerEncoderLayer,
-    nn.TransformerDecoderLayer,
-    nn.Transformer,
-    nn.TransformerEncoder,
-)
 
 
 class Unsupported(StreamingError):
     """An op of the captured graph cannot stream."""
-
-
-class _Values(fx.Interpreter):
-    """Runs a graph and keeps the value of every node."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=False)
-        self.values: Dict[fx.Node, Any] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        value = super().run_node(n)
-        self.values[n] = value
-        return value
-
-
-def record_values(gm: fx.GraphModule, x: Tensor) -> Dict[fx.Node, Any]:
-    interpreter = _Values(gm)
-    with torch.no_grad():
-        interpreter.run(x)
-    return interpreter.values
 
 
 def _leaves(structure: Any) -> List[Any]:
@@ -102,12 +73,26 @@ class GraphRewriter:
         example: Tensor,
         probe: Tensor,
         allow_random: bool = False,
+        model: Optional[nn.Module] = None,
+        method: str = "forward",
     ) -> None:
         self.gm = gm
         self.modules = dict(gm.named_modules())
-        self.values = record_values(gm, example)
-        self.probe_values = record_values(gm, probe)
+        if model is not None:  # the real modules, containers included, for error messages
+            self.named = dict(self.modules)
+            self.named.update({("model." + k if k else "model"): v for k, v in model.named_modules()})
+        else:
+            self.named = self.modules
+        model = gm if model is None else model
+        run = getattr(model, method, gm)
+        self.values = run_graph(gm, example, example, self.where, model, run)
+        self.probe_values = run_graph(gm, probe, example, self.where, model, run, example_values=self.values)
+        self.example_shape, self.probe_shape = tuple(example.shape), tuple(probe.shape)
+        self.example = example
+        self.alt_values: Optional[Dict[fx.Node, Any]] = None  # on another signal of the example's shape
+        self.patterns: set = set()  # nodes emitted as Periodic layers
         self.allow_random = allow_random
+        self.random_kept = False  # a random op was kept (allow_random): the stream cannot be verified
         self.graph = fx.Graph()
         self.env: Dict[fx.Node, Any] = {}
         self.info: Dict[fx.Node, Any] = {}
@@ -115,10 +100,19 @@ class GraphRewriter:
         self.multiples: List[int] = []
         self.input_ratios: List[Fraction] = []  # model input samples per frame at each stream's input
         self.kept_modules: Dict[str, nn.Module] = {}
+        #: the user's source line of each streaming layer (same order as ``streams``), for error messages
+        self.sources: List[str] = []
+        self.current: Optional[fx.Node] = None
 
     # ------------------------------------------------------------------ helpers
     def fail(self, node: fx.Node, what: str, fix: str) -> Unsupported:
-        return Unsupported(f"streamify: convert: {describe_target(node)} at {source_of(node)}: {what}; {fix}")
+        return Unsupported(f"streamify: convert: {self.where(node)}: {what}; {fix}")
+
+    def describe(self, node: fx.Node) -> str:
+        return describe_node(self.named, node)
+
+    def where(self, node: fx.Node) -> str:
+        return where_of(self.named, node)
 
     def value(self, arg: Any) -> Any:
         return fx.node.map_arg(arg, lambda n: self.values[n])
@@ -160,6 +154,7 @@ class GraphRewriter:
         self.input_ratios.append(info.ratio)
         index = len(self.streams)
         self.streams.append(module)
+        self.sources.append(self.where(self.current) if self.current is not None else "the model's input")
         self.multiples.append(frames_multiple(info.ratio, module.buffer_multiple))
         moved = info.dim != ndim - 1
         if moved:
@@ -218,6 +213,7 @@ class GraphRewriter:
                 self.env[node] = self.graph.get_attr(node.target)
                 self.info[node] = None
             elif node.op == "output":
+                self.current = node
                 return self.finish(node)
             else:
                 self.visit(node)
@@ -247,7 +243,14 @@ class GraphRewriter:
         return self.graph, info, value
 
     def visit(self, node: fx.Node) -> None:
+        self.current = node
         tins = self.time_inputs(node)
+        if tins and self._writes_pattern(node):
+            self.env[node] = None  # already in the pattern's values (see visit_pattern)
+            self.info[node] = None
+            return
+        if tins and self._mutated_in_place(node) and self.visit_pattern(node, tins):
+            return
         if not tins:
             self.visit_static(node)
             return
@@ -258,10 +261,56 @@ class GraphRewriter:
         else:
             raise self.fail(node, f"unexpected graph op {node.op}", "report this model to the streamify developers")
 
+    # ------------------------------------------------------------------ periodic patterns
+    def _mutated_in_place(self, node: fx.Node) -> bool:
+        return any(mutates(user) and user.args and user.args[0] is node for user in node.users)
+
+    def _writes_pattern(self, node: fx.Node) -> bool:
+        return mutates(node) and bool(node.args) and node.args[0] in self.patterns
+
+    def _signal_independent(self, node: fx.Node) -> bool:
+        """Whether the node's value stays the same for another signal of the example's shape."""
+        if self.alt_values is None:
+            generator = torch.Generator().manual_seed(4321)
+            other = torch.randn(self.example.shape, generator=generator, dtype=torch.float64).to(self.example.dtype)
+            self.alt_values = run_graph(self.gm, other, self.example, self.where, self.gm, self.gm)
+        a, b = self.values.get(node), self.alt_values.get(node)
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and torch.equal(a, b)
+
+    def visit_pattern(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> bool:
+        """A tensor written in place that does not depend on the signal's values and is periodic along time
+        (``mask = ones_like(x); mask[..., 1::2, ::2] = -1``) becomes a :class:`Periodic` layer; returns False
+        (the node is then treated as usual) for anything else."""
+        arg, info = tins[0]
+        value, probe = self.values[node], self.probe_values.get(node)
+        ref = self.values[arg]
+        if not isinstance(value, Tensor) or not isinstance(probe, Tensor) or value.dim() != ref.dim():
+            return False
+        if value.shape[info.dim] != ref.shape[info.dim] or not self._signal_independent(node):
+            return False
+        v, p = value.movedim(info.dim, -1), probe.movedim(info.dim, -1)
+        if v.size(0) != ref.size(0) or not bool((v == v[:1]).all()) or not bool((p == p[:1]).all()):
+            return False  # not batch-major or not the same for every batch item
+        length = v.size(-1)
+        period = next((k for k in range(1, min(64, length // 2) + 1) if torch.equal(v[..., k:], v[..., :-k])), None)
+        if period is None:
+            return False
+        base = v[0, ..., :period]
+        index = torch.arange(p.size(-1)) % period
+        if p.shape[1:-1] != v.shape[1:-1] or not torch.equal(p[0], base.index_select(-1, index)):
+            return False
+        self.patterns.add(node)
+        y, out = self.emit_stream(Periodic(base), self.env[arg], info, ref.dim(), node.name)
+        self.env[node] = y
+        self.info[node] = out
+        return True
+
     def visit_static(self, node: fx.Node) -> None:
         """A node that no time-varying tensor reaches: weights, constants, shape arithmetic."""
-        if self._is_random(node) and not self.allow_random:
-            raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+        if self._is_random(node):
+            if not self.allow_random:
+                raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+            self.random_kept = True
         self.env[node] = self.copy_node(node)
         value = self.values[node]
         self.info[node] = fx.node.map_aggregate(value, lambda v: None)
@@ -278,14 +327,19 @@ class GraphRewriter:
         module = self.modules[node.target]
         arg, info = tins[0]
         x = self.values[node.args[0]] if node.args else None
-        if isinstance(module, (nn.LSTM, nn.GRU)):
-            self.visit_recurrent(node, module, info)
-            return
+        found = rule_for(module)
         if isinstance(module, StreamingModule):
             streaming = copy.deepcopy(module)
             set_streaming(streaming, True)
-        elif isinstance(module, TIME_LAYERS):
-            if node.args[0] is not arg or len(tins) > 1 or x.dim() != 3:
+        elif found is not None:
+            cls, rule = found
+            if rule.refusal is not None:
+                what, _, fix = rule.refusal.partition("; ")
+                raise self.fail(node, what, fix or "replace it")
+            if rule.layout == "recurrent":
+                self.visit_recurrent(node, module, info)
+                return
+            if node.args[0] is not arg or len(tins) > 1 or not isinstance(x, Tensor) or x.dim() != 3:
                 raise self.fail(
                     node, "a time layer gets other than one [batch, channels, time] input", "call it on one 3-D tensor"
                 )
@@ -293,15 +347,56 @@ class GraphRewriter:
                 raise self.fail(
                     node, "gets a tensor whose time axis is not the last", "keep the [batch, channels, time] layout"
                 )
-            streaming = from_torch_layer(module)
+            streaming = self._handle(node, rule.handler, module)
+            self._check_offline(node, streaming, x)
         else:
-            if isinstance(module, WHOLE_AXIS_MODULES):
-                raise self.fail(node, "reads the whole time axis", "replace it by a causal or windowed equivalent")
             self.visit_opaque(node, tins)
             return
         y, out = self.emit_stream(streaming, self.env[arg], info, x.dim(), node.target)
         self.env[node] = y
         self.info[node] = out
+
+    def _handle(self, node: fx.Node, handler: Any, module: nn.Module) -> StreamingModule:
+        try:
+            streaming = handler(module)
+        except StreamingError as error:
+            raise self.fail(node, str(error).removeprefix("streamify: "), "change the layer's configuration") from error
+        if not isinstance(streaming, StreamingModule):
+            raise self.fail(
+                node,
+                f"its registered handler returned {type(streaming).__name__}, not a streamify StreamingModule",
+                "return a streaming layer from the handler given to streamify.register",
+            )
+        return streaming
+
+    def _check_offline(self, node: fx.Node, streaming: StreamingModule, x: Tensor) -> None:
+        """The streaming copy, run offline on the example, must compute what the module computed."""
+        want = self.values[node]
+        with torch.no_grad():
+            try:
+                got = streaming.offline(x)
+            except Exception as error:
+                got = error
+        if isinstance(got, Tensor) and isinstance(want, Tensor) and got.shape == want.shape:
+            scale = want.abs().max().item() if want.numel() else 0.0
+            if want.numel() == 0 or (got - want).abs().max().item() <= tolerance(want.dtype, scale):
+                return
+        detail = (
+            f"{type(got).__name__}: {got}"
+            if isinstance(got, Exception)
+            else (
+                f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
+                if got.shape != want.shape
+                else "other values"
+            )
+        )
+        raise self.fail(
+            node,
+            f"its streaming copy {type(streaming).__name__} computes something else than the layer on the example "
+            f"({detail})",
+            "register a handler that reproduces the layer (streamify.register), or give it no rule so that the "
+            "converter traces into its forward",
+        )
 
     def visit_recurrent(self, node: fx.Node, module: nn.Module, info: TimeInfo) -> None:
         x = self.values[node.args[0]]
@@ -312,7 +407,9 @@ class GraphRewriter:
         expected = 1 if module.batch_first else 0
         if info.dim != expected:
             raise self.fail(node, f"gets a tensor whose time axis is {info.dim}, not {expected}", "check the permutes")
-        streaming = from_torch_layer(module)
+        found = rule_for(module)
+        assert found is not None and found[1].handler is not None
+        streaming = self._handle(node, found[1].handler, module)
         assert isinstance(streaming, Recurrent)
         # emit_stream moves time last: [time, batch, ch] or [batch, time, ch] -> [batch, ch, time]
         y, out = self.emit_stream(streaming, self.env[node.args[0]], info, 3, node.target)
@@ -321,11 +418,27 @@ class GraphRewriter:
 
     def visit_opaque(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
         """A call the converter has no rule for: kept if it is shown to act frame by frame."""
-        if len(tins) > 1 or not self._acts_per_frame(node, tins[0]):
+        if len(tins) > 1:
             raise self.fail(
                 node,
-                "mixes time frames in a way the converter does not know",
-                "express it with torch.nn layers or functions (conv, pad, slicing), or a streamify layer",
+                f"combines {len(tins)} time-varying tensors in a call the converter has no rule for",
+                "express it with torch functions the converter knows (elementwise ops, cat over channels), or "
+                "register the module that makes it with streamify.register",
+            )
+        if mutates(node):
+            raise self.fail(
+                node,
+                "writes in place into a tensor that varies in time (and is neither made from the signal per frame "
+                "nor a pattern periodic in time)",
+                "compute it out of place, per frame (torch.where, arithmetic), or with constants",
+            )
+        if not self._acts_per_frame(node, tins[0]):
+            raise self.fail(
+                node,
+                "mixes time frames in a way the converter does not know (it does not act frame by frame on the "
+                "example)",
+                "express it with torch.nn layers or functions (conv, pad, slicing), or register the module that "
+                "makes it with streamify.register",
             )
         self.env[node] = self.copy_node(node)
         arg, info = tins[0]
@@ -382,43 +495,13 @@ class GraphRewriter:
         if self._is_random(node):
             if not self.allow_random:
                 raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
+            self.random_kept = True
             return self.visit_elementwise(node, tins)  # noise shaped like its input, drawn per frame
         if not is_method and target in ops.WHOLE_AXIS:
             raise self.fail(node, "reads the whole time axis", ops.WHOLE_AXIS[target])
-        if not is_method and target in (F.conv1d, torch.conv1d):
-            return self.visit_conv(node, tins)
-        if not is_method and target in (F.conv_transpose1d, torch.conv_transpose1d):
-            return self.visit_conv_transpose(node, tins)
-        if not is_method and target is F.pad:
-            return self.visit_pad(node, tins)
-        if not is_method and target in (F.interpolate, F.upsample):
-            return self.visit_interpolate(node, tins)
-        if not is_method and target in (F.avg_pool1d, torch.avg_pool1d, F.max_pool1d, torch.max_pool1d):
-            return self.visit_pool(node, tins)
-        if target is operator.getitem:
-            return self.visit_getitem(node, tins)
-        if (is_method and target == "narrow") or target is torch.narrow:
-            return self.visit_narrow(node, tins)
-        if (is_method and target in ops.SIZE_METHODS) or target is getattr or target is torch.numel:
-            return self.visit_size(node, tins)
-        if (is_method and target in ops.PERMUTE_METHODS) or target in ops.PERMUTE_FUNCTIONS:
-            return self.visit_permute(node, tins)
-        if (is_method and target in ops.LAYOUT_METHODS) or target in ops.LAYOUT_FUNCTIONS:
-            return self.visit_view(node, tins)
-        if not is_method and target in ops.JOIN_FUNCTIONS:
-            return self.visit_join(node, tins)
-        if (is_method and target in ops.SPLIT_METHODS) or target in ops.SPLIT_FUNCTIONS:
-            return self.visit_split(node, tins)
-        if (is_method and target in ops.DIM_METHODS) or target in ops.DIM_FUNCTIONS:
-            return self.visit_dim_op(node, tins)
-        if (is_method and target in ops.ELEMENTWISE_METHODS) or target in ops.ELEMENTWISE_FUNCTIONS:
-            return self.visit_elementwise(node, tins)
-        if target in (F.layer_norm, F.linear, torch.matmul, operator.matmul, F.batch_norm) or (
-            is_method and target in ("matmul", "__matmul__")
-        ):
-            return self.visit_last_dim_op(node, tins)
-        if target in (F.dropout, F.alpha_dropout, F.feature_alpha_dropout, F.dropout1d):
-            return self.visit_elementwise(node, tins)
+        handler = ops.handler_of(node.op, target)
+        if handler is not None:
+            return getattr(self, handler)(node, tins)
         return self.visit_opaque(node, tins)
 
     def _single_time_input(
@@ -761,6 +844,20 @@ class GraphRewriter:
             if arg in timed:
                 continue
             value = self.values[arg]
+            probe = self.probe_values.get(arg)
+            if (
+                isinstance(value, Tensor)
+                and isinstance(probe, Tensor)
+                and probe.shape == value.shape
+                and not self.allow_random
+                and not torch.equal(probe, value)
+            ):
+                raise self.fail(
+                    node,
+                    "computes with a tensor made from the signal's length or batch size (it differs between a signal "
+                    f"of {self.example_shape} and one of {self.probe_shape})",
+                    "use only constants and per-frame values",
+                )
             if isinstance(value, Tensor) and value.dim() > 0:
                 k = dim - (out.dim() - value.dim())
                 if 0 <= k < value.dim() and value.size(k) != 1:

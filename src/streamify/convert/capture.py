@@ -16,9 +16,12 @@ use (e.g. the state updates of a model's own streaming API) are removed.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import inspect
 import math
 import operator
+import sys
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
@@ -26,21 +29,7 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-
-TIME_LAYERS = (
-    nn.Conv1d,
-    nn.ConvTranspose1d,
-    nn.AvgPool1d,
-    nn.MaxPool1d,
-    nn.Upsample,
-    nn.ReflectionPad1d,
-    nn.ReplicationPad1d,
-    nn.ConstantPad1d,
-    nn.ZeroPad1d,
-    nn.CircularPad1d,
-    nn.LSTM,
-    nn.GRU,
-)
+from streamify.layers.torch_layers import rule_for
 
 
 class MethodCall(nn.Module):
@@ -68,6 +57,9 @@ TRACED_FACTORIES = (
     torch.rand,
     torch.randint,
     torch.arange,
+    torch.tensor,
+    torch.as_tensor,
+    torch.scalar_tensor,
 )
 
 _UNKNOWN = object()
@@ -141,12 +133,48 @@ class _ConcreteMixin:
 
 
 class _ConcreteProxy(_ConcreteMixin, fx.Proxy):
+    """A traced value that knows its value on the example (``isinstance``: see :func:`_tensor_isinstance`)."""
+
     def __getattr__(self, k: str) -> fx.proxy.Attribute:
         return _ConcreteAttribute(self, k)
 
 
 class _ConcreteAttribute(_ConcreteMixin, fx.proxy.Attribute):
     """``x.shape`` and other attributes of a concrete proxy (``len(x.shape)`` works)."""
+
+
+_builtin_isinstance = builtins.isinstance
+
+
+def _names_tensor(cls: Any) -> bool:
+    if cls is Tensor:
+        return True
+    return type(cls) is tuple and any(_names_tensor(c) for c in cls)
+
+
+def _tensor_isinstance(obj: Any, cls: Any) -> bool:
+    """``isinstance`` during a capture: a traced tensor is a ``torch.Tensor`` for the user's code.
+
+    Code outside torch (the user's, einops) that branches on ``isinstance(x, torch.Tensor)`` then takes
+    the tensor branch; torch's own Python code and C code (which never calls this) see the proxy as it is.
+    """
+    if (
+        type(obj) is _ConcreteProxy
+        and _names_tensor(cls)
+        and _builtin_isinstance(obj.node.meta.get("concrete", _UNKNOWN), Tensor)
+        and not sys._getframe(1).f_globals.get("__name__", "").startswith(("torch", "streamify"))
+    ):
+        return True
+    return _builtin_isinstance(obj, cls)
+
+
+@contextlib.contextmanager
+def _traced_tensors_are_tensors():
+    builtins.isinstance = _tensor_isinstance
+    try:
+        yield
+    finally:
+        builtins.isinstance = _builtin_isinstance
 
 
 class StreamTracer(fx.Tracer):
@@ -162,6 +190,7 @@ class StreamTracer(fx.Tracer):
 
     def __init__(self, autowrap_functions: tuple = (), example: Optional[Tensor] = None) -> None:
         super().__init__(autowrap_functions=autowrap_functions)
+        self.proxy_buffer_attributes = True  # buffers are traced values with their concrete value
         self.record_stack_traces = True
         self.example = example
         #: (node, conversion, value on the example) for each decision taken on a traced value
@@ -169,6 +198,11 @@ class StreamTracer(fx.Tracer):
         if example is not None and hasattr(self, "_autowrap_function_ids") and hasattr(self, "_autowrap_search"):
             self._autowrap_function_ids |= {id(f) for f in TRACED_FACTORIES}
             self._autowrap_search.append(torch)
+
+    def create_arg(self, a: Any) -> Any:
+        if isinstance(a, fx.Proxy) and issubclass(type(a), fx.Proxy):  # before fx's own tensor checks
+            return a.node
+        return super().create_arg(a)
 
     # ---- concrete values (only with an example)
     def proxy(self, node: fx.Node) -> fx.Proxy:
@@ -263,9 +297,21 @@ class StreamTracer(fx.Tracer):
             return super().iter(obj)
         return iter([obj[i] for i in range(self.specialize(obj, len))])
 
+    def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as error:
+            if not hasattr(error, "_streamify_layer"):  # the innermost layer whose forward failed
+                try:
+                    path = self.path_of_module(m)
+                except NameError:
+                    path = "?"
+                error._streamify_layer = (path, type(m))  # type: ignore[attr-defined]
+            raise
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, (StreamingModule, torch.jit.ScriptModule) + TIME_LAYERS):
-            return True
+        if isinstance(m, (StreamingModule, torch.jit.ScriptModule)) or rule_for(m) is not None:
+            return True  # a layer of the rule table by behaviour (its forward is the registered class's own)
         if isinstance(m, MethodCall):
             return False
         return super().is_leaf_module(m, module_qualified_name)
@@ -305,14 +351,10 @@ def capture(
     root = MethodCall(model, method)
     tracer = StreamTracer(autowrap_functions=tuple(_script_functions(model)), example=example)
     try:
-        graph = tracer.trace(root)
+        with _traced_tensors_are_tensors():
+            graph = tracer.trace(root)
     except Exception as error:  # fx raises many types; re-raise with guidance
-        raise StreamingError(
-            f"streamify: convert: could not capture {type(model).__name__}.{method} with torch.fx"
-            f"{_user_frame(error)}: {type(error).__name__}: {error}. Python control flow on the input's values "
-            "cannot be captured (nor, without an example, on its shapes); move it out of the method, make the "
-            "submodule concerned a streamify layer, or script it with torch.jit.script so that it is kept as one call"
-        ) from error
+        raise StreamingError(_capture_failure(model, method, error)) from error
     for node in graph.nodes:
         # fx writes `wrap("torch.zeros")` into the code of a graph with wrapped calls, which
         # registers names that later traces fail to find: these graphs are never traced again
@@ -321,10 +363,34 @@ def capture(
             node.target = script_function_caller(node.target)
     gm = fx.GraphModule(root, graph)
     if probe is not None and tracer.guards:
-        _check_guards(gm, tracer.guards, example, probe)
+        _check_guards(gm, tracer.guards, example, probe, model, method)
     remove_dead_code(gm.graph)
     gm.recompile()
     return gm
+
+
+def _capture_failure(model: nn.Module, method: str, error: BaseException) -> str:
+    """What could not be captured, where (layer path, class, source line), why, and what to do."""
+    layer = getattr(error, "_streamify_layer", None)
+    where = f"{type(model).__name__}.{method}"
+    if layer is not None:
+        path, cls = layer
+        path = path.removeprefix("model").removeprefix(".") or "the model"
+        where = f"layer {path!r} ({cls.__module__}.{cls.__qualname__})"
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    cause = f"{type(error).__name__}: {message}"
+    if "depends on the signal's values" in message:
+        fix = (
+            "a stream cannot take a Python decision on the signal's values; compute both branches with torch.where, "
+            "or script the helper with torch.jit.script so that it is kept as one call"
+        )
+    else:
+        fix = (
+            "the converter runs the code on a traced tensor that stands for the signal; if a library call cannot "
+            "take one, script the helper with torch.jit.script, make it a streamify layer, or register its module "
+            "class with streamify.register"
+        )
+    return f"streamify: convert: could not capture {where}{_user_frame(error)}: {cause}; {fix}"
 
 
 _CALLERS: Dict[int, Callable] = {}
@@ -378,31 +444,27 @@ def _user_frame(error: BaseException) -> str:
     """`` at file:line: code`` of the innermost user frame of an exception's traceback (best effort)."""
     import traceback
 
-    frames = [
-        f
-        for f in traceback.extract_tb(error.__traceback__)
-        if "/torch/" not in f.filename and "/streamify/convert/" not in f.filename
-    ]
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not _library_frame(f.filename)]
     if not frames:
         return ""
     frame = frames[-1]
     return f' at File "{frame.filename}", line {frame.lineno}: {(frame.line or "").strip()}'
 
 
-def _check_guards(gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]], example, probe) -> None:
+def _check_guards(
+    gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]], example, probe, model: nn.Module, method: str
+) -> None:
     """Check that each decision the concrete trace took on the example comes out the same on ``probe``."""
-    interpreter = fx.Interpreter(gm, garbage_collect_values=False)
-    try:
-        with torch.no_grad():
-            interpreter.run(probe)
-    except Exception as error:
-        raise StreamingError(
-            f"streamify: convert: the captured graph fails on a signal of {probe.size(-1)} frames "
-            f"({type(error).__name__}: {error}); the model's control flow likely depends on the signal length: "
-            "keep the time axis out of Python conditions"
-        ) from error
+    from streamify.convert.lengths import run_graph
+
+    modules = dict(gm.named_modules())
+    modules.update({("model." + k if k else "model"): v for k, v in model.named_modules()})
+    concrete = {n: n.meta["concrete"] for n in gm.graph.nodes if n.meta.get("concrete", _UNKNOWN) is not _UNKNOWN}
+    values = run_graph(
+        gm, probe, example, lambda n: where_of(modules, n), model, getattr(model, method), example_values=concrete
+    )
     for node, conversion, expected in guards:
-        got = conversion(interpreter.env[node]) if node in interpreter.env else expected
+        got = conversion(values[node]) if node in values else expected
         if got != expected:
             raise StreamingError(
                 f"streamify: convert: Python control flow at {source_of(node)} depends on the signal length "
@@ -457,7 +519,8 @@ _VIEW_METHODS = {
 }
 
 
-def _mutates(node: fx.Node) -> bool:
+def mutates(node: fx.Node) -> bool:
+    """Whether the node writes in place into its first argument (setitem, ``add_``, ``+=``)."""
     if node.op == "call_function":
         return node.target in _INPLACE_OPERATORS
     if node.op == "call_method":
@@ -496,7 +559,7 @@ def _alias_groups(nodes: List[fx.Node]) -> Dict[fx.Node, Set[fx.Node]]:
         if first is None:
             continue
         is_view = (node.op == "call_method" and node.target in _VIEW_METHODS) or (
-            node.op == "call_function" and (node.target is operator.getitem or _mutates(node))
+            node.op == "call_function" and (node.target is operator.getitem or mutates(node))
         )
         if node.op == "call_function" and node.target is getattr and node.args[1] in ("T", "mT", "data"):
             is_view = True
@@ -522,7 +585,7 @@ def remove_dead_code(graph: fx.Graph) -> None:
     for node in reversed(nodes):
         if node.op in ("output", "placeholder") or any(user in live for user in node.users):
             live.add(node)
-        elif _mutates(node) and node.args and isinstance(node.args[0], fx.Node):
+        elif mutates(node) and node.args and isinstance(node.args[0], fx.Node):
             if aliases is None:
                 aliases = _alias_groups(nodes)
             here = position[node]
@@ -537,15 +600,68 @@ def remove_dead_code(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
+#: frames of these libraries are never the user's source line (einops: tensor helpers user code calls)
+_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/einops/")
+
+
+def _library_frame(filename: str) -> bool:
+    return any(part in filename for part in _LIBRARY_PATHS)
+
+
 def source_of(node: fx.Node) -> str:
     """``file:line: code`` of the user code that created ``node`` (best effort)."""
     trace = node.stack_trace or ""
     lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
     for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith("File ") and "/torch/" not in lines[i] and "/streamify/convert/" not in lines[i]:
+        if lines[i].startswith("File ") and not _library_frame(lines[i]):
             code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
             return f"{lines[i]}: {code}"
     return f"graph node {node.name}"
+
+
+def describe_node(modules: Dict[str, nn.Module], node: fx.Node) -> str:
+    """The op of ``node``, or for a module call its path in the model and its class."""
+    if node.op == "call_module":
+        module = modules.get(str(node.target))
+        path = str(node.target).removeprefix("model.") or "the model"
+        kind = type(module).__name__ if module is not None else "module"
+        where = getattr(type(module), "__module__", "")
+        return f"layer {path!r} ({where}.{kind})" if where else f"layer {path!r} ({kind})"
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:  # the innermost layer whose forward made the op
+        path, cls = list(stack.values())[-1]
+        path = str(path).removeprefix("model").removeprefix(".")
+        if path:
+            return f"{describe_target(node)} in layer {path!r} ({cls.__module__}.{cls.__qualname__})"
+    return describe_target(node)
+
+
+def where_of(modules: Dict[str, nn.Module], node: fx.Node) -> str:
+    """The op or layer of ``node`` and the user's source line that made it.
+
+    A layer called by a container (``nn.Sequential``) has no call in the user's code: the container is
+    named, and for a user's class, the line that defines it.
+    """
+    source = source_of(node)
+    if source.startswith("graph node") and node.op == "call_module":
+        module = modules.get(str(node.target))
+        parent_path = str(node.target).rpartition(".")[0]
+        parent = modules.get(parent_path)
+        caller = parent_path.removeprefix("model").removeprefix(".") or "the model"
+        called = f"called by {type(parent).__name__} {caller!r}" if parent is not None else "called by a container"
+        if module is not None and not type(module).__module__.startswith("torch."):
+            return f"{describe_node(modules, node)} ({called}) at {class_source(type(module))}"
+        return f"{describe_node(modules, node)} ({called})"
+    return f"{describe_node(modules, node)} at {source}"
+
+
+def class_source(cls: type) -> str:
+    """``File "...", line n: class Name(...)`` where ``cls`` is defined (best effort)."""
+    try:
+        lines, number = inspect.getsourcelines(cls)
+        return f'File "{inspect.getsourcefile(cls)}", line {number}: {lines[0].strip()}'
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def describe_target(node: fx.Node) -> str:

@@ -1,8 +1,16 @@
-"""How the converter classifies the functions and tensor methods of a captured graph."""
+"""The rule table of functions and tensor methods: how the converter treats each op of a captured graph.
+
+Classes of ops (elementwise, joins, splits, reductions, layout changes, ...) are listed below;
+:data:`FUNCTION_RULES` and :data:`METHOD_RULES` map each op to the converter's handler (a
+``GraphRewriter.visit_*`` method), and :data:`WHOLE_AXIS` maps the ops that cannot stream to their
+refusal (cause and fix). Module classes have their own table, :data:`streamify.layers.torch_layers.MODULE_RULES`,
+which users extend with :func:`streamify.register`.
+"""
 
 from __future__ import annotations
 
 import operator
+from typing import Any, Dict, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +88,12 @@ ELEMENTWISE_FUNCTIONS = {
     torch.clamp_min,
     torch.clamp_max,
     torch.nan_to_num,
+    torch.complex,
+    torch.polar,
+    torch.real,
+    torch.imag,
+    torch.angle,
+    torch.conj,
     torch.zeros_like,
     torch.ones_like,
     torch.full_like,
@@ -311,3 +325,46 @@ WHOLE_AXIS = {
     torch.fft.fft: "a Fourier transform over the whole signal cannot stream; use a framed transform",
     torch.stft: "torch.stft over the whole signal is not supported yet; use a strided conv filterbank",
 }
+
+
+#: function -> name of the converter's handler; method name -> handler (built below, highest priority last)
+FUNCTION_RULES: Dict[Any, str] = {}
+METHOD_RULES: Dict[str, str] = {}
+
+
+def _rule(handler: str, functions: Iterable[Any] = (), methods: Iterable[str] = ()) -> None:
+    for function in functions:
+        FUNCTION_RULES[function] = handler
+    for method in methods:
+        METHOD_RULES[method] = handler
+
+
+# lowest priority first: a later rule overrides an earlier one for the same op
+_rule("visit_elementwise", (F.dropout, F.alpha_dropout, F.feature_alpha_dropout, F.dropout1d))
+_rule(
+    "visit_last_dim_op", (F.layer_norm, F.linear, torch.matmul, operator.matmul, F.batch_norm), ("matmul", "__matmul__")
+)
+_rule("visit_elementwise", ELEMENTWISE_FUNCTIONS, ELEMENTWISE_METHODS)
+_rule("visit_dim_op", DIM_FUNCTIONS, DIM_METHODS)
+_rule("visit_split", SPLIT_FUNCTIONS, SPLIT_METHODS)
+_rule("visit_join", JOIN_FUNCTIONS)
+_rule("visit_view", LAYOUT_FUNCTIONS, LAYOUT_METHODS)
+_rule("visit_permute", PERMUTE_FUNCTIONS, PERMUTE_METHODS)
+_rule("visit_size", (getattr, torch.numel), SIZE_METHODS)
+_rule("visit_narrow", (torch.narrow,), ("narrow",))
+_rule("visit_getitem", (operator.getitem,))
+_rule("visit_pool", (F.avg_pool1d, torch.avg_pool1d, F.max_pool1d, torch.max_pool1d))
+_rule("visit_interpolate", (F.interpolate, F.upsample))
+_rule("visit_pad", (F.pad,))
+_rule("visit_conv_transpose", (F.conv_transpose1d, torch.conv_transpose1d))
+_rule("visit_conv", (F.conv1d, torch.conv1d))
+
+
+def handler_of(op: str, target: Any) -> Any:
+    """The handler name for a ``call_function`` / ``call_method`` node's target, or None (an op without a rule)."""
+    if op == "call_method":
+        return METHOD_RULES.get(target)
+    try:
+        return FUNCTION_RULES.get(target)
+    except TypeError:  # an unhashable callable
+        return None

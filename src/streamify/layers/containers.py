@@ -36,7 +36,7 @@ def as_streaming(module: nn.Module) -> StreamingModule:
     and is wrapped in :class:`Pointwise`. A module hiding time layers inside is
     refused: convert it with :func:`streamify.convert` instead.
     """
-    from streamify.layers.torch_layers import from_torch_layer
+    from streamify.layers.torch_layers import from_torch_layer, resembles_time_layer
 
     if isinstance(module, StreamingModule):
         return module
@@ -45,8 +45,15 @@ def as_streaming(module: nn.Module) -> StreamingModule:
     converted = from_torch_layer(module)
     if converted is not None:
         return converted
+    if resembles_time_layer(module) and not _is_pointwise_torch(module):
+        raise StreamingError(
+            f"streamify: {type(module).__module__}.{type(module).__name__} is a subclass of a torch time layer with "
+            "its own forward (e.g. a pad inside it), which a container cannot stream as the torch layer; "
+            "convert the model with streamify.convert(model, example), which traces into it, or register it "
+            "with streamify.register"
+        )
     for name, child in module.named_modules():
-        if from_torch_layer(child) is not None and not _is_pointwise_torch(child):
+        if resembles_time_layer(child) and not _is_pointwise_torch(child):
             raise StreamingError(
                 f"streamify: {type(module).__name__} holds the time layer {name!r} ({type(child).__name__}) "
                 "inside its own forward, which a container cannot see; rebuild it from streamify layers, "

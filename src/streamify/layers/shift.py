@@ -21,7 +21,9 @@ PAD_MODES = ("constant", "reflect", "replicate", "circular")
 class Delay(StreamingModule):
     """A delay line of ``frames`` frames: output ``[batch, channels, n]`` is the input ``frames`` frames later.
 
-    Offline it is the identity. State: ``buffer`` ``[batch, channels, frames]``.
+    Offline it is the identity. State: ``buffer`` ``[batch, channels, frames]``; inside converted models a
+    delay line may also carry ``[batch, ..., n]`` tensors of more axes (time last), its buffer then
+    ``[batch, ..., frames]``.
     """
 
     _state_buffers = ("buffer",)
@@ -41,7 +43,8 @@ class Delay(StreamingModule):
         self.delay = self.input_delay + self.frames
 
     def _allocate(self, x: Tensor) -> None:
-        self.buffer = torch.zeros(x.size(0), x.size(1), self.frames, dtype=x.dtype, device=x.device)
+        shape = list(x.shape[:-1]) + [self.frames]
+        self.buffer = torch.zeros(shape, dtype=x.dtype, device=x.device)
 
     def _release_state(self) -> None:
         self.buffer = torch.zeros(
@@ -56,8 +59,8 @@ class Delay(StreamingModule):
             return x
         n = x.size(-1)
         z = torch.cat([self.buffer, x], -1)
-        self.buffer = z.narrow(2, n, z.size(-1) - n).detach()
-        return z.narrow(2, 0, n)
+        self.buffer = z.narrow(-1, n, z.size(-1) - n).detach()
+        return z.narrow(-1, 0, n)
 
     def offline(self, x: Tensor) -> Tensor:
         return x
@@ -88,7 +91,7 @@ class Crop(StreamingModule):
         return x
 
     def offline(self, x: Tensor) -> Tensor:
-        return x.narrow(2, self.left, x.size(-1) - self.left - self.right)
+        return x.narrow(-1, self.left, x.size(-1) - self.left - self.right)
 
     def extra_repr(self) -> str:
         return f"left={self.left}, right={self.right}"
