@@ -142,3 +142,10 @@ def test_example_must_be_three_dimensional():
 def test_missing_method_is_named():
     with pytest.raises(StreamingError, match="no method 'encode'"):
         convert(_conv(), torch.randn(1, 2, 64), method="encode")
+
+
+def test_an_example_with_the_wrong_channel_count_is_named_as_such():
+    # the example's length is fine (a multiple of every stride): the refusal must not blame the length
+    model = nn.Sequential(nn.Conv1d(1, 4, 5, padding=2), nn.Conv1d(4, 1, 4, stride=2, padding=1))
+    with pytest.raises(StreamingError, match=r"example has 2 channels but the first conv \(0: Conv1d\) takes 1"):
+        convert(model, torch.randn(1, 2, 256))

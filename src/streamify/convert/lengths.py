@@ -64,7 +64,24 @@ def _resized(example: Tensor, length: int) -> Tensor:
     return example.repeat(1, 1, reps)[..., :length].contiguous()
 
 
+def _channel_mismatch(model: nn.Module, example: Tensor) -> Optional[str]:
+    """Where the first conv of ``model`` (module order) takes another channel count than ``example`` has."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            if module.in_channels != example.size(1):
+                return (
+                    f"the example has {example.size(1)} channels but the first conv ({name or type(model).__name__}: "
+                    f"{type(module).__name__}) takes {module.in_channels}; give an example "
+                    f"[batch, {module.in_channels}, time]"
+                )
+            return None
+    return None
+
+
 def length_advice(run: Callable[[Tensor], Any], model: nn.Module, example: Tensor) -> str:
+    mismatch = _channel_mismatch(model, example)
+    if mismatch is not None:
+        return mismatch
     stride = total_stride(model)
     good = suggested_lengths(run, example, stride)
     length = example.size(-1)

@@ -223,9 +223,9 @@ def inputs_checked(model: nn.Module, example: Tensor, methods: Sequence[str]) ->
     fails on ``example`` (a wrong ``--channels``); other failures pass through unchanged."""
     try:
         yield
-    except StreamingError:
-        raise
     except Exception as error:
+        # the converter's own refusals stand, unless the model cannot even run on the example: then
+        # the command line's options (--channels, --length) are the cause, and the refusal says so
         refusal = input_refusal(model, example, methods)
         if refusal is not None:
             raise refusal from error
