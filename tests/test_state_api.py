@@ -153,6 +153,7 @@ def mismatches(snapshot):
             changed("layers.6.stream_batch", torch.tensor([3, 3])),
             r"'layers\.6\.stream_batch' has the wrong shape: expected a scalar \(\), got \(2,\)",
         ),
+        "none": (None, r"expected a snapshot \(the dict that get_state\(\) returns\), got NoneType"),
         "missing": (missing, r"missing \['layers\.0\.cache'\]"),
         "extra": (extra, r"unknown \['layers\.9\.cache'\]"),
         "wrong_length": (wrong_length, r"'layers\.0\.cache' has shape \(3, 2, 1\).*Sequential\.0:Conv1d"),
@@ -166,7 +167,7 @@ WRONG_TYPES = ["float32", "int32", "meta", "positions_float", "not_a_tensor", "c
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "extra", "wrong_length", "wrong_batch", "wrong_channels", "other_model", "other_architecture"]
+    ["none", "missing", "extra", "wrong_length", "wrong_batch", "wrong_channels", "other_model", "other_architecture"]
     + WRONG_TYPES
     + ["counter_shape"],
 )

@@ -50,6 +50,12 @@ def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
     not fit raises :class:`StreamingError` naming the entry, what was expected and what was
     given, with the model's state untouched. The entries are copied (and detached).
     """
+    from collections.abc import Mapping
+
+    if not isinstance(state, Mapping):
+        raise StreamingError(
+            f"streamify: set_state: expected a snapshot (the dict that get_state() returns), got {type(state).__name__}"
+        )
     expected = set(get_state_names(model))
     if set(state) != expected:
         missing = sorted(expected - set(state))[:5]
