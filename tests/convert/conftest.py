@@ -81,7 +81,7 @@ def published_module(package: str, submodule: str, stubs: tuple = ()) -> types.M
         if name not in sys.modules and importlib.util.find_spec(name) is None:
             parent = sys.modules[name] = _Stub(name)
             parent.__path__ = []  # type: ignore[attr-defined]
-            for child in ("ml", "data", "core"):
+            for child in ("ml", "data", "core", "log"):
                 sys.modules[f"{name}.{child}"] = _Stub(f"{name}.{child}")
                 setattr(parent, child, sys.modules[f"{name}.{child}"])
     try:

@@ -8,9 +8,11 @@ each converts exactly, or is refused for its true reason.
 * BigVGAN (``bigvgan``): the anti-aliased AMP residual block (Activation1d: an upsampler and a
   downsampler whose filters are buffers expanded to the channel count read from the shape, replicate
   padding; Snake and SnakeBeta activations).
+* Demucs v2 (``demucs``, source separation): refused for its true reason, the padding of the input
+  to ``valid_length(length)``, which depends on the length of the whole signal.
 
 The packages are installed with ``pip install --no-deps vocos==0.1.0 descript-audio-codec==1.0.0
-bigvgan==2.4.1``; their model modules import with torch, numpy and einops only (DAC's I/O helpers
+bigvgan==2.4.1 demucs==4.0.1 julius==0.2.8``; their model modules import with torch, numpy and einops only (DAC's I/O helpers
 import ``audiotools`` and ``tqdm``, vocos' IMDCT ``scipy``: where absent, they are replaced by empty
 stand-in modules). Under CI (``CI=true``) a missing package fails these tests instead of skipping them.
 """
@@ -134,3 +136,32 @@ def test_bigvgan_anti_aliased_amp_block_exact_after_warmup():
     # compared it with zero padding, exactly); here the comparison starts after the receptive field
     comparison = assert_streams_exactly(stream, 4, frames=512, warmup=warmup_frames(stream))
     assert comparison.max_abs_error <= TOL
+
+
+def test_demucs_refused_for_its_length_dependent_padding():
+    """Demucs pads its input to ``valid_length(T)`` (a length computed from the whole signal's), then
+    trims: a stream never knows T, so the refusal names that line of demucs, not a capture failure."""
+    demucs = published_module("demucs", "demucs", stubs=("dora", "omegaconf"))  # training-time helpers only
+
+    class Stems(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.separator = demucs.Demucs(
+                sources=["drums", "bass", "other", "vocals"],
+                audio_channels=2,
+                channels=8,
+                depth=4,
+                resample=False,
+                lstm_layers=0,
+                normalize=False,
+            )
+
+        def forward(self, x):
+            return self.separator(x).flatten(1, 2)  # [batch, sources * channels, time]
+
+    model = Stems()
+    with pytest.raises(StreamingError) as refusal:
+        _convert(model, 2, model.separator.valid_length(8192))
+    message = str(refusal.value)
+    assert "demucs.py" in message and "valid_length" in message, message
+    assert "depends on the signal length" in message, message
