@@ -11,6 +11,7 @@ package's own ``__init__``, so that only the model code and its light dependenci
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -81,7 +82,7 @@ def published_module(package: str, submodule: str, stubs: tuple = ()) -> types.M
         if name not in sys.modules and importlib.util.find_spec(name) is None:
             parent = sys.modules[name] = _Stub(name)
             parent.__path__ = []  # type: ignore[attr-defined]
-            for child in ("ml", "data", "core", "log"):
+            for child in ("ml", "data", "core", "log", "callbacks", "transforms"):
                 sys.modules[f"{name}.{child}"] = _Stub(f"{name}.{child}")
                 setattr(parent, child, sys.modules[f"{name}.{child}"])
     try:
@@ -94,6 +95,11 @@ def published_module(package: str, submodule: str, stubs: tuple = ()) -> types.M
 
 class _Stub(types.ModuleType):
     """An empty stand-in module: any name is a placeholder class (``BaseModel`` is ``nn.Module``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        # a spec, so that importlib.util.find_spec (which other packages call to probe) answers for it
+        self.__spec__ = importlib.machinery.ModuleSpec(name, None)
 
     def __getattr__(self, name: str):
         if name.startswith("__"):

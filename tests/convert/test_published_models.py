@@ -8,24 +8,28 @@ each converts exactly, or is refused for its true reason.
 * BigVGAN (``bigvgan``): the anti-aliased AMP residual block (Activation1d: an upsampler and a
   downsampler whose filters are buffers expanded to the channel count read from the shape, replicate
   padding; Snake and SnakeBeta activations).
+* RAVE v2 (``acids-rave``): the encoder and generator as published, built from cached_conv's own
+  layers with caching off (the way every RAVE model is trained): convs that pad inside their own
+  ``forward``, aligned branches.
 * Demucs v2 (``demucs``, source separation): refused for its true reason, the padding of the input
   to ``valid_length(length)``, which depends on the length of the whole signal.
 
 The packages are installed with ``pip install --no-deps vocos==0.1.0 descript-audio-codec==1.0.0
-bigvgan==2.4.1 demucs==4.0.1 julius==0.2.8``; their model modules import with torch, numpy and einops only (DAC's I/O helpers
+bigvgan==2.4.1 demucs==4.0.1 julius==0.2.8 acids-rave==2.3.1 gin-config==0.5.0``; their model modules import with torch, numpy and einops only (DAC's I/O helpers
 import ``audiotools`` and ``tqdm``, vocos' IMDCT ``scipy``: where absent, they are replaced by empty
 stand-in modules). Under CI (``CI=true``) a missing package fails these tests instead of skipping them.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import published_module
+from conftest import _Stub, published_module
 from helpers import assert_streams_exactly, warmup_frames
 from streamify import StreamingError
 from streamify.convert import convert
@@ -39,6 +43,10 @@ def _quiet_and_seeded():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
         yield
+    # the stand-in modules leave sys.modules once the model modules hold them: a later test's package
+    # probing (e.g. lightning's find_spec of torchaudio or librosa) must not see them
+    for name in [name for name, module in sys.modules.items() if isinstance(module, _Stub)]:
+        del sys.modules[name]
 
 
 def _convert(model: nn.Module, channels: int, frames: int):
@@ -165,3 +173,21 @@ def test_demucs_refused_for_its_length_dependent_padding():
     message = str(refusal.value)
     assert "demucs.py" in message and "valid_length" in message, message
     assert "depends on the signal length" in message, message
+
+
+RAVE_STUBS = ("torchaudio", "GPUtil", "librosa", "lmdb", "pytorch_lightning", "scipy")  # training-time imports
+
+
+def test_rave_v2_encoder_and_generator_from_cached_conv_layers_exact():
+    """acids-rave's EncoderV2 and GeneratorV2 (random weights, reduced capacity): every conv is a
+    ``cached_conv`` layer with caching off, padding in its own ``forward`` before a ``padding=0`` conv.
+    Taking them for plain torch convs would drop that padding (the wrong delay, a stream of garbage)."""
+    blocks = published_module("rave", "blocks", stubs=RAVE_STUBS)
+    kwargs = dict(capacity=8, ratios=[4, 2, 2], latent_size=4, kernel_size=3, dilations=[1, 3, 9])
+    encoder = blocks.EncoderV2(data_size=4, n_out=2, **kwargs)
+    stream = _convert(encoder, 4, 256)
+    assert stream.ratio == 16
+    assert assert_streams_exactly(stream, 4, frames=2048).max_abs_error <= TOL
+    generator = blocks.GeneratorV2(data_size=4, amplitude_modulation=True, **kwargs)
+    stream = _convert(generator, 4, 32)
+    assert assert_streams_exactly(stream, 4, frames=128).max_abs_error <= TOL
