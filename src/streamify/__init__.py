@@ -12,6 +12,7 @@ returns, delayed by a fixed, reported number of frames.
 * :func:`export_nn_tilde`, :func:`export_onnx` and :class:`OnnxStream` serve real-time hosts.
 """
 
+from streamify._version import __version__
 from streamify.convert import StreamingModel, convert
 from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
@@ -19,8 +20,6 @@ from streamify.layers import StreamingError, StreamingModule
 from streamify.layers.torch_layers import register
 from streamify.state import get_state, reset, set_state, set_streaming
 from streamify.tuning import tune
-
-__version__ = "0.1.0"
 
 __all__ = [
     "OnnxStream",

@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-import streamify
+from streamify._version import __version__
 from streamify.buffering import AnyLengthStream
 from streamify.export.contract import ContractReport, check_host_contract
 from streamify.export.files import write_atomically
@@ -303,7 +303,7 @@ _RESERVED = (
 def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], reports) -> Dict[str, object]:
     return {
         "format": "nn~ TorchScript",
-        "streamify_version": streamify.__version__,
+        "streamify_version": __version__,
         "torch_version": torch.__version__,
         "sample_rate": sample_rate,
         "methods": {

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-import streamify
+from streamify._version import __version__
 from streamify.convert import StreamingModel
 from streamify.export.files import write_atomically
 from streamify.export.methods import ConvertedMethod, convert_methods
@@ -409,7 +409,7 @@ def export_onnx(
     step = _Step(instrumented, slots).eval()
     info: Dict[str, Any] = {
         "format": "streamify ONNX stream step",
-        "streamify_version": streamify.__version__,
+        "streamify_version": __version__,
         "torch_version": torch.__version__,
         "method": method,
         "sample_rate": sample_rate,
@@ -540,7 +540,7 @@ def _with_metadata(data: bytes, info: Dict[str, Any]) -> bytes:
     entry.key = METADATA_KEY
     entry.value = json.dumps(info)
     proto.producer_name = "streamify"
-    proto.producer_version = streamify.__version__
+    proto.producer_version = __version__
     proto.doc_string = (
         f"streamify streaming step of {info['method']}: y, next_state_i = step(x, state_i); "
         "state layout and initial values in the metadata 'streamify' (JSON)"
