@@ -14,14 +14,6 @@ from typing import Dict, Iterable, List, Optional
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
-TARGETS = {
-    "speedup_vs_cached_conv_2048": 3.0,
-    "cost_vs_offline_8192": 1.5,
-    "speedup_vs_overlap_add_2048": 8.0,
-    "batch4_over_batch1_2048": 1.6,
-}
-
-
 def write_json(results: Dict[str, object], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")

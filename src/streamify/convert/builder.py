@@ -117,9 +117,6 @@ class GraphRewriter:
     def value(self, arg: Any) -> Any:
         return fx.node.map_arg(arg, lambda n: self.values[n])
 
-    def new_args(self, arg: Any) -> Any:
-        return fx.node.map_arg(arg, lambda n: self.env[n])
-
     def time_inputs(self, node: fx.Node) -> List[Tuple[fx.Node, TimeInfo]]:
         found = []
         for arg in node.all_input_nodes:

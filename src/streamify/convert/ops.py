@@ -273,21 +273,6 @@ DIM_METHODS = {
     "any",
     "all",
 }
-#: those of them that keep the reduced dimensions' sizes (no reduction)
-SHAPE_KEEPING = {
-    torch.softmax,
-    torch.log_softmax,
-    F.softmax,
-    F.log_softmax,
-    F.normalize,
-    torch.cumsum,
-    torch.cumprod,
-    "softmax",
-    "log_softmax",
-    "cumsum",
-    "cumprod",
-}
-
 LAYOUT_METHODS = {"view", "reshape", "flatten", "unflatten", "unsqueeze", "squeeze", "view_as", "reshape_as"}
 LAYOUT_FUNCTIONS = {torch.reshape, torch.flatten, torch.unflatten, torch.unsqueeze, torch.squeeze}
 PERMUTE_METHODS = {"permute", "transpose", "movedim", "swapaxes", "mT"}
