@@ -14,6 +14,7 @@ from typing import Dict, Iterable, List, Optional
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
+
 def write_json(results: Dict[str, object], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
