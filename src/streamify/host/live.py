@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from streamify.host.files import Layout, channel_layout
-from streamify.host.models import HostError, HostModel
+from streamify.host.models import HostError, HostModel, error_cause
 from streamify.host.report import RunReport
 from streamify.host.ring import Ring
 
@@ -235,8 +235,8 @@ class LiveEngine:
             except Exception as error:  # a model error must not stop the audio: silence instead
                 y = self._silence
                 stats.errors += 1
-                stats.last_error = (
-                    f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+                stats.last_error = error_cause(
+                    error.__cause__ if isinstance(error, HostError) and error.__cause__ else error
                 )
                 if stats.errors == 1 or stats.errors % 100 == 0:
                     log.warning(

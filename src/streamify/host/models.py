@@ -10,6 +10,7 @@ each group of ``in_ratio``; each output frame of a method with ``out_ratio`` > 1
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -79,7 +80,12 @@ class HostModel:
         n = x.shape[2]
         self.check_buffer(n)
         frames = x[..., self.in_ratio - 1 :: self.in_ratio] if self.in_ratio > 1 else x
-        y = self._run(np.ascontiguousarray(frames, dtype=np.float32))
+        try:
+            y = self._run(np.ascontiguousarray(frames, dtype=np.float32))
+        except StreamingError:
+            raise
+        except Exception as error:  # the model's own failure: its real cause first, briefly
+            raise HostError(f"streamify: {error_cause(error)} (raised by the model {self.name})") from error
         if self.out_ratio > 1:
             y = np.repeat(y, self.out_ratio, axis=-1)
         if y.shape != (x.shape[0], self.out_channels, n):
@@ -112,6 +118,31 @@ class HostModel:
             f"{self.name} ({self.kind}, {self.in_channels} -> {self.out_channels} channels{ratios}, {rate}, "
             f"delay {delay}, buffers of multiples of {self.multiple} samples)"
         )
+
+
+_CAUSE = re.compile(r"^(?:builtins\.)?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)):\s*(.*)$")
+
+
+def error_cause(error: BaseException, limit: int = 200) -> str:
+    """The real cause of a model's ``error`` in one short line: ``"RuntimeError: boom"``.
+
+    A TorchScript error's text starts with "The following operation failed in the TorchScript interpreter."
+    and ends with the user's exception (``builtins.RuntimeError: boom``): that last line is the cause.
+    Other errors give their type and first line. At most ``limit`` characters.
+    """
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    if len(lines) > 1 and ("TorchScript" in lines[0] or "Traceback" in text):
+        for line in reversed(lines):
+            found = _CAUSE.match(line)
+            if found:
+                kind = found.group(1).rsplit(".", 1)[-1]
+                cause = f"{kind}: {found.group(2)}" if found.group(2) else kind
+                break
+        else:
+            cause = f"{type(error).__name__}: {lines[-1]}"
+    return cause if len(cause) <= limit else cause[: limit - 3] + "..."
 
 
 def _ratios(ratio: Fraction, name: str) -> tuple:
