@@ -71,9 +71,11 @@ def process_array(
     Args:
         model: the model (reset before and after).
         audio: ``[channels, time]``, any float type (computed in float32).
-        buffer: samples per model call, a multiple of ``model.multiple``.
+        buffer: samples per model call: a multiple of ``model.multiple``, or any whole number of frames where
+            ``model.any_length`` (at ``model.extra_latency(buffer)`` more delay, reported and compensated).
         sample_rate: the rate of ``audio`` in Hz (for the report; default: the model's, else 48000).
-        compensate: drop the model's delay so that the output lines up with the input.
+        compensate: drop the model's delay at this buffer (``model.delay_at(buffer)``): the output lines up
+            with the input.
         on_buffer: called with ``(done, total)`` after each buffer (progress).
 
     Returns:
@@ -87,7 +89,9 @@ def process_array(
         raise HostError(f"streamify: {model.name} does not record its delay: --compensate cannot remove it")
     rate = sample_rate or model.sample_rate or 48000
     length = audio.shape[1]
-    shift = model.delay if compensate else 0
+    delay = model.delay_at(buffer)
+    extra = model.extra_latency(buffer)
+    shift = delay if compensate else 0
     calls = max(1, -(-(length + shift) // buffer))
     padded = np.zeros((audio.shape[0], calls * buffer), dtype=np.float32)
     padded[:, :length] = audio
@@ -106,9 +110,14 @@ def process_array(
     finally:
         model.reset()
     notes = []
+    if extra:
+        notes.append(
+            f"buffers of {buffer} samples add {extra} samples of latency to the model's {model.delay} "
+            f"({model.multiple} - gcd({buffer}, {model.multiple}); none for multiples of {model.multiple})"
+        )
     if compensate:
         notes.append(f"compensated: the model's delay of {shift} samples removed, the output lines up with the input")
-    report = RunReport(rate, buffer, model.delay, buffer, seconds, calls * buffer / rate, notes=notes)
+    report = RunReport(rate, buffer, delay, buffer, seconds, calls * buffer / rate, notes=notes)
     return output[:, shift : shift + length], report
 
 

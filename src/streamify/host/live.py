@@ -140,7 +140,8 @@ class LiveEngine:
     @property
     def latency(self) -> Optional[int]:
         """Total latency in samples: the model's delay plus the buffering (``None``: delay unknown)."""
-        return None if self.model.delay is None else self.model.delay + self.buffering
+        delay = self.model.delay_at(self.buffer)
+        return None if delay is None else delay + self.buffering
 
     # ------------------------------------------------------------------ the audio callback
     def process(self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> None:
@@ -290,7 +291,7 @@ class LiveEngine:
         return RunReport(
             self.sample_rate,
             self.buffer,
-            self.model.delay,
+            self.model.delay_at(self.buffer),
             self.buffering,
             seconds,
             self.stats.blocks * self.block / self.sample_rate,
