@@ -343,13 +343,6 @@ class OnnxModel(HostModel):
         self.stream.reset()
 
 
-def _first_conv_channels(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            return int(module.in_channels)
-    return 1
-
-
 def load_host_model(
     spec: Union[str, Path, nn.Module],
     weights: Optional[Union[str, Path]] = None,
@@ -399,12 +392,12 @@ def load_host_model(
 def _torch_model(
     model: nn.Module, name: str, method: str, channels: Optional[int], sample_rate: Optional[int]
 ) -> TorchModel:
-    from streamify.models.loading import streaming_model
+    from streamify.models.loading import guess_channels, streaming_model
 
     if sample_rate is None:
         sample_rate = getattr(model, "sample_rate", None)
         sample_rate = int(sample_rate) if isinstance(sample_rate, (int, float)) and sample_rate > 0 else None
-    stream = streaming_model(model, channels or _first_conv_channels(model), method=method)
+    stream = streaming_model(model, channels or guess_channels(model), method=method)
     return TorchModel(stream, name, sample_rate)
 
 

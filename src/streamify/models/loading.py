@@ -214,6 +214,12 @@ def _first_conv(model: nn.Module) -> Optional[Tuple[str, int]]:
     return None
 
 
+def guess_channels(model: nn.Module) -> int:
+    """The input channels a model takes, guessed as those of its first conv (module order); 1 without one."""
+    first = _first_conv(model)
+    return int(first[1]) if first is not None else 1
+
+
 def input_refusal(model: nn.Module, example: Tensor, methods: Sequence[str]) -> Optional[StreamingError]:
     """Why ``model`` fails on ``example`` offline (a StreamingError for the command line), or None if it runs."""
     for method in methods:
