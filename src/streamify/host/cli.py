@@ -44,7 +44,9 @@ def process(
     model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
     weights: Annotated[Optional[str], typer.Option(help="State dict for a factory (torch.save; weights_only).")] = None,
     method: Annotated[str, typer.Option(help="Method to run: forward, encode, decode.")] = "forward",
-    buffer: Annotated[int, typer.Option(min=1, help="Samples per model call, a multiple of the model's.")] = 2048,
+    buffer: Annotated[
+        int, typer.Option(min=1, help="Samples per model call (not a multiple of the model's: more latency, reported).")
+    ] = 2048,
     compensate: Annotated[
         bool, typer.Option(help="Remove the model's delay: the output lines up with the input.")
     ] = False,
