@@ -8,6 +8,7 @@ module is found in the current directory, as ``python -m`` finds it.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import subprocess
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 
 from streamify.cli import app
 from streamify.cli_errors import run_guarded
+from streamify.layers.base import StreamingError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -198,3 +200,21 @@ def test_bench_refuses_a_list_that_is_not_integers() -> None:
     result = CliRunner().invoke(app, ["bench", "--quick", "--threads", "one,two"])
     assert result.exit_code == 2
     assert "expected comma-separated integers" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_factory_lists_the_module_s_own_factories(tmp_path, monkeypatch) -> None:
+    """All functions and nn.Module classes defined in the module (not imported ones, not other classes), the first
+    10 and the count when there are more."""
+    lines = ["import torch", "from torch import nn", "from math import sqrt", "class Plain:", "    pass"]
+    lines += [f"class Net{i}(nn.Module):\n    pass" for i in range(6)]
+    lines += [f"def make{i}():\n    return Net0()" for i in range(8)]
+    (tmp_path / "manyfactories.py").write_text("\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from streamify.models.loading import factories, load_model
+
+    module = importlib.import_module("manyfactories")
+    assert factories(module) == [f"make{i}" for i in range(8)] + [f"Net{i}" for i in range(6)]
+    with pytest.raises(StreamingError) as caught:
+        load_model("manyfactories:nosuch")
+    assert "make0, make1, make2, make3, make4, make5, make6, make7, Net0, Net1, ... (14 in all)" in str(caught.value)
+    assert "sqrt" not in str(caught.value) and "Plain" not in str(caught.value)

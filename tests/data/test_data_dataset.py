@@ -92,3 +92,44 @@ def test_register_adds_the_data_commands() -> None:
     assert result.exit_code == 0 and "speech" in result.output and "music" in result.output
     result = CliRunner().invoke(parent, ["data", "music", "--help"])
     assert result.exit_code == 0 and "--minutes" in result.output and "--seed" in result.output
+
+
+def test_a_file_or_an_uncreatable_folder_is_refused_naming_the_path(tmp_path: Path) -> None:
+    from streamify.data.dataset import DataPathError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataPathError, match=f"{tmp_path / 'afile'} is a file, not a folder"):
+        build(tmp_path / "afile", "tone", _make(1), minutes=0.05, seed=1, sample_rate=RATE)
+    if Path("/proc/self").is_dir():
+        with pytest.raises(DataPathError, match="cannot create the folder /proc/streamify-qa"):
+            build(Path("/proc/streamify-qa"), "tone", _make(1), minutes=0.05, seed=1, sample_rate=RATE)
+
+
+def test_an_empty_test_split_is_said(tmp_path: Path) -> None:
+    summary = build(tmp_path / "set", "tone", _make(1), minutes=0.01, seed=1, sample_rate=RATE)
+    assert summary.files["test"] == 0
+    assert len(summary.warnings) == 1 and "test split is empty" in summary.warnings[0]
+    assert json.loads((tmp_path / "set" / "summary.json").read_text())["warnings"] == summary.warnings
+    bigger = build(tmp_path / "set", "tone", _make(1), minutes=0.25, seed=1, sample_rate=RATE)
+    assert bigger.files["test"] >= 1 and bigger.warnings == []
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_cli_path_errors_are_one_line_exit_2(tmp_path: Path, need, where: str) -> None:
+    from typer.testing import CliRunner
+
+    from streamify.data.cli import app
+
+    need("espeak-ng")
+    if where == "file":
+        target = tmp_path / "afile"
+        target.write_text("x")
+    else:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc here")
+        target = Path("/proc/streamify-qa")
+    result = CliRunner().invoke(app, ["speech", str(target), "--minutes", "0.05"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(target) in lines[0], result.output
+    assert "bug" not in result.output and "Traceback" not in result.output

@@ -106,3 +106,20 @@ def test_export_tunes_for_the_given_buffer_sizes(app, tmp_path, monkeypatch):
     assert max(len(t) for t in tables) == 3 and 256 in tables[0]
     result = runner.invoke(app, ["export", "demo", "-o", str(path), "--tune", "big"])
     assert result.exit_code != 0 and "comma-separated integers" in result.output
+
+
+def test_export_guesses_the_input_channels_as_process_does(app, tmp_path, monkeypatch):
+    (tmp_path / "stereo_factories.py").write_text(
+        "import torch.nn as nn\n\ndef stereo():\n    return nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.Conv1d(4, 2, 1))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "stereo.ts"
+    result = runner.invoke(app, ["export", "stereo_factories:stereo", "-o", str(path), "--length", "512"])
+    sys.modules.pop("stereo_factories", None)
+    assert result.exit_code == 0, result.output
+    assert "input channels: 2 (guessed" in result.output
+    assert read_info(path)["methods"]["forward"]["in_channels"] == 2
+    from streamify.host import load_host_model
+
+    assert load_host_model("stereo_factories:stereo").in_channels == 2
+    sys.modules.pop("stereo_factories", None)

@@ -62,6 +62,8 @@ def test_any_host_buffer_size_gives_offline_delayed_by_the_reported_latency(coar
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # the caption wraps
     assert "256: +1792" in text and "1024: +1024" in text
+    # the rule, not "others 0": 64 adds 1984, 1000 adds 2040
+    assert "others 0" not in text and "2048 - gcd(n, 2048)" in text and "0 for multiples of 2048" in text
 
 
 def test_per_item_reset_with_input_held_back_restarts_the_item_exactly(coarse):

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamify.data.dataset import DataToolMissing, Summary
+from streamify.data.dataset import DataToolMissing, Summary, make_folders
 
 app = typer.Typer(
     name="data",
@@ -57,15 +57,17 @@ def _load(module: str, *names: str) -> list:
 
 def _run(
     kind: str,
+    folder: Path,
     preflight: Callable[[], None],
     builder: Callable[[Callable[[float, float], None]], Summary],
     ready: Optional[Path],
 ) -> None:
-    """Check the tools (``preflight``), build the set with a progress bar, print its summary, write ``ready``."""
+    """Check the tools (``preflight``) and the ``folder``, build the set with a progress bar, print its summary, write ``ready``."""
     out = Console(highlight=False, soft_wrap=True)
     start = time.perf_counter()
     try:
         preflight()
+        make_folders(folder)  # a path that cannot hold the set is refused before the progress bar
         with Progress(
             TextColumn(f"{kind}"), BarColumn(), TextColumn("{task.fields[done]}"), TimeElapsedColumn(), console=out
         ) as progress:
@@ -83,10 +85,14 @@ def _run(
     elapsed = time.perf_counter() - start
     data = summary.to_json()
     for split in ("train", "test"):
+        empty = " (empty: see the warning below)" if not data["files"][split] else ""
         out.print(
             f"{split}: {data['files'][split]} files, {data['seconds'][split] / 60:.1f} min in {summary.out}/{split}"
+            + empty
         )
     out.print(f"{data['minutes_total']:.1f} min at {summary.sample_rate} Hz in {elapsed:.0f} s")
+    for warning in summary.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if ready is not None:
         ready.parent.mkdir(parents=True, exist_ok=True)
         manifest = [
@@ -109,6 +115,7 @@ def music(
     build_music, require_tools = _load("music", "build_music", "require_tools")
     _run(
         "music",
+        out,
         require_tools,
         lambda on_file: build_music(
             out, minutes=minutes, seed=seed, sample_rate=sample_rate, jobs=jobs, on_file=on_file
@@ -130,6 +137,7 @@ def speech(
     build_speech, require_tools = _load("speech", "build_speech", "require_tools")
     _run(
         "speech",
+        out,
         require_tools,
         lambda on_file: build_speech(
             out, minutes=minutes, seed=seed, sample_rate=sample_rate, jobs=jobs, on_file=on_file

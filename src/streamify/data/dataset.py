@@ -76,6 +76,17 @@ class Summary:
     def total_seconds(self) -> float:
         return sum(self.seconds.values())
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about the set: an empty test split (too few files)."""
+        if self.files.get("test", 0) > 0:
+            return []
+        made = sum(self.files.values())
+        return [
+            f"the test split is empty: the set holds {made} file{'s' if made != 1 else ''} and the first held-out "
+            f"file is file {TEST_OFFSET + 1} (then one in {TEST_EVERY}); make the set bigger with --minutes to get one"
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -90,6 +101,7 @@ class Summary:
             "test_dir": str(Path(self.out) / "test"),
             "manifest": str(Path(self.out) / "manifest.jsonl"),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "warnings": self.warnings,
         }
 
 
@@ -148,6 +160,26 @@ def _generate(make: Callable[[int], Clip], start: int, jobs: int) -> Iterator[tu
             index += 1
 
 
+class DataPathError(ValueError):
+    """The set's folder cannot be made or written (the message names the path and what to do)."""
+
+
+def make_folders(out: Path) -> None:
+    """Create ``out/train`` and ``out/test``; :class:`DataPathError` naming the path when that cannot be done."""
+    if out.exists() and not out.is_dir():
+        raise DataPathError(f"{out} is a file, not a folder: give a new folder (or an existing set) for the set")
+    for split in ("train", "test"):
+        try:
+            (out / split).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise DataPathError(
+                f"cannot create the folder {out / split} ({reason}): give a folder in a writable place"
+            ) from error
+    if not os.access(out / "train", os.W_OK) or not os.access(out / "test", os.W_OK):
+        raise DataPathError(f"the folder {out} is not writable: give a folder in a writable place")
+
+
 def build(
     out: Path,
     kind: str,
@@ -167,9 +199,8 @@ def build(
     import soundfile
 
     out = Path(out)
+    make_folders(out)
     _check_compatible(out, kind, sample_rate, seed)
-    for split in ("train", "test"):
-        (out / split).mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.jsonl"
     entries = [e for e in _read_manifest(manifest_path) if (out / e["path"]).is_file()]
     entries.sort(key=lambda e: e["index"])

@@ -49,7 +49,12 @@ def export(
         Path, typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript) or .onnx.")
     ] = Path("model.ts"),
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
-    channels: Annotated[int, typer.Option(min=1, help="Input channels of the model.")] = 1,
+    channels: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, help="Input channels of the model (default: guessed from its first conv, as process does)."
+        ),
+    ] = None,
     sample_rate: Annotated[int, typer.Option(min=1, help="The model's sample rate (recorded in the file).")] = 48000,
     method: Annotated[
         Optional[List[str]],
@@ -78,7 +83,7 @@ def export(
 
     The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream), and the file is written only if every check passes.
     """
-    from streamify.models.loading import input_refusal, load_model
+    from streamify.models.loading import guess_channels, input_refusal, load_model
 
     out = Console(highlight=False)
     methods = list(method or ["forward"])
@@ -86,6 +91,10 @@ def export(
     example: Optional[torch.Tensor] = None
     try:
         loaded = load_model(model, weights)
+        if channels is None:
+            channels = guess_channels(loaded)
+            if channels != 1:
+                out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
         generator = torch.Generator().manual_seed(0)
         example = torch.randn(1, channels, length, generator=generator)
         if kind is ExportFormat.onnx:

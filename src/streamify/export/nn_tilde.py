@@ -486,14 +486,13 @@ def read_info(path: Union[str, Path]) -> Dict[str, object]:
     return info
 
 
-def _buffering(extra: Optional[Mapping[str, int]]) -> str:
-    """``"256: +1792, 512: +1536, others 0"`` (samples added by buffers that are not multiples of the unit)."""
-    if not extra:
-        return "-"
-    added = [f"{n}: +{v}" for n, v in extra.items() if int(v) > 0]
-    if not added:
-        return "0 at every size"
-    return ", ".join(added) + ("; others 0" if len(added) < len(extra) else "")
+def _buffering(extra: Optional[Mapping[str, int]], multiple: int) -> str:
+    """The rule of the latency added by host buffers of ``n`` samples, ``M - gcd(n, M)`` with ``M`` = ``multiple``,
+    with the recorded sizes that add some as examples: ``"2048 - gcd(n, 2048) (0 for multiples of 2048), e.g.
+    256: +1792, 512: +1536"``."""
+    rule = f"{multiple} - gcd(n, {multiple}) for a buffer of n (0 for multiples of {multiple})"
+    added = [f"{n}: +{v}" for n, v in (extra or {}).items() if int(v) > 0]
+    return rule + (", e.g. " + ", ".join(added) if added else "")
 
 
 def describe_file(path: Union[str, Path]):
@@ -524,7 +523,7 @@ def describe_file(path: Union[str, Path]):
             ",".join(str(s) for s in fields.get("checked_buffer_sizes", [])),
         )
     buffering = [
-        f"{name}: {_buffering(fields.get('buffering_latency_samples'))}"
+        f"{name}: {_buffering(fields.get('buffering_latency_samples'), int(fields['buffer_multiple_samples']))}"
         for name, fields in info["methods"].items()  # type: ignore[union-attr]
     ]
     table.caption = (

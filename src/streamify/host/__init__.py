@@ -6,12 +6,24 @@
 * :func:`start_live` runs live audio through JACK (JACK-Client) or PortAudio (sounddevice).
 """
 
-from streamify.host.files import process_array, process_file, read_audio, resample, write_audio
+from streamify.host.files import (
+    Clipping,
+    FileResult,
+    clipping,
+    process_array,
+    process_file,
+    read_audio,
+    resample,
+    write_audio,
+)
 from streamify.host.live import LiveEngine, LiveSession, start_live
 from streamify.host.models import HostError, HostModel, load_host_model
 from streamify.host.report import RunReport
 
 __all__ = [
+    "Clipping",
+    "FileResult",
+    "clipping",
     "HostError",
     "HostModel",
     "LiveEngine",

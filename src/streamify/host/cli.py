@@ -44,7 +44,9 @@ def process(
     model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)],
     weights: Annotated[Optional[str], typer.Option(help="State dict for a factory (torch.save; weights_only).")] = None,
     method: Annotated[str, typer.Option(help="Method to run: forward, encode, decode.")] = "forward",
-    buffer: Annotated[int, typer.Option(min=1, help="Samples per model call, a multiple of the model's.")] = 2048,
+    buffer: Annotated[
+        int, typer.Option(min=1, help="Samples per model call (not a multiple of the model's: more latency, reported).")
+    ] = 2048,
     compensate: Annotated[
         bool, typer.Option(help="Remove the model's delay: the output lines up with the input.")
     ] = False,
@@ -62,6 +64,9 @@ def process(
         Optional[str], typer.Option(help="soundfile subtype of the output (default: FLOAT where the format has it).")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the model.")] = 1,
+    gain: Annotated[
+        float, typer.Option(help="Gain in dB applied to the output before writing (e.g. -6 to avoid clipping).")
+    ] = 0.0,
 ) -> None:
     """Stream an audio file through a model buffer by buffer, as a host would, and write the result.
 
@@ -69,13 +74,14 @@ def process(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from streamify.host.files import process_file
+    from streamify.host.files import check_destination, process_file
     from streamify.host.models import HostError
 
     out = Console(highlight=False)
     try:
         if not source.is_file():
             raise HostError(f"streamify: input file {source} does not exist")
+        check_destination(destination, subtype)
         host_model, said = _load(model, weights, method, channels, sample_rate, threads)
         out.print(f"model: {host_model.describe()}; {said}")
         with Progress(
@@ -87,7 +93,15 @@ def process(
                 progress.update(task, completed=done, total=total)
 
             result = process_file(
-                source, destination, host_model, buffer, compensate, resample_back, subtype, on_buffer=on_buffer
+                source,
+                destination,
+                host_model,
+                buffer,
+                compensate,
+                resample_back,
+                subtype,
+                on_buffer=on_buffer,
+                gain_db=gain,
             )
     except Exception as error:  # a command line ends with one line, whatever broke
         raise _fail(error) from error
@@ -96,6 +110,9 @@ def process(
         f"[green]wrote[/green] {destination} ({result.channels} channel{'s' if result.channels != 1 else ''}, "
         f"{result.output_rate} Hz, {result.subtype})"
     )
+    said = result.clipping.warning(destination) if result.clipping is not None else None
+    if said:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]warning:[/yellow] {said}")
 
 
 def live(

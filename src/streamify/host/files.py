@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Tuple, Union
@@ -70,9 +71,11 @@ def process_array(
     Args:
         model: the model (reset before and after).
         audio: ``[channels, time]``, any float type (computed in float32).
-        buffer: samples per model call, a multiple of ``model.multiple``.
+        buffer: samples per model call: a multiple of ``model.multiple``, or any whole number of frames where
+            ``model.any_length`` (at ``model.extra_latency(buffer)`` more delay, reported and compensated).
         sample_rate: the rate of ``audio`` in Hz (for the report; default: the model's, else 48000).
-        compensate: drop the model's delay so that the output lines up with the input.
+        compensate: drop the model's delay at this buffer (``model.delay_at(buffer)``): the output lines up
+            with the input.
         on_buffer: called with ``(done, total)`` after each buffer (progress).
 
     Returns:
@@ -86,7 +89,9 @@ def process_array(
         raise HostError(f"streamify: {model.name} does not record its delay: --compensate cannot remove it")
     rate = sample_rate or model.sample_rate or 48000
     length = audio.shape[1]
-    shift = model.delay if compensate else 0
+    delay = model.delay_at(buffer)
+    extra = model.extra_latency(buffer)
+    shift = delay if compensate else 0
     calls = max(1, -(-(length + shift) // buffer))
     padded = np.zeros((audio.shape[0], calls * buffer), dtype=np.float32)
     padded[:, :length] = audio
@@ -105,9 +110,14 @@ def process_array(
     finally:
         model.reset()
     notes = []
+    if extra:
+        notes.append(
+            f"buffers of {buffer} samples add {extra} samples of latency to the model's {model.delay} "
+            f"({model.multiple} - gcd({buffer}, {model.multiple}); none for multiples of {model.multiple})"
+        )
     if compensate:
         notes.append(f"compensated: the model's delay of {shift} samples removed, the output lines up with the input")
-    report = RunReport(rate, buffer, model.delay, buffer, seconds, calls * buffer / rate, notes=notes)
+    report = RunReport(rate, buffer, delay, buffer, seconds, calls * buffer / rate, notes=notes)
     return output[:, shift : shift + length], report
 
 
@@ -160,39 +170,103 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.ascontiguousarray(soxr.resample(audio.T, from_rate, to_rate, quality="VHQ").T.astype(np.float32))
 
 
-def write_audio(path: Union[str, Path], audio: np.ndarray, rate: int, subtype: Optional[str] = None) -> str:
-    """Write ``[channels, time]`` to ``path`` through a temporary file renamed at the end (no partial file).
+#: subtypes that keep samples beyond full scale (|x| > 1); every other one clips them
+UNCLIPPED_SUBTYPES = ("FLOAT", "DOUBLE")
 
-    Returns the subtype written (``FLOAT`` where the format allows it, else the format's default).
+
+@dataclass(frozen=True)
+class Clipping:
+    """What writing ``[channels, time]`` in a subtype does to samples beyond full scale.
+
+    Attributes:
+        peak: the largest ``|sample|`` of the audio (1.0 is full scale).
+        clipped: samples with ``|x| > 1`` the subtype cannot hold (0 for FLOAT / DOUBLE).
+        subtype: the subtype written.
     """
-    import soundfile as sf
 
+    peak: float
+    clipped: int
+    subtype: str
+
+    def warning(self, path: Union[str, Path]) -> Optional[str]:
+        """One line saying how many samples were clipped and how to avoid it; ``None`` when none were."""
+        if not self.clipped:
+            return None
+        db = 20 * np.log10(self.peak)
+        return (
+            f"{path}: {self.clipped} samples clipped at full scale (peak {self.peak:.3g}, {db:+.1f} dBFS) by the "
+            f"{self.subtype} subtype; write a .wav with --subtype FLOAT to keep them, or lower the level with "
+            f"--gain {-np.ceil(db * 10) / 10:g}"
+        )
+
+
+def clipping(audio: np.ndarray, subtype: str) -> Clipping:
+    """The :class:`Clipping` of writing ``audio`` ``[channels, time]`` in ``subtype``."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    clipped = 0 if subtype in UNCLIPPED_SUBTYPES else int(np.count_nonzero(np.abs(audio) > 1.0))
+    return Clipping(peak, clipped, subtype)
+
+
+def check_destination(path: Union[str, Path], subtype: Optional[str] = None) -> str:
+    """Refuse (:class:`HostError`) an output path that cannot be written, before any work: an unknown format,
+    a subtype the format lacks, a missing or read-only folder, an existing folder. Returns the subtype."""
     path = Path(path)
     fmt = _format_of(path)
     chosen = _subtype_for(fmt, path, subtype)
-    if not path.parent.is_dir():
-        raise HostError(f"streamify: cannot write {path}: folder {path.parent} does not exist")
+    folder = path.parent
+    if not folder.is_dir():
+        raise HostError(f"streamify: cannot write {path}: folder {folder} does not exist; create it or pick another")
+    if path.is_dir():
+        raise HostError(f"streamify: cannot write {path}: it is a folder; give a file name")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise HostError(f"streamify: cannot write {path}: folder {folder} is not writable; pick another")
+    return chosen
+
+
+def write_audio(path: Union[str, Path], audio: np.ndarray, rate: int, subtype: Optional[str] = None) -> str:
+    """Write ``[channels, time]`` to ``path`` through a temporary file renamed at the end (no partial file).
+
+    Samples beyond full scale in a subtype that clips them give a :class:`UserWarning` with their count
+    (see :func:`clipping`). Returns the subtype written (``FLOAT`` where the format allows it, else the
+    format's default).
+    """
+    chosen = check_destination(path, subtype)
+    said = clipping(audio, chosen).warning(path)
+    if said:
+        warnings.warn(said, stacklevel=2)
+    _write(Path(path), audio, rate, chosen)
+    return chosen
+
+
+def _write(path: Path, audio: np.ndarray, rate: int, chosen: str) -> None:
+    import soundfile as sf
+
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        sf.write(str(temporary), audio.T, rate, format=fmt, subtype=chosen)
+        sf.write(str(temporary), audio.T, rate, format=_format_of(path), subtype=chosen)
         os.replace(temporary, path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise HostError(f"streamify: cannot write {path}: {str(error).splitlines()[0]}") from error
     finally:
         if temporary.exists():
             temporary.unlink()
-    return chosen
 
 
 @dataclass
 class FileResult:
-    """What :func:`process_file` did: the report, the rates and the output's channels and subtype."""
+    """What :func:`process_file` did: the report, the rates, the output's channels and subtype, and its clipping."""
 
     report: RunReport
     input_rate: int
     output_rate: int
     channels: int
     subtype: str
+    clipping: Optional[Clipping] = None
+
+    @property
+    def clipped(self) -> int:
+        """Samples clipped at full scale in the file written (0: none; see :class:`Clipping`)."""
+        return self.clipping.clipped if self.clipping is not None else 0
 
 
 def process_file(
@@ -204,15 +278,17 @@ def process_file(
     resample_back: bool = False,
     subtype: Optional[str] = None,
     on_buffer: Optional[Callable[[int, int], None]] = None,
+    gain_db: float = 0.0,
 ) -> FileResult:
     """Read ``source``, resample it to the model's rate (soxr), stream it through ``model``, write ``destination``.
 
-    ``resample_back`` writes the output at the input's rate; otherwise at the model's. ``destination`` is
-    written only when everything succeeded (temporary file, renamed). Errors are :class:`HostError`.
+    ``resample_back`` writes the output at the input's rate; otherwise at the model's. ``gain_db`` scales the
+    output (dB). ``destination`` is checked before the work and written only when everything succeeded
+    (temporary file, renamed). Samples beyond full scale that the subtype clips are written clipped, counted
+    in :attr:`FileResult.clipping` and said in a report note (as sox does). Errors are :class:`HostError`.
     """
     destination = Path(destination)
-    fmt = _format_of(destination)
-    _subtype_for(fmt, destination, subtype)  # refuse a bad format before the work
+    chosen = check_destination(destination, subtype)  # refuse a path that cannot be written before the work
     audio, rate = read_audio(source)
     if audio.shape[1] == 0:
         raise HostError(f"streamify: input file {source} holds no samples")
@@ -226,5 +302,12 @@ def process_file(
             output = resample(output, model_rate, rate)
             out_rate = rate
             report.notes.append(f"resampled back {model_rate} Hz -> {rate} Hz")
-    written = write_audio(destination, output, out_rate, subtype)
-    return FileResult(report, rate, out_rate, output.shape[0], written)
+    if gain_db:
+        output = output * np.float32(10 ** (gain_db / 20))
+        report.notes.append(f"gain {gain_db:+g} dB")
+    clipped = clipping(output, chosen)
+    said = clipped.warning(destination)
+    if said:
+        report.notes.append(said)
+    _write(destination, output, out_rate, chosen)
+    return FileResult(report, rate, out_rate, output.shape[0], chosen, clipped)

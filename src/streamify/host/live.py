@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from streamify.host.files import Layout, channel_layout
-from streamify.host.models import HostError, HostModel
+from streamify.host.models import HostError, HostModel, error_cause
 from streamify.host.report import RunReport
 from streamify.host.ring import Ring
 
@@ -140,7 +140,8 @@ class LiveEngine:
     @property
     def latency(self) -> Optional[int]:
         """Total latency in samples: the model's delay plus the buffering (``None``: delay unknown)."""
-        return None if self.model.delay is None else self.model.delay + self.buffering
+        delay = self.model.delay_at(self.buffer)
+        return None if delay is None else delay + self.buffering
 
     # ------------------------------------------------------------------ the audio callback
     def process(self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> None:
@@ -235,8 +236,8 @@ class LiveEngine:
             except Exception as error:  # a model error must not stop the audio: silence instead
                 y = self._silence
                 stats.errors += 1
-                stats.last_error = (
-                    f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+                stats.last_error = error_cause(
+                    error.__cause__ if isinstance(error, HostError) and error.__cause__ else error
                 )
                 if stats.errors == 1 or stats.errors % 100 == 0:
                     log.warning(
@@ -290,7 +291,7 @@ class LiveEngine:
         return RunReport(
             self.sample_rate,
             self.buffer,
-            self.model.delay,
+            self.model.delay_at(self.buffer),
             self.buffering,
             seconds,
             self.stats.blocks * self.block / self.sample_rate,

@@ -10,6 +10,8 @@ each group of ``in_ratio``; each output frame of a method with ``out_ratio`` > 1
 from __future__ import annotations
 
 import inspect
+import math
+import re
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -34,8 +36,10 @@ class HostModel:
         kind: ``"torch"``, ``"torchscript"`` or ``"onnx"``.
         in_channels, out_channels: channels of the method's input and output.
         in_ratio, out_ratio: audio samples per input / output frame.
-        multiple: buffers are multiples of this many audio samples.
-        delay: the output's lag behind the offline output, audio samples (``None``: unknown).
+        multiple: the model's buffer multiple, audio samples; where :attr:`any_length`, other buffers are taken
+            at :meth:`extra_latency` more delay, else buffers must be multiples of it.
+        delay: the output's lag behind the offline output for buffers that are multiples of :attr:`multiple`,
+            audio samples (``None``: unknown; :meth:`delay_at` for any buffer).
         sample_rate: the model's rate in Hz (``None``: unknown, the host's rate is used).
     """
 
@@ -62,13 +66,37 @@ class HostModel:
         self.sample_rate = int(sample_rate) if sample_rate else None
 
     # ------------------------------------------------------------------ the buffer contract
+    #: whether buffers that are not multiples of :attr:`multiple` are taken (at :meth:`extra_latency` more delay)
+    any_length = False
+
+    @property
+    def frame(self) -> int:
+        """Every buffer is a whole number of input and output frames: a multiple of this many samples."""
+        return self.in_ratio * self.out_ratio // math.gcd(self.in_ratio, self.out_ratio)
+
     def check_buffer(self, n: int) -> None:
         """Raise :class:`HostError` unless ``n`` audio samples make a buffer this model accepts."""
+        if self.any_length:
+            if n <= 0 or n % self.frame != 0:
+                raise HostError(
+                    f"streamify: {self.name}: a buffer of {n} samples is not a whole number of the model's frames "
+                    f"({self.frame} samples); pick --buffer as a multiple of {self.frame}"
+                )
+            return
         if n <= 0 or n % self.multiple != 0:
             raise HostError(
                 f"streamify: {self.name}: a buffer of {n} samples is not a positive multiple of the model's "
                 f"buffer multiple, {self.multiple} samples; pick --buffer as a multiple of {self.multiple}"
             )
+
+    def extra_latency(self, n: int) -> int:
+        """Samples of latency buffers of ``n`` samples add to :attr:`delay`: ``M - gcd(n, M)``, ``M`` =
+        :attr:`multiple` (0 for multiples of ``M``)."""
+        return self.multiple - math.gcd(int(n), self.multiple)
+
+    def delay_at(self, n: int) -> Optional[int]:
+        """The output's lag behind the offline output for a stream of buffers of ``n`` samples (``None``: unknown)."""
+        return None if self.delay is None else self.delay + self.extra_latency(n)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``[batch, in_channels, n]`` float32 → ``[batch, out_channels, n]`` float32 (audio rate)."""
@@ -79,7 +107,12 @@ class HostModel:
         n = x.shape[2]
         self.check_buffer(n)
         frames = x[..., self.in_ratio - 1 :: self.in_ratio] if self.in_ratio > 1 else x
-        y = self._run(np.ascontiguousarray(frames, dtype=np.float32))
+        try:
+            y = self._run(np.ascontiguousarray(frames, dtype=np.float32))
+        except StreamingError:
+            raise
+        except Exception as error:  # the model's own failure: its real cause first, briefly
+            raise HostError(f"streamify: {error_cause(error)} (raised by the model {self.name})") from error
         if self.out_ratio > 1:
             y = np.repeat(y, self.out_ratio, axis=-1)
         if y.shape != (x.shape[0], self.out_channels, n):
@@ -106,12 +139,42 @@ class HostModel:
     def describe(self) -> str:
         """One line: kind, channels, rates, delay, multiple."""
         delay = "unknown" if self.delay is None else f"{self.delay} samples"
+        buffers = (
+            f"any buffer of whole frames, multiples of {self.multiple} samples add no latency"
+            if self.any_length
+            else f"buffers of multiples of {self.multiple} samples"
+        )
         rate = f"{self.sample_rate} Hz" if self.sample_rate else "rate not recorded"
         ratios = "" if self.in_ratio == self.out_ratio == 1 else f", ratios in {self.in_ratio} / out {self.out_ratio}"
         return (
             f"{self.name} ({self.kind}, {self.in_channels} -> {self.out_channels} channels{ratios}, {rate}, "
-            f"delay {delay}, buffers of multiples of {self.multiple} samples)"
+            f"delay {delay}, {buffers})"
         )
+
+
+_CAUSE = re.compile(r"^(?:builtins\.)?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)):\s*(.*)$")
+
+
+def error_cause(error: BaseException, limit: int = 200) -> str:
+    """The real cause of a model's ``error`` in one short line: ``"RuntimeError: boom"``.
+
+    A TorchScript error's text starts with "The following operation failed in the TorchScript interpreter."
+    and ends with the user's exception (``builtins.RuntimeError: boom``): that last line is the cause.
+    Other errors give their type and first line. At most ``limit`` characters.
+    """
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    if len(lines) > 1 and ("TorchScript" in lines[0] or "Traceback" in text):
+        for line in reversed(lines):
+            found = _CAUSE.match(line)
+            if found:
+                kind = found.group(1).rsplit(".", 1)[-1]
+                cause = f"{kind}: {found.group(2)}" if found.group(2) else kind
+                break
+        else:
+            cause = f"{type(error).__name__}: {lines[-1]}"
+    return cause if len(cause) <= limit else cause[: limit - 3] + "..."
 
 
 def _ratios(ratio: Fraction, name: str) -> tuple:
@@ -147,13 +210,28 @@ class TorchModel(HostModel):
         )
         self.stream = stream.float().eval()
         self.receptive_field = int(getattr(stream, "receptive_field", -1)) * in_ratio
+        self.any_length = True
+        self._any: Optional[nn.Module] = None  # an AnyLengthStream over ``stream``, made on first need
+        self._runner: Optional[nn.Module] = None  # what this stream runs, chosen by its first buffer
 
     def _run(self, frames: np.ndarray) -> np.ndarray:
+        if self._runner is None:
+            if (frames.shape[-1] * self.in_ratio) % self.multiple == 0:
+                self._runner = self.stream
+            else:  # any other length: accumulated to multiples, at extra_latency(n) more delay
+                if self._any is None:
+                    from streamify.buffering import AnyLengthStream
+
+                    self._any = AnyLengthStream(self.stream, self.name).eval()
+                self._runner = self._any
         with torch.inference_mode():
-            return self.stream(torch.from_numpy(frames)).numpy()
+            return self._runner(torch.from_numpy(frames)).numpy()
 
     def reset(self) -> None:
+        if self._any is not None:
+            self._any.reset()
         self.stream.reset()
+        self._runner = None
 
 
 class ScriptModel(HostModel):
@@ -179,20 +257,33 @@ class ScriptModel(HostModel):
         in_channels, in_ratio, out_channels, out_ratio = (int(v) for v in params.tolist())
         delay: Optional[int] = None
         multiple = max(in_ratio, out_ratio)
+        self.recorded_extra: dict = {}
+        any_length = False
         try:
             from streamify.export.nn_tilde import read_info
 
             fields = read_info(name)["methods"][method]  # type: ignore[index]
             delay = int(fields["delay_samples"])
             multiple = int(fields["buffer_multiple_samples"])
-        except (StreamingError, KeyError, TypeError):
+            recorded = fields.get("buffering_latency_samples")
+            if isinstance(recorded, dict):  # the file wraps its streams to take any host buffer size
+                any_length = True
+                self.recorded_extra = {int(k): int(v) for k, v in recorded.items()}
+        except (StreamingError, KeyError, TypeError, ValueError):
             pass  # not a streamify file: the delay is unknown
         if sample_rate is None and hasattr(module, "get_sample_rate"):
             sample_rate = int(module.get_sample_rate()) or None
         super().__init__(name, in_channels, out_channels, in_ratio, out_ratio, multiple, delay, sample_rate)
+        self.any_length = any_length
         self.module = module
         self.method = getattr(module, method)
         self._fresh_bytes: Optional[bytes] = None if hasattr(module, "reset_streams") else Path(name).read_bytes()
+
+    def extra_latency(self, n: int) -> int:
+        """The file's own record for ``n`` where it has one, else ``M - gcd(n, M)`` (what the file's streams add)."""
+        if not self.any_length:
+            return 0
+        return self.recorded_extra.get(int(n), super().extra_latency(n))
 
     def _run(self, frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -252,13 +343,6 @@ class OnnxModel(HostModel):
         self.stream.reset()
 
 
-def _first_conv_channels(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            return int(module.in_channels)
-    return 1
-
-
 def load_host_model(
     spec: Union[str, Path, nn.Module],
     weights: Optional[Union[str, Path]] = None,
@@ -308,12 +392,12 @@ def load_host_model(
 def _torch_model(
     model: nn.Module, name: str, method: str, channels: Optional[int], sample_rate: Optional[int]
 ) -> TorchModel:
-    from streamify.models.loading import streaming_model
+    from streamify.models.loading import guess_channels, streaming_model
 
     if sample_rate is None:
         sample_rate = getattr(model, "sample_rate", None)
         sample_rate = int(sample_rate) if isinstance(sample_rate, (int, float)) and sample_rate > 0 else None
-    stream = streaming_model(model, channels or _first_conv_channels(model), method=method)
+    stream = streaming_model(model, channels or guess_channels(model), method=method)
     return TorchModel(stream, name, sample_rate)
 
 

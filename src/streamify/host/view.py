@@ -65,7 +65,7 @@ class LiveView:
         table.add_row("worker load", meter_load(load))
         table.add_row(
             "latency",
-            f"{samples_ms(engine.latency, rate)} = model {samples_ms(engine.model.delay, rate)} "
+            f"{samples_ms(engine.latency, rate)} = model {samples_ms(engine.model.delay_at(engine.buffer), rate)} "
             f"+ buffering {engine.buffering}",
         )
         table.add_row(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import pickle
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -63,10 +65,11 @@ def _build(spec: str) -> nn.Module:
         )
     module = _import(module_name, spec)
     if not hasattr(module, attribute):
-        callables = sorted(name for name, value in vars(module).items() if callable(value) and not name.startswith("_"))
+        found = factories(module)
+        listed = ", ".join(found[:10]) + (f", ... ({len(found)} in all)" if len(found) > 10 else "")
         raise StreamingError(
             f"streamify: {module_name} ({getattr(module, '__file__', '?')}) has no {attribute!r}; name a function "
-            f"or class defined there ({', '.join(callables[:8]) or 'it defines none'})"
+            f"or nn.Module class defined there ({listed or 'it defines none'})"
         )
     try:
         model = getattr(module, attribute)()
@@ -78,6 +81,20 @@ def _build(spec: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise StreamingError(f"streamify: {spec}() returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def factories(module: types.ModuleType) -> List[str]:
+    """Names of the public functions, then of the ``nn.Module`` classes, defined in ``module`` itself (not imported),
+    each sorted."""
+    functions, classes = [], []
+    for name, value in vars(module).items():
+        if name.startswith("_") or getattr(value, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(value):
+            functions.append(name)
+        elif inspect.isclass(value) and issubclass(value, nn.Module):
+            classes.append(name)
+    return sorted(functions) + sorted(classes)
 
 
 def _import(module_name: str, spec: str):
@@ -195,6 +212,12 @@ def _first_conv(model: nn.Module) -> Optional[Tuple[str, int]]:
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
             return f"{name or type(model).__name__}: {type(module).__name__}", module.in_channels
     return None
+
+
+def guess_channels(model: nn.Module) -> int:
+    """The input channels a model takes, guessed as those of its first conv (module order); 1 without one."""
+    first = _first_conv(model)
+    return int(first[1]) if first is not None else 1
 
 
 def input_refusal(model: nn.Module, example: Tensor, methods: Sequence[str]) -> Optional[StreamingError]:
