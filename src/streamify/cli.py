@@ -272,6 +272,9 @@ def _register_commands() -> None:
     from streamify.export.commands import register as register_export
 
     register_export(app)
+    from streamify.training.cli import register as register_train  # imports lightning only when run
+
+    register_train(app)
     try:
         from streamify.bench.commands import register as register_bench
     except ImportError:  # pragma: no cover - the bench package is optional in a source checkout

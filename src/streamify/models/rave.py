@@ -131,7 +131,9 @@ class RAVE(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"preset={c.name}, sample_rate={c.sample_rate}, ratio={self.ratio}, latent={c.latent}, causal={self.causal}"
+        return (
+            f"preset={c.name}, sample_rate={c.sample_rate}, ratio={self.ratio}, latent={c.latent}, causal={self.causal}"
+        )
 
 
 def rave(preset: Union[str, RaveConfig] = "small", causal: bool = False, weight_norm: bool = False) -> RAVE:
