@@ -38,7 +38,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the weights, the data order and the noise.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
-    """Train a RAVE-style model on a folder of audio (PyTorch Lightning: checkpoints, resume, TensorBoard, DDP).
+    r"""Train a RAVE-style model on a folder of audio (PyTorch Lightning: checkpoints, resume, TensorBoard, DDP).
 
     Needs the 'train' extra: pip install 'streamify\[train]'. Checkpoints go to RUN_DIR/checkpoints
     (last.ckpt is the newest); 'streamify export RUN_DIR/checkpoints/last.ckpt' makes an nn~ file of it.
