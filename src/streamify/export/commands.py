@@ -49,7 +49,12 @@ def export(
     ] = Path("model.ts"),
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
     channels: Annotated[int, typer.Option(min=1, help="Input channels of the model.")] = 1,
-    sample_rate: Annotated[int, typer.Option(min=1, help="The model's sample rate (recorded in the file).")] = 48000,
+    sample_rate: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, help="The model's sample rate (recorded in the file); default: its sample_rate, else 48000."
+        ),
+    ] = None,
     method: Annotated[
         Optional[List[str]],
         typer.Option(
@@ -84,6 +89,8 @@ def export(
     kind = _format_of(output, format)
     try:
         loaded = load_model(model, weights)
+        if sample_rate is None:
+            sample_rate = int(getattr(loaded, "sample_rate", 48000))
         generator = torch.Generator().manual_seed(0)
         example = torch.randn(1, channels, length, generator=generator)
         if kind is ExportFormat.onnx:

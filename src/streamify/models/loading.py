@@ -35,10 +35,13 @@ def load_model(spec: str, weights: Optional[Union[str, Path]] = None) -> nn.Modu
         from streamify.models.shipped import pretrained
 
         model = pretrained()
+        model.use_noise = False
     elif spec.endswith(CHECKPOINT_SUFFIXES) and ":" not in spec:
         from streamify.models.checkpoint import load_checkpoint
 
         model = load_checkpoint(spec)
+        # streamed and exported without the noise synthesizer: its random draws cannot be checked against offline
+        model.use_noise = False
     else:
         module_name, _, attribute = spec.partition(":")
         if not module_name or not attribute:

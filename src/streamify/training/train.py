@@ -11,7 +11,7 @@ import datetime
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -58,8 +58,10 @@ def last_checkpoint(out: Path) -> Optional[Path]:
     return path if path.exists() else None
 
 
-def train(config: TrainConfig):
+def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     """Run (or resume) a training run; returns the Lightning Trainer after ``fit``.
+
+    ``callbacks``: more Lightning callbacks (the tests record the losses with one).
 
     Raises:
         FileNotFoundError: no audio under ``config.data_dir``, or ``resume`` without a checkpoint.
@@ -106,6 +108,7 @@ def train(config: TrainConfig):
 
         backend = "nccl" if config.accelerator in ("gpu", "cuda") else "gloo"
         strategy = DDPStrategy(find_unused_parameters=True, process_group_backend=backend)
+    extra = callbacks
     callbacks = [
         ModelCheckpoint(
             dirpath=out / "checkpoints",
@@ -118,6 +121,7 @@ def train(config: TrainConfig):
     ]
     if config.progress:
         callbacks.append(RichProgressBar())
+    callbacks += list(extra)
     trainer = L.Trainer(
         default_root_dir=out,
         accelerator=config.accelerator,
