@@ -14,7 +14,7 @@ A step is one batch: the discriminators' optimizer steps outside Lightning's ste
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import lightning as L
 import torch
@@ -138,7 +138,7 @@ class RaveTraining(L.LightningModule):
             if not self.logged_inputs:
                 writer.add_audio(f"input/{i}", x[i, 0].float().cpu().clamp(-1, 1), step, sample_rate=rate)
             writer.add_audio(f"reconstruction/{i}", y[i, 0].float().cpu().clamp(-1, 1), step, sample_rate=rate)
-        figure = spectrogram_figure(x[0, 0], y[0, 0], rate)
+        figure = spectrogram_figure([x[0, 0], y[0, 0]], ["input", "reconstruction"], rate)
         if figure is not None:
             writer.add_figure("spectrogram", figure, step)
         self.logged_inputs = True
@@ -148,8 +148,9 @@ class RaveTraining(L.LightningModule):
         checkpoint["streamify"] = {"preset": self.hparams.preset, "causal": bool(self.hparams.causal)}
 
 
-def spectrogram_figure(x: Tensor, y: Tensor, sample_rate: int, titles=("input", "reconstruction")) -> Optional[Any]:
-    """A matplotlib figure: log-magnitude spectrograms of ``x`` and ``y`` (``[n]`` each) one above the other."""
+def spectrogram_figure(signals: Sequence[Tensor], titles: Sequence[str], sample_rate: int) -> Optional[Any]:
+    """A matplotlib figure: log-magnitude spectrograms (dB) of ``signals`` (``[n]`` each), one above the other;
+    None without matplotlib."""
     try:
         import matplotlib
 
@@ -157,10 +158,10 @@ def spectrogram_figure(x: Tensor, y: Tensor, sample_rate: int, titles=("input", 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    figure, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for axis, signal, title in zip(axes, (x, y), titles):
-        window = torch.hann_window(1024, dtype=torch.float32)
-        spectrum = torch.stft(signal.float().cpu(), 1024, 256, window=window, return_complex=True).abs()
+    figure, axes = plt.subplots(len(signals), 1, figsize=(8, 2.4 * len(signals)), sharex=True, squeeze=False)
+    window = torch.hann_window(1024, dtype=torch.float32)
+    for axis, signal, title in zip(axes[:, 0], signals, titles):
+        spectrum = torch.stft(signal.detach().float().cpu(), 1024, 256, window=window, return_complex=True).abs()
         image = 20 * torch.log10(spectrum + 1e-5)
         seconds = signal.numel() / sample_rate
         axis.imshow(
@@ -169,11 +170,11 @@ def spectrogram_figure(x: Tensor, y: Tensor, sample_rate: int, titles=("input", 
             aspect="auto",
             extent=(0, seconds, 0, sample_rate / 2000),
             vmin=-80,
-            vmax=float(image.max()),
+            vmax=20,
             cmap="magma",
         )
         axis.set_title(title)
         axis.set_ylabel("kHz")
-    axes[-1].set_xlabel("seconds")
+    axes[-1, 0].set_xlabel("seconds")
     figure.tight_layout()
     return figure
