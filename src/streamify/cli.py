@@ -150,7 +150,8 @@ def demo(
         Optional[Path], typer.Option("--input", help="Audio file to stream (needs soundfile; soxr to resample).")
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", help="Write the streamed output here (aligned with the input).")
+        Optional[Path],
+        typer.Option("--output", help="Write the streamed output here (aligned with the input, same length)."),
     ] = None,
     buffer: Annotated[
         int, typer.Option(min=1, help="Samples per streamed buffer (a multiple of the model's 512).")
@@ -185,9 +186,11 @@ def demo(
         source = "built-in clip (held-out music)" if input is None else str(input)
         if seconds is not None:
             x = x[..., : max(1, int(seconds * rate))]
-        buffers = max(1, math.ceil(x.size(-1) / buffer))
-        x = torch.nn.functional.pad(x, (0, buffers * buffer - x.size(-1))).to(dtype.torch)  # whole buffers
+        length = x.size(-1)
         stream = demo_stream(model, multiple, dtype.torch)
+        # whole buffers, and the latency's worth of silence after the input: the stream then gives all of it
+        buffers = max(1, math.ceil((length + stream.delay) / buffer))
+        x = torch.nn.functional.pad(x, (0, buffers * buffer - length)).to(dtype.torch)
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -198,17 +201,14 @@ def demo(
         ) as progress:
             run = stream_and_compare(stream, x, buffer, progress)
         if output is not None:
-            aligned = torch.cat(
-                [run.streamed[..., stream.delay :], torch.zeros_like(run.streamed[..., : stream.delay])], -1
-            )
-            write_audio(output, aligned, rate)
+            write_audio(output, run.streamed[..., stream.delay : stream.delay + length], rate)
     except streamify.StreamingError as error:
         out.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=2) from error
 
     latency = float(stream.delay)
     comparison = run.comparison
-    audio_seconds = x.size(-1) / rate
+    audio_seconds = x.size(-1) / rate  # what was streamed: the input, then silence up to whole buffers
     if dtype is DType.float64:
         passed = comparison.max_abs_error <= FLOAT64_MAX_ABS_ERROR
         bar = f"max abs error <= {FLOAT64_MAX_ABS_ERROR:g}"
@@ -223,7 +223,7 @@ def demo(
     table.add_column("quantity")
     table.add_column("value")
     table.add_row("model", f"RAVE-style 'small', trained on music ({parameters} parameters), {dtype.value}")
-    table.add_row("input", f"{source}: {audio_seconds:g} s at {rate} Hz, {buffers} buffers of {buffer}")
+    table.add_row("input", f"{source}: {length / rate:g} s at {rate} Hz, streamed in {buffers} buffers of {buffer}")
     table.add_row("latency (model delay)", _samples(latency, rate))
     table.add_row("latency incl. buffering", _samples(latency + buffer, rate))
     table.add_row("buffer multiple", f"{stream.buffer_multiple} samples")
@@ -239,7 +239,7 @@ def demo(
     slow = " [red]above 1: slower than real time on this machine[/red]" if factor > 1 else ""
     table.add_row("real-time factor", f"{factor:.4f} (compute time / audio time){slow}")
     if output is not None:
-        table.add_row("output", f"{output} (the stream, aligned with the input)")
+        table.add_row("output", f"{output} (the stream without its latency: aligned with the input)")
     table.add_row("result", ("[green]PASS[/green] " if passed else "[red]FAIL[/red] ") + bar)
     out.print(table)
     if not passed:

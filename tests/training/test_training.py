@@ -86,6 +86,25 @@ def test_dataset_is_resampled_once_and_windows_are_reproducible(audio_dir: Path,
     assert [next(indices) for _ in range(4)] == [22, 23, 26, 27]  # steps 5 and 6 of rank 1 of 2, batch 2
 
 
+def test_unreadable_files_are_skipped_with_a_warning(audio_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wav")
+    (folder / "good.flac").symlink_to(audio_dir / "clip0.wav")  # soundfile reads by content, not suffix
+    stereo = np.stack([np.zeros(4800), 0.5 * np.ones(4800)], axis=1).astype(np.float32)
+    soundfile.write(folder / "stereo.flac", stereo, 48000)  # lossless: the mean is exact
+    with pytest.warns(UserWarning, match="broken.wav"):
+        prepared = prepare(folder, tmp_path / "data", 22050)
+    assert prepared.files == ["good.flac", "stereo.flac"]
+    assert prepared.lengths == [44100, 2205]
+    assert abs(float(prepared.samples[44100 + 1000]) - 0.25) < 1e-3  # stereo mixed to mono
+    (folder / "broken.wav").rename(folder / "only.wav")
+    for name in ("good.flac", "stereo.flac"):
+        (folder / name).unlink()
+    with pytest.raises(FileNotFoundError, match="no readable audio"), pytest.warns(UserWarning):
+        prepare(folder, tmp_path / "other", 22050)
+
+
 def test_a_few_steps_reduce_the_loss(audio_dir: Path, tmp_path: Path) -> None:
     losses = Losses()
     train(_config(audio_dir, tmp_path / "run", max_steps=40, threads=1), callbacks=[losses])

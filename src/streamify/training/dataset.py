@@ -15,6 +15,7 @@ by :func:`split_files`.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -71,6 +72,8 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
 def prepare(data_dir: Path, cache_dir: Path, sample_rate: int) -> PreparedAudio:
     """Resample every audio file of ``data_dir`` into ``cache_dir`` once; later calls reuse it.
 
+    Files that cannot be decoded are skipped with a warning naming them.
+
     Raises:
         FileNotFoundError: ``data_dir`` holds no audio file soundfile can read.
     """
@@ -87,16 +90,29 @@ def prepare(data_dir: Path, cache_dir: Path, sample_rate: int) -> PreparedAudio:
     offsets, lengths, names = [], [], []
     total = 0
     partial = cache_dir / (AUDIO + ".partial")
+    skipped: List[str] = []
     with open(partial, "wb") as out:
         for path in files:
-            samples = read_mono(path, sample_rate)
+            try:
+                samples = read_mono(path, sample_rate)
+            except Exception as error:  # soundfile raises several types for broken files
+                skipped.append(f"{path.name} ({error})")
+                continue
             if samples.size == 0:
+                skipped.append(f"{path.name} (no samples)")
                 continue
             out.write(samples.tobytes())
             names.append(str(path.relative_to(data_dir)))
             offsets.append(total)
             lengths.append(int(samples.size))
             total += int(samples.size)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable audio file(s) under {data_dir}: " + "; ".join(skipped), stacklevel=2
+        )
+    if not names:
+        partial.unlink()
+        raise FileNotFoundError(f"no readable audio file under {data_dir}")
     partial.replace(cache_dir / AUDIO)
     index = {
         "source": str(data_dir.resolve()),
