@@ -135,10 +135,11 @@ def test_resume_without_a_checkpoint_is_refused(audio_dir: Path, tmp_path: Path)
         train(_config(audio_dir, tmp_path / "empty", max_steps=1, resume=True))
 
 
-def test_validation_logs_audio_and_spectrograms(audio_dir: Path, tmp_path: Path) -> None:
+def test_validation_logs_audio_and_spectrograms_causal(audio_dir: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(_config(audio_dir, tmp_path / "run", max_steps=2, val_every=2, threads=1))
+    train(_config(audio_dir, tmp_path / "run", max_steps=2, val_every=2, threads=1, causal=True))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").causal  # the causal variant trains too
     (events,) = (tmp_path / "run" / "logs").glob("events.out.tfevents.*")
     accumulator = EventAccumulator(str(events), size_guidance={"audio": 0, "images": 0})
     accumulator.Reload()
