@@ -196,3 +196,6 @@ def test_train_command_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(empty), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "no audio file" in result.output
+    result = CliRunner().invoke(app, ["train", str(empty), "--out", str(tmp_path / "run"), "--precision", "16-mixed"])
+    assert result.exit_code == 2
+    assert "bf16-mixed" in result.output

@@ -32,7 +32,7 @@ def train_command(
     ] = 500,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu (Lightning accelerator).")] = "auto",
     devices: Annotated[int, typer.Option(min=1, help="Processes / GPUs (DDP when more than one).")] = 1,
-    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed, ...")] = "32-true",
+    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true or bf16-mixed.")] = "32-true",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads per process.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Data loader worker processes.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the weights, the data order and the noise.")] = 0,
@@ -89,7 +89,7 @@ def train_command(
     )
     try:
         train(config)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
 

@@ -65,6 +65,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
 
     Raises:
         FileNotFoundError: no audio under ``config.data_dir``, or ``resume`` without a checkpoint.
+        ValueError: fp16 mixed precision (use bf16-mixed).
     """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -75,6 +76,9 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     from streamify.training.dataset import AudioWindows, StepSampler, prepare, split_files
     from streamify.training.module import RaveTraining
 
+    if config.precision.startswith("16"):
+        # the discriminators' optimizer steps outside Lightning (one step per batch), so no gradient scaler
+        raise ValueError(f"precision {config.precision!r} is not supported: use bf16-mixed or 32-true")
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
