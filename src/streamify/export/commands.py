@@ -58,7 +58,9 @@ def export(
     method: Annotated[
         Optional[List[str]],
         typer.Option(
-            "--method", "-m", help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one."
+            "--method",
+            "-m",
+            help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one. Default: forward; for an autoencoder with encode and decode (RAVE checkpoints), nn~: all three.",
         ),
     ] = None,
     length: Annotated[int, typer.Option(min=1, help="Length of the conversion example, in samples.")] = 32768,
@@ -89,6 +91,12 @@ def export(
     kind = _format_of(output, format)
     try:
         loaded = load_model(model, weights)
+        if (
+            not method
+            and kind is ExportFormat.nn_tilde
+            and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
+        ):
+            methods = ["encode", "decode", "forward"]
         if sample_rate is None:
             sample_rate = int(getattr(loaded, "sample_rate", 48000))
         generator = torch.Generator().manual_seed(0)
