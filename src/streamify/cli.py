@@ -135,6 +135,20 @@ def _samples(n: float, sample_rate: int) -> str:
     return f"{n:g} samples ({1000.0 * n / sample_rate:.2f} ms)"
 
 
+def float32_accuracy(model: torch.nn.Module, x: torch.Tensor, run: StreamRun, delay: int) -> tuple:
+    """``(stream error, offline error)``: max abs differences of the float32 stream (shifted by ``delay``)
+    and of the float32 offline output to the float64 offline output, over the compared samples."""
+    import copy
+
+    exact = copy.deepcopy(model).to(torch.float64)
+    with torch.no_grad():
+        reference = exact(x.to(torch.float64))
+    n = min(run.streamed.size(-1) - delay, reference.size(-1))
+    stream_error = (run.streamed[..., delay : delay + n].double() - reference[..., :n]).abs().max().item()
+    offline_error = (run.offline[..., :n].double() - reference[..., :n]).abs().max().item()
+    return stream_error, offline_error
+
+
 def demo_stream(model: torch.nn.Module, buffer_multiple_of: int, dtype: torch.dtype) -> StreamingModule:
     """The streaming form of the demo's model: ``streamify.convert`` of its ``forward`` (a seeded example)."""
     from streamify.convert import convert
@@ -215,6 +229,13 @@ def demo(
     else:
         passed = comparison.max_rel_error <= FLOAT32_MAX_REL_ERROR
         bar = f"max relative error <= {FLOAT32_MAX_REL_ERROR:g}"
+        if not passed:
+            # a trained model's float32 offline output is itself only float32-accurate (on some inputs
+            # above 1e-5 relative): then the stream passes if it is as close to the float64 offline
+            # output as the float32 offline output is (a wrong stream is orders of magnitude off)
+            stream_error, offline_error = float32_accuracy(model, x, run, stream.delay)
+            passed = stream_error <= 2 * offline_error
+            bar += f", else error vs float64 offline {stream_error:.2e} <= 2 x float32 offline's {offline_error:.2e}"
     parameters = sum(p.numel() for p in model.parameters())
     factor = run.stream_seconds / audio_seconds
     used_threads = torch.get_num_threads()
