@@ -1,4 +1,4 @@
-"""The command line: ``streamify demo`` and the app's structure."""
+"""The command line: the app's structure (``streamify demo`` itself: tests/models/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -10,40 +10,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 import streamify
-from streamify import cli
 from streamify.cli import app
 
 runner = CliRunner()
-
-
-def test_demo_passes_and_reports_latency_and_error() -> None:
-    result = runner.invoke(app, ["demo", "--seconds", "0.25", "--buffer", "256"])
-    assert result.exit_code == 0, result.output
-    for label in (
-        "latency (model delay)",
-        "buffer multiple",
-        "receptive field",
-        "cache memory",
-        "max abs error",
-        "real-time factor",
-        "PASS",
-    ):
-        assert label in result.output
-    assert "0.000e+00" in result.output or "e-1" in result.output
-
-
-def test_demo_float32() -> None:
-    result = runner.invoke(app, ["demo", "--seconds", "0.1", "--dtype", "float32", "--buffer", "128", "--threads", "1"])
-    assert result.exit_code == 0, result.output
-    assert "float32" in result.output
-    assert "max relative error" in result.output
-
-
-def test_demo_fails_with_status_1_above_the_error_bar(monkeypatch) -> None:
-    monkeypatch.setattr(cli, "FLOAT64_MAX_ABS_ERROR", -1.0)  # no error can pass
-    result = runner.invoke(app, ["demo", "--seconds", "0.05"])
-    assert result.exit_code == 1
-    assert "FAIL" in result.output
 
 
 def test_demo_refuses_a_buffer_off_the_multiple() -> None:
@@ -63,7 +32,7 @@ def test_version_and_help() -> None:
 
 def test_python_dash_m_runs_the_cli() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "streamify", "demo", "--seconds", "0.05"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "streamify", "demo", "--seconds", "0.5"], capture_output=True, text=True, timeout=300
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "latency" in completed.stdout

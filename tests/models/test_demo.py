@@ -1,11 +1,18 @@
-"""The built-in demo autoencoder streams exactly, scripts, and is deterministic."""
+"""``streamify demo`` streams the shipped trained model exactly; the demo autoencoder of the tests too."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from streamify import cli
 from streamify.check import compare_streamed, measure_delay, stream_signal
+from streamify.cli import app
 from streamify.layers import Sequential
 from streamify.models import build_demo_autoencoder, demo_signal
 from streamify.state import reset
@@ -104,3 +111,106 @@ def test_demo_signal_is_seeded_and_bounded() -> None:
     assert torch.equal(x, demo_signal(seconds=0.5, sample_rate=8000))
     assert not torch.equal(x, demo_signal(seconds=0.5, sample_rate=8000, seed=1))
     assert 0.1 < x.abs().max() < 1.0
+
+
+# ---------------------------------------------------------------------------------------------- streamify demo
+
+runner = CliRunner()
+
+
+def test_pretrained_is_the_trained_small_model() -> None:
+    from streamify.models import pretrained, rave
+    from streamify.models.clip import builtin_clip
+    from streamify.training.losses import multiscale_spectral_distance
+
+    model = pretrained()
+    assert not model.training and next(model.parameters()).dtype == torch.float32
+    assert (model.sample_rate, model.ratio, model.latent_size, model.config.name) == (22050, 512, 16, "small")
+    clip = builtin_clip()
+    assert clip.shape[:2] == (1, 1) and clip.size(-1) == 6 * 22050 and 0.1 < clip.abs().max() <= 1
+    torch.manual_seed(0)
+    untrained = rave("small").eval()
+    model.use_noise = untrained.use_noise = False
+    x = clip[..., : 512 * 128]
+    with torch.no_grad():
+        trained_distance = multiscale_spectral_distance(model(x), x)
+        untrained_distance = multiscale_spectral_distance(untrained(x), x)
+    assert trained_distance < 0.8 * untrained_distance  # the shipped weights were trained
+
+
+def test_demo_streams_the_trained_model_exactly_on_one_thread() -> None:
+    result = runner.invoke(app, ["demo", "--seconds", "1"])
+    assert result.exit_code == 0, result.output
+    for label in ("latency (model delay)", "latency incl. buffering", "real-time factor", "max relative error", "PASS"):
+        assert label in result.output
+    assert re.search(r"threads\s*│\s*1 \(torch intra-op\), the real-time default", result.output)
+    assert "built-in clip" in result.output
+
+
+def test_demo_float64_and_threads_option() -> None:
+    threads = torch.get_num_threads()
+    try:
+        result = runner.invoke(app, ["demo", "--seconds", "0.5", "--dtype", "float64", "--threads", "2"])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert "max abs error <= 1e-10" in result.output and "PASS" in result.output
+    assert re.search(r"threads\s*│\s*2 \(torch intra-op\)\s", result.output)
+
+
+def test_demo_fails_when_the_stream_is_off_by_one_sample(monkeypatch) -> None:
+    original = cli.demo_stream
+
+    def broken(*args, **kwargs):
+        stream = original(*args, **kwargs)
+        stream.delay += 1  # what a wrong latency would give: the check must see it
+        return stream
+
+    monkeypatch.setattr(cli, "demo_stream", broken)
+    result = runner.invoke(app, ["demo", "--seconds", "0.5"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
+
+
+def test_demo_flags_a_real_time_factor_above_one(monkeypatch) -> None:
+    original = cli.stream_and_compare
+
+    def slow(*args, **kwargs):
+        run = original(*args, **kwargs)
+        run.buffer_seconds = [10.0 for _ in run.buffer_seconds]
+        return run
+
+    monkeypatch.setattr(cli, "stream_and_compare", slow)
+    result = runner.invoke(app, ["demo", "--seconds", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "slower than real time" in result.output
+
+
+def test_demo_input_and_output_files(tmp_path) -> None:
+    soundfile = pytest.importorskip("soundfile")
+    pytest.importorskip("soxr")
+    t = torch.arange(44100) / 44100
+    soundfile.write(tmp_path / "in.wav", (0.3 * torch.sin(2 * torch.pi * 440 * t)).numpy(), 44100)
+    result = runner.invoke(app, ["demo", "--input", str(tmp_path / "in.wav"), "--output", str(tmp_path / "out.wav")])
+    assert result.exit_code == 0, result.output
+    audio, rate = soundfile.read(tmp_path / "out.wav")
+    assert rate == 22050 and audio.shape == (22050,)  # the input's 1 s, resampled to 22.05 kHz
+    assert 0.01 < abs(audio).max() <= 1.0
+    short = runner.invoke(app, ["demo", "--input", str(tmp_path / "in.wav"), "--seconds", "0.01"])
+    assert short.exit_code == 0 and "PASS" in short.output  # shorter than the latency: still all compared
+    missing = runner.invoke(app, ["demo", "--input", str(tmp_path / "missing.wav")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_demo_runs_without_the_optional_packages() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('lightning', 'soundfile', 'soxr', 'matplotlib', 'tensorboard'):\n"
+        "    sys.modules[name] = None\n"
+        "from streamify.cli import main\n"
+        "sys.argv = ['streamify', 'demo', '--seconds', '0.5']\n"
+        "main()\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "PASS" in completed.stdout

@@ -55,11 +55,18 @@ def export(
             min=1, help="Input channels of the model (default: guessed from its first conv, as process does)."
         ),
     ] = None,
-    sample_rate: Annotated[int, typer.Option(min=1, help="The model's sample rate (recorded in the file).")] = 48000,
+    sample_rate: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, help="The model's sample rate (recorded in the file); default: its sample_rate, else 48000."
+        ),
+    ] = None,
     method: Annotated[
         Optional[List[str]],
         typer.Option(
-            "--method", "-m", help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one."
+            "--method",
+            "-m",
+            help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one. Default: forward; for an autoencoder with encode and decode (RAVE checkpoints), nn~: all three.",
         ),
     ] = None,
     length: Annotated[int, typer.Option(min=1, help="Length of the conversion example, in samples.")] = 32768,
@@ -95,6 +102,14 @@ def export(
             channels = guess_channels(loaded)
             if channels != 1:
                 out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
+        if (
+            not method
+            and kind is ExportFormat.nn_tilde
+            and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
+        ):
+            methods = ["encode", "decode", "forward"]
+        if sample_rate is None:
+            sample_rate = int(getattr(loaded, "sample_rate", 48000))
         generator = torch.Generator().manual_seed(0)
         example = torch.randn(1, channels, length, generator=generator)
         if kind is ExportFormat.onnx:

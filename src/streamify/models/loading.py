@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from streamify.cli_errors import one_line, where
 from streamify.layers.base import StreamingError, StreamingModule
 
-BUILTIN = ("demo",)
+BUILTIN = ("demo", "pretrained")
+#: file suffixes read as RAVE checkpoints (``streamify train``) or weight files
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 #: how to write a weights file this loader takes
 SAVE_HINT = "save them with torch.save(model.state_dict(), path)"
@@ -34,10 +36,11 @@ def load_model(spec: str, weights: Optional[Union[str, Path]] = None) -> nn.Modu
     """The model a command line names, in eval mode.
 
     Args:
-        spec: ``"demo"`` (the built-in demo autoencoder) or ``"package.module:factory"``,
-            where ``factory()`` returns an ``nn.Module`` (a class works too). The module is
-            looked up in the current directory first, as ``python -m`` does (the current
-            directory is put on ``sys.path``).
+        spec: ``"demo"`` (the built-in demo autoencoder), ``"pretrained"`` (the shipped trained
+            RAVE-style model), a checkpoint of ``streamify train`` (``.ckpt``) or a RAVE weight file
+            (``.pt``), or ``"package.module:factory"``, where ``factory()`` returns an ``nn.Module``
+            (a class works too). The module is looked up in the current directory first, as
+            ``python -m`` does (the current directory is put on ``sys.path``).
         weights: a state dict saved with ``torch.save`` (or a checkpoint holding one under
             ``"state_dict"``); loaded with ``weights_only=True`` (no arbitrary unpickling), strictly.
 
@@ -49,6 +52,17 @@ def load_model(spec: str, weights: Optional[Union[str, Path]] = None) -> nn.Modu
         from streamify.models.demo import build_demo_autoencoder
 
         model: nn.Module = build_demo_autoencoder()
+    elif spec == "pretrained":
+        from streamify.models.shipped import pretrained
+
+        model = pretrained()
+        model.use_noise = False
+    elif spec.endswith(CHECKPOINT_SUFFIXES) and ":" not in spec:
+        from streamify.models.checkpoint import load_checkpoint
+
+        model = load_checkpoint(spec)
+        # streamed and exported without the noise synthesizer: its random draws cannot be checked against offline
+        model.use_noise = False
     else:
         model = _build(spec)
     if weights is not None:
