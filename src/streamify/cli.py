@@ -276,6 +276,9 @@ def _register_commands() -> None:
     from streamify.data.cli import register as register_data
 
     register_data(app)
+    from streamify.training.cli import register as register_train  # imports lightning only when run
+
+    register_train(app)
     try:
         from streamify.bench.commands import register as register_bench
     except ImportError:  # pragma: no cover - the bench package is optional in a source checkout

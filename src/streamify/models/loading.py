@@ -11,15 +11,19 @@ from torch import nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 
-BUILTIN = ("demo",)
+BUILTIN = ("demo", "pretrained")
+#: file suffixes read as RAVE checkpoints (``streamify train``) or weight files
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
 def load_model(spec: str, weights: Optional[Union[str, Path]] = None) -> nn.Module:
     """The model a command line names.
 
     Args:
-        spec: ``"demo"`` (the built-in demo autoencoder) or ``"package.module:factory"``,
-            where ``factory()`` returns an ``nn.Module`` (a class works too).
+        spec: ``"demo"`` (the built-in demo autoencoder), ``"pretrained"`` (the shipped trained
+            RAVE-style model), a checkpoint of ``streamify train`` (``.ckpt``) or a RAVE weight file
+            (``.pt``), or ``"package.module:factory"``, where ``factory()`` returns an ``nn.Module``
+            (a class works too).
         weights: a state dict saved with ``torch.save``; loaded with ``weights_only=True``
             (no arbitrary unpickling), strictly.
     """
@@ -27,6 +31,14 @@ def load_model(spec: str, weights: Optional[Union[str, Path]] = None) -> nn.Modu
         from streamify.models.demo import build_demo_autoencoder
 
         model: nn.Module = build_demo_autoencoder()
+    elif spec == "pretrained":
+        from streamify.models.shipped import pretrained
+
+        model = pretrained()
+    elif spec.endswith(CHECKPOINT_SUFFIXES) and ":" not in spec:
+        from streamify.models.checkpoint import load_checkpoint
+
+        model = load_checkpoint(spec)
     else:
         module_name, _, attribute = spec.partition(":")
         if not module_name or not attribute:

@@ -1,0 +1,157 @@
+"""``train()``: prepare a folder of audio, then fit :class:`RaveTraining` with a Lightning Trainer.
+
+The run folder holds ``data/`` (the memory-mapped dataset), ``checkpoints/`` (every
+``checkpoint_every`` steps and ``last.ckpt``), ``logs/`` (TensorBoard: losses, validation
+audio and spectrograms) and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class TrainConfig:
+    """What ``streamify train`` was asked for (written to ``RUN_DIR/config.json``)."""
+
+    data_dir: str
+    out: str
+    preset: str = "small"
+    causal: bool = False
+    max_steps: int = -1
+    max_minutes: float = 0.0  # 0: no time limit
+    batch_size: int = 8
+    window: float = 0.5  # seconds of audio per training example (rounded up to whole latent frames)
+    learning_rate: float = 3e-4
+    beta: float = 0.01
+    beta_warmup: int = 2000
+    phase2_step: int = 1_000_000
+    validation_fraction: float = 0.05
+    validation_windows: int = 8
+    validation_seconds: float = 2.0
+    val_every: int = 500
+    checkpoint_every: int = 500
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "32-true"
+    threads: int = 0  # torch intra-op threads per process; 0: torch's default
+    workers: int = 0
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+def whole_frames(seconds: float, sample_rate: int, ratio: int) -> int:
+    """Samples of ``seconds`` rounded up to a whole number of latent frames (``ratio`` samples each)."""
+    return max(1, -(-round(seconds * sample_rate) // ratio)) * ratio
+
+
+def last_checkpoint(out: Path) -> Optional[Path]:
+    """``RUN_DIR/checkpoints/last.ckpt`` if it exists."""
+    path = Path(out) / "checkpoints" / "last.ckpt"
+    return path if path.exists() else None
+
+
+def train(config: TrainConfig):
+    """Run (or resume) a training run; returns the Lightning Trainer after ``fit``.
+
+    Raises:
+        FileNotFoundError: no audio under ``config.data_dir``, or ``resume`` without a checkpoint.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torch.utils.data import DataLoader
+
+    from streamify.models.presets import preset
+    from streamify.training.dataset import AudioWindows, StepSampler, prepare, split_files
+    from streamify.training.module import RaveTraining
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = None
+    if config.resume:
+        ckpt_path = last_checkpoint(out)
+        if ckpt_path is None:
+            raise FileNotFoundError(f"--resume: no {out / 'checkpoints' / 'last.ckpt'} to resume from")
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    spec = preset(config.preset)
+    prepared = prepare(Path(config.data_dir), out / "data", spec.sample_rate)
+    train_files, val_files = split_files(prepared, config.validation_fraction)
+    length = whole_frames(config.window, spec.sample_rate, spec.ratio)
+    val_length = whole_frames(config.validation_seconds, spec.sample_rate, spec.ratio)
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = RaveTraining(
+        preset=config.preset,
+        causal=config.causal,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        beta_warmup=config.beta_warmup,
+        phase2_step=config.phase2_step,
+        seed=config.seed,
+    )
+    devices = config.devices
+    strategy = "auto"
+    if devices > 1:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        backend = "nccl" if config.accelerator in ("gpu", "cuda") else "gloo"
+        strategy = DDPStrategy(find_unused_parameters=True, process_group_backend=backend)
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=out / "checkpoints",
+            filename="step{step}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=config.checkpoint_every,
+            save_top_k=-1,
+            save_last=True,
+        )
+    ]
+    if config.progress:
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        default_root_dir=out,
+        accelerator=config.accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=config.precision,
+        max_steps=config.max_steps,
+        max_time=datetime.timedelta(minutes=config.max_minutes) if config.max_minutes > 0 else None,
+        max_epochs=-1,
+        logger=TensorBoardLogger(out, name="logs", version=""),
+        callbacks=callbacks,
+        val_check_interval=config.val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=min(50, max(1, config.val_every)),
+        use_distributed_sampler=False,
+        enable_progress_bar=config.progress,
+        enable_model_summary=config.progress,
+    )
+    sampler = StepSampler(
+        config.batch_size,
+        start=lambda: int(module.step_count.item()),
+        ranks=lambda: (trainer.global_rank, trainer.world_size),
+    )
+    train_loader = DataLoader(
+        AudioWindows(prepared, train_files, length, random=True, seed=config.seed),
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        drop_last=True,
+    )
+    val_windows = AudioWindows(prepared, val_files, val_length, random=False, count=config.validation_windows)
+    val_loader = DataLoader(val_windows, batch_size=min(4, config.validation_windows), num_workers=0)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # the state it stopped in (max_steps or max_time), whatever the checkpoint interval: resume continues here
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    return trainer
