@@ -118,7 +118,7 @@ def evaluate_dataset(
                 "msd": metrics.multiscale_spectral_distance(y, x),
                 "log_mel": metrics.log_mel_distance(y, x, sample_rate),
                 "cpu": run.cpu_seconds,
-                "seconds": run.y.size(-1) / sample_rate,
+                "seconds": run.timed_samples / sample_rate,
                 "latency": run.latency if buffer is not None else None,
                 "diff": float((y - ref).abs().max()) if ref is not None else None,
                 "jump": metrics.boundary_jump_db(y, ref, buffer) if buffered else None,

@@ -2,9 +2,10 @@
 
 Every run returns a :class:`Run`: the output aligned with the input (``y[t]`` answers ``x[t]``; a stream's
 delay is removed by feeding zeros after the clip and dropping its first ``delay`` samples), the CPU seconds
-spent on the calls that consumed the clip (``time.thread_time``: with one torch thread all the work is on
-this thread, and other processes on the machine do not count), and the latency in samples (model delay +
-buffer). Methods:
+spent on the calls that consumed the clip in the stream's steady state (``time.thread_time``: with one torch
+thread all the work is on this thread, and other processes on the machine do not count; the first calls of
+an overlap-add, whose windows are still short, are left out) and the audio they consumed, and the latency
+in samples (model delay + buffer). Methods:
 
 * :func:`offline`: the model on the whole clip;
 * :func:`streamed`: a :func:`streamify.convert` stream fed consecutive buffers;
@@ -32,7 +33,8 @@ class Run:
     """One method's output on one clip."""
 
     y: Tensor  # [1, 1, n], aligned with the input
-    cpu_seconds: float  # thread CPU time of the calls that consumed the clip
+    cpu_seconds: float  # thread CPU time of the timed calls (steady state, consuming the clip)
+    timed_samples: int  # input samples those calls consumed
     latency: int  # samples from an input sample's arrival to its output's (model delay + buffering); 0 offline
     delay: int  # samples by which the raw output lagged the aligned one
 
@@ -43,9 +45,11 @@ def _timed(call: Callable[[Tensor], Tensor], x: Tensor) -> Tuple[Tensor, float]:
     return y, time.thread_time() - began
 
 
-def _feed(call: Callable[[Tensor], Tensor], x: Tensor, buffer: int, delay: int) -> Tuple[Tensor, float]:
-    """Feed ``x`` (then zeros, enough to flush ``delay``) in buffers of ``buffer`` samples; the aligned output
-    and the CPU seconds of the calls that consumed ``x``."""
+def _feed(
+    call: Callable[[Tensor], Tensor], x: Tensor, buffer: int, delay: int, skip: int = 0
+) -> Tuple[Tensor, float, int]:
+    """Feed ``x`` (then zeros, enough to flush ``delay``) in buffers of ``buffer`` samples; the aligned output,
+    the CPU seconds of the calls that consumed ``x`` from sample ``skip`` on, and the samples they consumed."""
     n = x.size(-1)
     if n % buffer:
         raise ValueError(f"clip of {n} samples is not a multiple of the buffer {buffer}")
@@ -53,43 +57,48 @@ def _feed(call: Callable[[Tensor], Tensor], x: Tensor, buffer: int, delay: int) 
     padded = torch.cat([x, x.new_zeros(1, 1, flush)], -1)
     outputs: List[Tensor] = []
     seconds = 0.0
+    timed = 0
     with torch.inference_mode():
         for start in range(0, padded.size(-1), buffer):
             y, spent = _timed(call, padded[..., start : start + buffer])
-            if start < n:
+            if skip <= start < n:
                 seconds += spent
+                timed += buffer
             outputs.append(y)
+    if not timed:
+        raise ValueError(f"a clip of {n} samples has no call past the first {skip} samples to time")
     out = torch.cat(outputs, -1)
-    return out[..., delay : delay + n], seconds
+    return out[..., delay : delay + n], seconds, timed
 
 
 def offline(model: nn.Module, x: Tensor) -> Run:
     """The model on the whole clip (its latency is not defined for a stream: reported as 0)."""
     with torch.inference_mode():
         y, seconds = _timed(model, x)
-    return Run(y, seconds, 0, 0)
+    return Run(y, seconds, x.size(-1), 0, 0)
 
 
 def streamed(stream: nn.Module, x: Tensor, buffer: int) -> Run:
     """A fresh :func:`streamify.convert` stream fed buffers of ``buffer`` samples."""
     stream.reset()
     delay = int(stream.delay)
-    y, seconds = _feed(stream, x, buffer, delay)
-    return Run(y, seconds, delay + buffer, delay)
+    y, seconds, timed = _feed(stream, x, buffer, delay)
+    return Run(y, seconds, timed, delay + buffer, delay)
 
 
 def naive(model: nn.Module, x: Tensor, buffer: int) -> Run:
     """Each buffer through the offline model on its own (zero padding at both ends, no state)."""
-    y, seconds = _feed(model, x, buffer, 0)
-    return Run(y, seconds, buffer, 0)
+    y, seconds, timed = _feed(model, x, buffer, 0)
+    return Run(y, seconds, timed, buffer, 0)
 
 
 def overlap_add(model: nn.Module, x: Tensor, buffer: int, left: int, right: int, period: int) -> Run:
     """Exact overlap-add: each buffer computed by the offline model with ``left`` and ``right`` samples of
-    context (see :func:`ola_context`), so its output lags by ``right`` samples."""
+    context (see :func:`ola_context`), so its output lags by ``right`` samples. Timed once its windows are
+    full (from sample ``left + right`` on)."""
     stream = OverlapAddStream(model, left, right, period)
-    y, seconds = _feed(stream, x, buffer, stream.delay)
-    return Run(y, seconds, right + buffer, right)
+    y, seconds, timed = _feed(stream, x, buffer, stream.delay, skip=left + right)
+    return Run(y, seconds, timed, right + buffer, right)
 
 
 def phase_reach(
