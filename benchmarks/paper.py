@@ -145,7 +145,7 @@ def main(
     ] = None,
     sets: Annotated[str, typer.Option(help="Comma-separated sets under --data.")] = "music,speech",
     steps: Annotated[
-        Optional[int], typer.Option(min=1, help="Training steps per model (default 6000; quick 3).")
+        Optional[int], typer.Option(min=1, help="Training steps per model (default 10000; quick 3).")
     ] = None,
     buffers: Annotated[str, typer.Option(help="Comma-separated buffer sizes (samples at the model's rate).")] = (
         "512,2048,8192"

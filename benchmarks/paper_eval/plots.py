@@ -28,6 +28,17 @@ def _pyplot():
     return plt
 
 
+def _plain_log_axis(axis, values, base: int = 10) -> None:
+    """A log-scaled x axis with ticks at ``values`` written as plain numbers."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    axis.set_xscale("log", base=base)
+    axis.xaxis.set_major_locator(FixedLocator(sorted(set(values))))
+    axis.xaxis.set_major_formatter(ScalarFormatter())
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _select(rows: Sequence[Row], dataset: str, model: str, method: str) -> List[Row]:
     chosen = [r for r in rows if r.dataset == dataset and r.model == model and r.method == method]
     return sorted(chosen, key=lambda r: r.buffer or 0)
@@ -48,7 +59,8 @@ def quality_latency(rows: Sequence[Row], datasets: Sequence[str], path: Path) ->
         for model, style in ((NONCAUSAL, "--"), (CAUSAL, ":")):
             for r in _select(rows, dataset, model, OFFLINE):
                 axis.axhline(r.msd, color="grey", linestyle=style, linewidth=1, label=f"{model}, offline")
-        axis.set_xscale("log")
+        _plain_log_axis(axis, [round(r.latency_ms) for r in rows if r.dataset == dataset and r.latency_ms])
+        axis.tick_params(axis="x", labelrotation=45, labelsize=7)
         axis.set_xlabel("latency (ms): model delay + buffer")
         axis.set_ylabel("multiscale spectral distance to the input")
         axis.set_title(dataset)
@@ -71,7 +83,7 @@ def cost_buffer(rows: Sequence[Row], datasets: Sequence[str], path: Path) -> Pat
         for r in _select(rows, dataset, NONCAUSAL, OFFLINE):
             axis.axhline(r.cpu_per_second, color="grey", linestyle="--", linewidth=1, label="non-causal, offline")
         axis.axhline(1.0, color="red", linestyle=":", linewidth=1, label="real time")
-        axis.set_xscale("log", base=2)
+        _plain_log_axis(axis, [r.buffer for r in rows if r.dataset == dataset and r.buffer], base=2)
         axis.set_yscale("log")
         axis.set_xlabel("buffer (samples)")
         axis.set_ylabel("CPU s per s of audio (1 thread)")

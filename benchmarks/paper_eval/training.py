@@ -27,7 +27,7 @@ _COMPARED = ("data_dir", "preset", "causal", "batch_size", "window", "learning_r
 class Budget:
     """What every model gets: the same steps, batch, window, learning rate, seed and threads."""
 
-    steps: int = 6000
+    steps: int = 10000
     preset: str = "small"
     batch_size: int = 8
     window: float = 0.5
