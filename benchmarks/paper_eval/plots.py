@@ -10,6 +10,7 @@ import torch
 
 from .evaluate import CAUSAL, NAIVE, NONCAUSAL, OFFLINE, OLA, STREAMED, Row
 
+DPI = 100
 #: (model, method) -> (label, marker) of the curves
 CURVES = (
     (NONCAUSAL, STREAMED, "non-causal, streamify", "o"),
@@ -67,7 +68,7 @@ def quality_latency(rows: Sequence[Row], datasets: Sequence[str], path: Path) ->
         axis.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 
@@ -91,12 +92,12 @@ def cost_buffer(rows: Sequence[Row], datasets: Sequence[str], path: Path) -> Pat
         axis.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 
 
-def _log_spectrogram(x: torch.Tensor, size: int = 1024, hop: int = 128) -> torch.Tensor:
+def _log_spectrogram(x: torch.Tensor, size: int = 1024, hop: int = 256) -> torch.Tensor:
     window = torch.hann_window(size, dtype=torch.float64)
     spectrum = torch.stft(x.reshape(-1).double(), size, hop, window=window, return_complex=True).abs() / window.sum()
     return 20 * spectrum.clamp_min(1e-5).log10()
@@ -137,6 +138,6 @@ def spectrogram_strip(strips: Dict[str, Dict[str, object]], path: Path, seconds:
             axis.set_ylabel("kHz", fontsize=7)
             axis.tick_params(labelsize=6)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=70)
     plt.close(figure)
     return path

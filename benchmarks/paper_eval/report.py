@@ -195,7 +195,11 @@ def render(
     lines += ["", "## Models, data and budget", "", f"- Budget per model: {budget_line}."]
     for name, info in training.items():
         seconds = info.get("train_seconds")
-        spent = f"{seconds / 60:.0f} min of training" if seconds else "training time not recorded"
+        spent = (
+            f"{seconds / 60:.0f} min of training ({info['steps'] / seconds:.2f} steps/s)"
+            if seconds
+            else "training time not recorded"
+        )
         lines.append(f"- `{name}`: {info['steps']} steps, {spent} (`{info['run_dir']}`).")
     for name, facts in datasets.items():
         rate = facts["sample_rate"]
