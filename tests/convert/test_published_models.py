@@ -175,7 +175,7 @@ def test_demucs_refused_for_its_length_dependent_padding():
     assert "depends on the signal length" in message, message
 
 
-RAVE_STUBS = ("torchaudio", "GPUtil", "librosa", "lmdb", "pytorch_lightning", "scipy")  # training-time imports
+RAVE_STUBS = ("torchaudio", "GPUtil", "librosa", "lmdb", "pytorch_lightning")  # training-time imports (scipy is real)
 
 
 def test_rave_v2_encoder_and_generator_from_cached_conv_layers_exact():
