@@ -48,6 +48,29 @@ def test_info_converts_a_factory_model(factory_module):
     assert "2 input samples per output frame" in result.output
 
 
+def test_info_guesses_the_channels_and_reads_the_models_sample_rate(tmp_path, monkeypatch):
+    # a stereo model whose sample_rate attribute sets the ms figures: no --channels, no --sample-rate needed
+    (tmp_path / "stereo_models.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            def make():
+                model = nn.Sequential(nn.Conv1d(2, 4, 5, padding=2), nn.Conv1d(4, 2, 4, stride=2, padding=1))
+                model.sample_rate = 16000
+                return model
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        result = runner.invoke(app, ["info", "stereo_models:make", "--length", "256"])
+    finally:
+        sys.modules.pop("stereo_models", None)
+    assert result.exit_code == 0, result.output
+    assert "2 output frames = 4 samples (0.25 ms)" in result.output
+
+
 def test_weights_are_loaded_with_weights_only(factory_module, tmp_path):
     model = load_model(factory_module)
     state = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items()}

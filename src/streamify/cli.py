@@ -282,8 +282,14 @@ def info(
         ),
     ] = "demo",
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
-    channels: Annotated[int, typer.Option(min=1, help="Input channels of the model.")] = 1,
-    sample_rate: Annotated[int, typer.Option(min=1, help="Sample rate, for latencies in ms.")] = 48000,
+    channels: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Input channels of the model (default: guessed from its first conv, as export does)."),
+    ] = None,
+    sample_rate: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Sample rate, for latencies in ms (default: the model's sample_rate, else 48000)."),
+    ] = None,
     method: Annotated[str, typer.Option(help="Method to convert (forward, encode, decode...).")] = "forward",
     length: Annotated[int, typer.Option(min=1, help="Length of the conversion example, in samples.")] = 32768,
     batch: Annotated[int, typer.Option(min=1, help="Streams, for the cache memory.")] = 1,
@@ -293,14 +299,19 @@ def info(
     For an exported .ts or .onnx file: its methods, rates, delays and versions, read from the file's metadata without running the file (.ts files are programs: load only files you trust).
     """
     from streamify.inspect import inspect as inspect_model
-    from streamify.models.loading import load_model, streaming_model
+    from streamify.models.loading import guess_channels, load_model, streaming_model
 
     out = console()
     if model.lower().endswith((".ts", ".onnx")):
         out.print(_describe_exported(model))
         return
     try:
-        stream = streaming_model(load_model(model, weights), channels, length, method)
+        loaded = load_model(model, weights)
+        if channels is None:
+            channels = guess_channels(loaded)
+        if sample_rate is None:
+            sample_rate = int(getattr(loaded, "sample_rate", 48000))
+        stream = streaming_model(loaded, channels, length, method)
         report = inspect_model(stream, sample_rate=sample_rate, batch=batch, show=False)
     except streamify.StreamingError as error:
         fail(error)
