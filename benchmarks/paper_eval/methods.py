@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from streamify.bench.methods import OverlapAddStream
+from streamify.bench.reference import context_from_reach
 
 
 @dataclass
@@ -147,17 +148,6 @@ def measured_context(model: nn.Module, period: int, guess: int, dtype: torch.dty
         return ola_context(before, after, period)
 
 
-def ola_context(before: List[int], after: List[int], period: int) -> Tuple[int, int]:
-    """The smallest ``(left, right)`` contexts of an exact overlap-add whose buffers are multiples of ``period``.
-
-    A call that has received input up to ``T`` runs the model on ``x[T - n - right - left : T]`` and keeps the
-    outputs ``[T - n - right, T - right)``: each must find all its inputs in the window, and the window must
-    start on the model's decimation grid (``left + right`` a multiple of ``period``).
-    """
-    right = 0
-    while any(after[(-right - 1 - m) % period] > right + m for m in range(period)):
-        right += 1
-    left = (-right) % period
-    while any(before[(m - right) % period] > m + left for m in range(period)):
-        left += period
-    return left, right
+#: the smallest ``(left, right)`` contexts of an exact overlap-add whose buffers are multiples of ``period``,
+#: from the per-phase reach that :func:`phase_reach` measures (the benchmark's rule, shared)
+ola_context = context_from_reach

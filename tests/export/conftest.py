@@ -10,6 +10,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 CONVERT_TESTS = Path(__file__).resolve().parent.parent / "convert"
 if str(CONVERT_TESTS) not in sys.path:
     sys.path.append(str(CONVERT_TESTS))
+
+
+@pytest.fixture
+def keep_tuned_tables(monkeypatch):
+    """The tuner's whole-call check undoes a choice when timing says so (machine load decides): tests of
+    what carries the tuned tables keep them always."""
+    import streamify.tuning as tuning
+
+    def keep(model, layers, before, x, pairs, min_gain):
+        return tuning.WholeCallCheck(batch=x.size(0), buffer=x.size(-1), before_ms=1.0, tuned_ms=1.0, kept=True)
+
+    monkeypatch.setattr(tuning, "_check_whole_calls", keep)

@@ -86,15 +86,7 @@ def test_export_refusal_exits_with_the_reason(app, tmp_path, factory_module):
     assert result.exit_code != 0 and "cannot tell the format" in result.output
 
 
-def test_export_tunes_for_the_given_buffer_sizes(app, tmp_path, monkeypatch):
-    import streamify.tuning as tuning
-
-    def keep_tuned(model, layers, before, x, pairs, min_gain):
-        # the whole-call check undoes a choice when timing says so (machine load decides); this test is
-        # about the command passing its sizes to the tuner, so the tuned tables are always kept here
-        return tuning.WholeCallCheck(batch=x.size(0), buffer=x.size(-1), before_ms=1.0, tuned_ms=1.0, kept=True)
-
-    monkeypatch.setattr(tuning, "_check_whole_calls", keep_tuned)
+def test_export_tunes_for_the_given_buffer_sizes(app, tmp_path, keep_tuned_tables):
     path = tmp_path / "demo.ts"
     args = ["export", "demo", "-o", str(path), "--length", "4096", "--tune", "256,512", "--tune-batch", "1,2"]
     result = runner.invoke(app, args)

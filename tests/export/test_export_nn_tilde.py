@@ -285,15 +285,7 @@ def _tables(loaded) -> dict:
     return tables
 
 
-def test_tuned_export_carries_the_choices_and_streams_as_the_untuned_file(tmp_path, monkeypatch):
-    import streamify.tuning as tuning
-
-    def keep_tuned(model, layers, before, x, pairs, min_gain):
-        # the whole-call check undoes a choice when timing says so (machine load decides); this test is about
-        # the file carrying the tables, so the tuned ones are always kept here
-        return tuning.WholeCallCheck(batch=x.size(0), buffer=x.size(-1), before_ms=1.0, tuned_ms=1.0, kept=True)
-
-    monkeypatch.setattr(tuning, "_check_whole_calls", keep_tuned)
+def test_tuned_export_carries_the_choices_and_streams_as_the_untuned_file(tmp_path, keep_tuned_tables):
     torch.set_num_threads(1)
     model = build(PowerOfTwoAutoencoder)
     plain, tuned = tmp_path / "plain.ts", tmp_path / "tuned.ts"

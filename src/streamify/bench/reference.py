@@ -406,7 +406,12 @@ def overlap_add_context(model: nn.Module, period: int) -> Tuple[int, int]:
     model's decimation grid (``left + right`` a multiple of ``period``). The output lags the
     offline output by ``right`` samples.
     """
-    before, after = phase_reach(model, period)
+    return context_from_reach(*phase_reach(model, period), period)
+
+
+def context_from_reach(before: List[int], after: List[int], period: int) -> Tuple[int, int]:
+    """:func:`overlap_add_context` from the reach of each output phase (``before``, ``after``: input samples
+    before and after output ``t`` that it depends on, indexed by ``t mod period``)."""
     right = 0
     while any(after[(-right - 1 - m) % period] > right + m for m in range(period)):
         right += 1
