@@ -9,16 +9,7 @@ from torch import nn
 import streamify
 from helpers import assert_streams_exactly
 from streamify.layers import Conv1d, ConvTranspose1d, Sequential, StreamingError
-from streamify.layers.products import (
-    BLOCKED,
-    COLUMNS,
-    GENERIC,
-    MATRIX_VECTOR,
-    NATIVE,
-    PRODUCT_NAMES,
-    ROWS_LEFT,
-    WEIGHT_LEFT,
-)
+from streamify.layers.products import PRODUCT_NAMES, Product
 from streamify.tuning import untune
 
 
@@ -46,19 +37,14 @@ def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
     assert report.whole_calls == []
     layers = _product_layers(model)
     assert len(layers) == 5
-    native = {NATIVE} if report.native else set()
+    native = {Product.NATIVE.value} if report.native else set()
+    portable = {p.value for p in (Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.COLUMNS)}
     for layer in layers:
         assert set(layer.products) == {row.rows for row in report.layers if row.layer == layer.layer_name}
         assert len(layer.products) == 4  # rows = batch x frames: 4 distinct counts for 2 buffers x 2 batches
-        for rows, product in layer.products.items():
-            allowed = (
-                {GENERIC, ROWS_LEFT}
-                if layer.groups > 1
-                else {GENERIC, ROWS_LEFT, WEIGHT_LEFT, MATRIX_VECTOR, BLOCKED, COLUMNS} | native
-            )
-            assert product in allowed
-            if rows > 1:
-                assert product != MATRIX_VECTOR
+        grouped = {Product.GENERIC.value, Product.ROWS_LEFT.value}
+        for product in layer.products.values():
+            assert product in (grouped if layer.groups > 1 else portable | native)
     for row in report.layers:
         assert row.chosen in row.ms and row.default in row.ms
         fastest = min(row.ms.values())
@@ -79,7 +65,8 @@ def test_tuned_model_streams_exactly_and_scripts_with_its_choices():
     assert_streams_exactly(model, batch=2)
     # force a product on every conv, so that the scripted copy is seen to use the table
     for layer in _product_layers(model):
-        layer.products = {rows: (WEIGHT_LEFT if layer.groups == 1 else ROWS_LEFT) for rows in range(1, 1025)}
+        product = Product.WEIGHT_LEFT if layer.groups == 1 else Product.ROWS_LEFT
+        layer.products = {rows: product.value for rows in range(1, 1025)}
     scripted = torch.jit.script(model)
     x = torch.randn(2, 1, 128, dtype=torch.float64)
     model.reset()
@@ -144,3 +131,16 @@ def test_whole_calls_slower_than_before_undo_the_choices():
     report = streamify.tune(model, [16, 64], [1, 2], rounds=2, min_gain=-0.999)
     assert report.layers and all(not check.kept for check in report.whole_calls)
     assert all(layer.products == {} for layer in _product_layers(model))
+
+
+def test_tune_takes_tables_of_earlier_versions():
+    """A table saved by an earlier version may hold a retired product (1: matrix-vector, 4: blocked):
+    tune reports it as rows-left, the product it runs, and replaces it at the rows it tunes."""
+    model = _model()
+    for layer in _product_layers(model):
+        layer.products = {rows: 4 for rows in range(1, 1025)}
+    report = streamify.tune(model, 32, 1, rounds=1, check_calls=False)
+    assert report.layers and all(row.default == "rows-left" for row in report.layers)
+    for row in report.layers:
+        layer = next(m for m in _product_layers(model) if m.layer_name == row.layer)
+        assert PRODUCT_NAMES[layer.products[row.rows]] == row.chosen

@@ -24,18 +24,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import Conv1d
-from streamify.layers.products import (
-    BLOCKED,
-    COLUMNS,
-    GENERIC,
-    MATRIX_VECTOR,
-    NATIVE,
-    PRODUCT_NAMES,
-    ROWS_LEFT,
-    WEIGHT_LEFT,
-    Products,
-    choose_product,
-)
+from streamify.layers.products import PRODUCT_NAMES, Product, Products, choose_product
 from streamify.native import (
     NativeProducts,
     can_run_native,
@@ -95,7 +84,7 @@ class TuneReport:
 
     def table(self) -> str:
         """A plain-text table: layer, rows, the median of each product, the choice."""
-        names = [PRODUCT_NAMES[p] for p in (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS, NATIVE)]
+        names = [product.label for product in Product]
         lines = ["layer | rows | " + " | ".join(names) + " | chosen"]
         for row in self.layers:
             cells = [f"{row.ms[name]:.3f}" if name in row.ms else "-" for name in names]
@@ -111,15 +100,15 @@ def _rows(layer: nn.Module, x: Tensor) -> int:
 
 
 def _candidates(layer: nn.Module, rows: int) -> List[int]:
+    """The products worth timing for ``layer`` at ``rows`` rows (values of :class:`Product`)."""
     if rows > MAX_TUNED_ROWS:
         return []
-    if layer.groups > 1:
-        return [GENERIC, ROWS_LEFT]  # grouped convs have one product: a batched one over the groups
-    options = [GENERIC, MATRIX_VECTOR] if rows == 1 else [GENERIC]
-    options += [ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS]
+    if layer.groups > 1:  # grouped convs have one product: a batched one over the groups
+        return [Product.GENERIC.value, Product.ROWS_LEFT.value]
+    options = [Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.COLUMNS]
     if isinstance(layer.kernels, NativeProducts):
-        options.append(NATIVE)
-    return options
+        options.append(Product.NATIVE)
+    return [product.value for product in options]
 
 
 def _native_wanted(native: Optional[bool]) -> Tuple[bool, str]:
@@ -203,7 +192,7 @@ def tune(
                 checks.append(_check_whole_calls(model, layers, before, x, 2 * rounds + 1, min_gain))
     model.reset()
     for layer in installed:  # layers that kept no native product script to portable code
-        if NATIVE not in layer.products.values():
+        if Product.NATIVE.value not in layer.products.values():
             layer.kernels = Products()
     return TuneReport(report, native=offer_native, native_note=native_note, whole_calls=checks)
 
@@ -303,6 +292,8 @@ def _tune_one(
         count = rows[id(layer)]
         medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
         default = choose_product(previous[id(layer)], count, layer.fast_path_rows)
+        if default not in PRODUCT_NAMES:  # a value that an earlier version's table holds: it runs rows-left
+            default = Product.ROWS_LEFT.value
         best = min(options, key=lambda p: medians[p])
         if default in medians and medians[default] <= (1.0 + min_gain) * medians[best]:
             best = default

@@ -12,21 +12,15 @@ from helpers import assert_streams_exactly
 from streamify.layers import Conv1d
 from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
-from streamify.layers.products import (
-    BLOCK_BYTES,
-    BLOCKED,
-    COLUMNS,
-    GENERIC,
-    MATRIX_VECTOR,
-    NATIVE,
-    ROWS_LEFT,
-    WEIGHT_LEFT,
-    block_rows,
-    default_product,
-    rows_by_weight,
-)
+from streamify.layers.products import PRODUCT_NAMES, Product, default_product, rows_by_weight
 
-PRODUCTS = [MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS]
+GENERIC, ROWS_LEFT, WEIGHT_LEFT, COLUMNS = (
+    p.value for p in (Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.COLUMNS)
+)
+#: the portable products (the native one: tests/native)
+PRODUCTS = [ROWS_LEFT, WEIGHT_LEFT, COLUMNS]
+#: values that tables saved by earlier versions may hold: 1 (matrix-vector) and 4 (blocked), both run rows-left now
+RETIRED = [1, 4]
 
 GRID = list(itertools.product([1, 2, 4], [1, 3, 4], [1, 2, 3], [1, 3], [1, 4], [True, False]))
 
@@ -104,7 +98,7 @@ def test_fast_path_chosen_for_few_frames_only(transpose):
 
 
 def test_default_product_by_rows():
-    assert default_product(1, 128) == MATRIX_VECTOR
+    assert default_product(1, 128) == ROWS_LEFT
     assert default_product(2, 128) == ROWS_LEFT
     assert default_product(128, 128) == ROWS_LEFT
     assert default_product(129, 128) == GENERIC
@@ -173,23 +167,44 @@ def test_model_with_each_product_streams_exactly_against_offline(product):
     assert_streams_exactly(model, frames=128, batch=3, sizes=[2, 4, 6, 8, 2, 10, 16, 8, 72])
 
 
-def test_product_constants_match_the_literals_torchscript_compiles():
-    # default_product and rows_by_weight spell the constants as literals (TorchScript cannot read globals)
-    assert (GENERIC, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, NATIVE, COLUMNS) == (0, 1, 2, 3, 4, 5, 6)
+def test_product_values_are_the_ones_saved_tables_hold():
+    # tables in pickled models and TorchScript files store these ints: they must not change
+    assert {p.value: p.label for p in Product} == {
+        0: "generic",
+        2: "rows-left",
+        3: "weight-left",
+        5: "native",
+        6: "columns",
+    }
+    assert {p.value: p.label for p in Product} == PRODUCT_NAMES
     rows, weight = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     assert rows_by_weight(rows, weight, None, ROWS_LEFT).is_contiguous()
     assert not rows_by_weight(rows, weight, None, WEIGHT_LEFT).is_contiguous()  # (weight @ rows.t()).t()
-    single = rows_by_weight(rows[:1], weight, None, MATRIX_VECTOR)
-    assert single.shape == (1, 4) and torch.allclose(single, rows[:1] @ weight.t())
 
 
-def test_block_rows_divide_the_weight_and_fit_the_block_bytes():
-    for out_features, in_features in [(1536, 3072), (768, 2304), (96, 288), (7, 5), (13, 100000), (1, 1)]:
-        rows = block_rows(out_features, in_features)
-        assert out_features % rows == 0 and rows >= 1
-        assert rows == 1 or rows * in_features * 4 <= BLOCK_BYTES
-    assert block_rows(1536, 3072) == 16  # 21 rows would fit: 16 is the largest divisor below
-    rows, weight = torch.randn(5, 12, dtype=torch.float64), torch.randn(6, 12, dtype=torch.float64)
-    for per_block in (1, 2, 3, 6):
-        got = rows_by_weight(rows, weight, None, BLOCKED, per_block)
-        assert (got - rows @ weight.t()).abs().max().item() <= 1e-12
+@pytest.mark.parametrize("transpose", [False, True])
+def test_retired_product_values_run_rows_left(transpose):
+    """A table saved by an earlier version may name matrix-vector (1) or blocked (4): those rows run
+    rows-left, bit for bit, in eager and scripted layers, and stream as the generic kernel does."""
+    torch.manual_seed(0)
+    make = (
+        (lambda: ConvTranspose1d(6, 4, 5, stride=2, padding=1, dtype=torch.float64))
+        if transpose
+        else (lambda: Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, dtype=torch.float64))
+    )
+    rows_left, generic = make(), make()
+    generic.load_state_dict(rows_left.state_dict())
+    generic.fast_path_rows = 0
+    rows_left.products = {rows: ROWS_LEFT for rows in range(1, 300)}
+    for retired in RETIRED:
+        old = make()
+        old.load_state_dict(rows_left.state_dict())
+        old.products = {rows: retired for rows in range(1, 300)}
+        scripted = torch.jit.script(old)
+        for layer in (rows_left, generic, old):
+            layer.reset()
+        for n in (2, 4, 8, 64, 2):
+            x = torch.randn(3, 6, n, dtype=torch.float64)
+            expected, got, got_scripted = rows_left(x), old(x), scripted(x)
+            assert torch.equal(got, expected) and torch.equal(got_scripted, expected)
+            assert (got - generic(x)).abs().max().item() <= 1e-12

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from streamify.layers.products import BLOCKED, MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, rows_by_weight
+from streamify.layers.products import Product, rows_by_weight
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -26,11 +26,18 @@ FRESH_PROCESS = textwrap.dedent(
     """
     import torch
     from streamify.layers import Conv1d, ConvTranspose1d
+    from streamify.layers.products import Product
+
+
+    def weight_left(layer):
+        layer.products = {1: Product.WEIGHT_LEFT.value}
+        return layer
+
 
     torch.manual_seed(0)
     cases = [
-        # one output frame per call: the matrix-vector product, whose view the bias was added to
-        ("conv", lambda: Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, dtype=torch.float64), 2),
+        # one output frame per call: weight-left's product is a transposed view, the bias was added to it
+        ("conv", lambda: weight_left(Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, dtype=torch.float64)), 2),
         # one input frame per call: the product's view is the output, the tail was added to it
         ("transpose", lambda: ConvTranspose1d(6, 4, 4, stride=2, padding=1, bias=False, dtype=torch.float64), 1),
         ("transpose+bias", lambda: ConvTranspose1d(6, 4, 4, stride=2, padding=1, dtype=torch.float64), 1),
@@ -89,16 +96,16 @@ class _Recorder(TorchFunctionMode):
 
 def _bias_adds(grad: bool, product: int) -> list:
     generator = torch.Generator().manual_seed(0)
-    rows = torch.randn(1 if product == MATRIX_VECTOR else 3, 8, generator=generator)
+    rows = torch.randn(3, 8, generator=generator)
     weight = torch.randn(6, 8, generator=generator, requires_grad=True)
     bias = torch.randn(6, generator=generator, requires_grad=True)
     with torch.set_grad_enabled(grad), _Recorder() as recorder:
-        y = rows_by_weight(rows, weight, bias, product, 2)
+        y = rows_by_weight(rows, weight, bias, product)
     assert torch.allclose(y, rows @ weight.t() + bias, atol=1e-5)
     return [name for name in recorder.names if name in ("add", "add_", "__add__")]
 
 
 def test_the_bias_is_added_in_place_only_when_no_gradient_is_recorded() -> None:
-    for product in (MATRIX_VECTOR, ROWS_LEFT, WEIGHT_LEFT, BLOCKED):
+    for product in (Product.ROWS_LEFT.value, Product.WEIGHT_LEFT.value):
         assert _bias_adds(grad=False, product=product) == ["add_"], product
         assert _bias_adds(grad=True, product=product) == ["add"], product

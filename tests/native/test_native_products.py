@@ -16,8 +16,10 @@ import streamify
 from helpers import assert_streams_exactly
 from streamify import native
 from streamify.layers import Conv1d, ConvTranspose1d, StreamingError
-from streamify.layers.products import NATIVE, Products
+from streamify.layers.products import Product, Products
 from streamify.native import build
+
+NATIVE = Product.NATIVE.value
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +151,7 @@ def test_native_and_portable_streams_agree(op):
     model = _model()
     x = torch.randn(2, 2, 64, dtype=torch.float64)
     for layer in native.product_layers(model):
-        layer.products = {rows: 2 for rows in range(1, 200)}  # ROWS_LEFT everywhere
+        layer.products = {rows: Product.ROWS_LEFT.value for rows in range(1, 200)}
     portable = model(x)
     model.reset()
     _run_natively(model)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import Products, block_rows, choose_product
+from streamify.layers.products import Product, Products, add_bias, choose_product
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
@@ -206,8 +206,6 @@ class Conv1d(WindowOp):
         #: untuned calls of at most this many windows (batch x frames) take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS
         self.products: Dict[int, int] = {}
-        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
-        self.rows_per_block = block_rows(self.out_channels // groups, weight.size(1) * self.kernel_size)
         #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
         self.kernels: nn.Module = Products()
 
@@ -215,7 +213,7 @@ class Conv1d(WindowOp):
         frames = (z.size(-1) - self.span) // self.stride + 1
         rows = frames * z.size(0)
         product = choose_product(self.products, rows, self.fast_path_rows)
-        if product == 0 or torch.jit.is_tracing():  # GENERIC (TorchScript cannot read the global)
+        if product == Product.GENERIC.value or torch.jit.is_tracing():
             return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         return self._window_matmul(z, frames, product)
 
@@ -234,7 +232,7 @@ class Conv1d(WindowOp):
         # f * stride + j * dilation), copied once into the product's rows
         strides = z.stride()
         step = strides[2]
-        if product == 6 and self.groups == 1:  # COLUMNS (TorchScript cannot read the global)
+        if product == Product.COLUMNS.value and self.groups == 1:
             columns = z.as_strided(
                 [batch, channels, kernel, frames],
                 [strides[0], strides[1], self.dilation * step, self.stride * step],
@@ -242,12 +240,7 @@ class Conv1d(WindowOp):
             ).reshape(batch, channels * kernel, frames)
             y = torch.matmul(self.weight.reshape(out_channels, channels * kernel), columns)
             bias = self.bias
-            if bias is not None:
-                if y.requires_grad:  # autograd records: out of place, as rows_by_weight does
-                    y = y + bias.unsqueeze(-1)
-                else:
-                    y.add_(bias.unsqueeze(-1))  # in place: y is the product's new tensor
-            return y
+            return add_bias(y, None if bias is None else bias.unsqueeze(-1))
         if self.groups > 1:
             windows = z.as_strided(
                 [batch, channels, frames, kernel],
@@ -262,7 +255,7 @@ class Conv1d(WindowOp):
         )
         cols = windows.reshape(batch * frames, channels * kernel)
         weight = self.weight.reshape(out_channels, channels * kernel)
-        y = self.kernels.forward(cols, weight, self.bias, product, self.rows_per_block)
+        y = self.kernels.forward(cols, weight, self.bias, product)
         return y.view(batch, frames, out_channels).transpose(1, 2)
 
     def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
-from streamify.layers.products import Products, block_rows, choose_product
+from streamify.layers.products import Product, Products, choose_product
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -158,8 +158,6 @@ class ConvTranspose1d(OverlapAdd):
         #: untuned calls of at most this many input frames x batch items take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS_TRANSPOSED
         self.products: Dict[int, int] = {}
-        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
-        self.rows_per_block = block_rows(weight.size(1) * kernel_size, weight.size(0) // self.groups)
         #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
         self.kernels: nn.Module = Products()
 
@@ -171,7 +169,7 @@ class ConvTranspose1d(OverlapAdd):
         n = x.size(-1)
         rows = n * x.size(0)
         product = choose_product(self.products, rows, self.fast_path_rows)
-        if product != 0 and not torch.jit.is_tracing():  # 0: GENERIC (TorchScript cannot read the global)
+        if product != Product.GENERIC.value and not torch.jit.is_tracing():
             full = self._contributions_matmul(x, product)
         else:
             full = F.conv_transpose1d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
@@ -193,12 +191,12 @@ class ConvTranspose1d(OverlapAdd):
         per_out = self.out_channels // groups
         if groups == 1:
             weight = self.weight.reshape(per_in, per_out * kernel).t()  # [out * kernel, in], a view
-            if product == 6:  # COLUMNS: each item's frames times the weight (TorchScript cannot read the global)
+            if product == Product.COLUMNS.value:  # each item's frames times the weight
                 cols = torch.matmul(weight, x)  # [batch, out * kernel, n]
             else:
                 # one 2-D product for the whole batch: the weights are read once, not once per item
                 frames = x.transpose(1, 2).reshape(batch * n, per_in)
-                cols = self.kernels.forward(frames, weight, None, product, self.rows_per_block)
+                cols = self.kernels.forward(frames, weight, None, product)
                 cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]
             if n == 1 and self.dilation == 1:
                 return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output

@@ -4,75 +4,66 @@ A streaming call of a low-rate conv computes few windows (``rows`` = batch items
 its cost is reading the weights. PyTorch's generic conv kernels are slow there (im2col
 loops, per-channel dilated loops, weight re-layouts), so a conv gathers its windows
 ``[rows, K]`` and multiplies them by its weight viewed as a matrix ``[N, K]`` instead.
-Which BLAS call reads the weights fastest depends on the rows, the matrix shape, the CPU
+Which product reads the weights fastest depends on the rows, the matrix shape, the CPU
 and the BLAS (MKL differs from OpenBLAS, and a weight matrix read once per call is rarely
-in cache): the products below compute the same sums in different orders; a layer uses
-:func:`default_product` unless its ``products`` table (row count -> product) names another,
-and :func:`streamify.tune` fills that table by timing each product inside the model.
-A layer runs its products through its ``kernels`` submodule: :class:`Products` (PyTorch ops
-only, what exported files keep) or :class:`streamify.native.NativeProducts`, which adds
-:data:`NATIVE`, a kernel compiled for this machine.
+in cache): the :class:`Product` kinds compute the same sums in different orders; a layer
+uses :func:`default_product` unless its ``products`` table (row count -> ``Product`` value)
+names another, and :func:`streamify.tune` fills that table by timing each product inside the
+model. A layer runs its products through its ``kernels`` submodule: :class:`Products`
+(PyTorch ops only, what exported files keep) or :class:`streamify.native.NativeProducts`,
+which adds :attr:`Product.NATIVE`, a kernel compiled for this machine.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
-#: PyTorch's generic kernel (``F.conv1d`` / ``F.conv_transpose1d``)
-GENERIC = 0
-#: a matrix-vector product (one row only)
-MATRIX_VECTOR = 1
-#: ``rows @ weight.t()``
-ROWS_LEFT = 2
-#: ``(weight @ rows.t()).t()``
-WEIGHT_LEFT = 3
-#: ``rows @ weight.t()`` over blocks of weight rows small enough to stay in the CPU's cache (one
-#: batched product): BLAS's few-row kernels then read each weight once from memory
-BLOCKED = 4
-#: the compiled kernel of :mod:`streamify.native` (each weight read once for all rows); a layer
-#: whose ``kernels`` are the portable :class:`Products` runs it as :data:`ROWS_LEFT`
-NATIVE = 5
-#: per batch item, ``weight @ windows`` with the windows gathered channel-major (``[in * kernel,
-#: frames]``): the output comes out in the stream's own ``[batch, out, frames]`` layout, with no
-#: transposes before or after; suits convs over many frames (the layer computes it, not
-#: :func:`rows_by_weight`)
-COLUMNS = 6
 
-PRODUCT_NAMES: Dict[int, str] = {
-    GENERIC: "generic",
-    MATRIX_VECTOR: "matrix-vector",
-    ROWS_LEFT: "rows-left",
-    WEIGHT_LEFT: "weight-left",
-    BLOCKED: "blocked",
-    NATIVE: "native",
-    COLUMNS: "columns",
-}
+class Product(enum.Enum):
+    """How a conv computes a call; a layer's ``products`` table stores the ``value`` (an int).
 
-#: bytes of weights per block of the blocked product (fits a core's L2 cache with room to spare)
-BLOCK_BYTES = 256 * 1024
+    TorchScript compiles ``Product.X.value`` to the constant, so scripted and saved models hold
+    plain ints. The values are kept across versions: 1 (a matrix-vector product for one row)
+    and 4 (``rows @ W.t()`` over cache-sized blocks of weight rows) were dropped, since
+    :func:`streamify.tune` almost never chose them on the benchmark models (docs/benchmarks.md);
+    a table saved by an earlier version that names them runs :attr:`ROWS_LEFT` (the same sums).
+    """
+
+    #: PyTorch's generic kernel (``F.conv1d`` / ``F.conv_transpose1d``)
+    GENERIC = 0
+    #: ``rows @ weight.t()``: the default of calls up to a layer's ``fast_path_rows`` rows
+    ROWS_LEFT = 2
+    #: ``(weight @ rows.t()).t()``
+    WEIGHT_LEFT = 3
+    #: the compiled kernel of :mod:`streamify.native` (each weight read once for all rows); a layer
+    #: whose ``kernels`` are the portable :class:`Products` runs it as :attr:`ROWS_LEFT`
+    NATIVE = 5
+    #: per batch item, ``weight @ windows`` with the windows gathered channel-major (``[in * kernel,
+    #: frames]``): the output comes out in the stream's own ``[batch, out, frames]`` layout, with no
+    #: transposes before or after; suits convs over many frames (the layer computes it, not
+    #: :func:`rows_by_weight`)
+    COLUMNS = 6
+
+    @property
+    def label(self) -> str:
+        """The name reports use: ``'rows-left'``, ``'native'``, ..."""
+        return self.name.lower().replace("_", "-")
 
 
-def block_rows(out_features: int, in_features: int, element_size: int = 4) -> int:
-    """Rows per block of a ``[out_features, in_features]`` weight for :data:`BLOCKED`: the largest
-    divisor of ``out_features`` whose block holds at most :data:`BLOCK_BYTES` (at least 1)."""
-    target = max(1, BLOCK_BYTES // max(1, in_features * element_size))
-    for rows in range(min(target, out_features), 0, -1):
-        if out_features % rows == 0:
-            return rows
-    return 1
+#: each product's value -> its label (tables store values; reports show labels)
+PRODUCT_NAMES: Dict[int, str] = {product.value: product.label for product in Product}
 
 
 def default_product(rows: int, fast_path_rows: int) -> int:
-    """The product of an untuned layer: a product up to ``fast_path_rows`` rows, the generic kernel beyond."""
-    # literals: TorchScript compiles this function and cannot read module globals
+    """The product of an untuned layer: :attr:`Product.ROWS_LEFT` up to ``fast_path_rows`` rows,
+    :attr:`Product.GENERIC` beyond (and for none)."""
     if rows <= 0 or rows > fast_path_rows:
-        return 0  # GENERIC
-    if rows == 1:
-        return 1  # MATRIX_VECTOR
-    return 2  # ROWS_LEFT
+        return Product.GENERIC.value
+    return Product.ROWS_LEFT.value
 
 
 def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int) -> int:
@@ -82,32 +73,28 @@ def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int) -> int
     return default_product(rows, fast_path_rows)
 
 
-def rows_by_weight(
-    rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int = 1
-) -> Tensor:
+def rows_by_weight(rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
     """``rows @ weight.t() + bias``: ``rows`` ``[M, K]``, ``weight`` ``[N, K]``, ``bias`` ``[N]`` -> ``[M, N]``.
 
-    ``product`` is :data:`MATRIX_VECTOR` (taken as :data:`ROWS_LEFT` when ``M > 1``),
-    :data:`ROWS_LEFT`, :data:`WEIGHT_LEFT` or :data:`BLOCKED` (blocks of ``rows_per_block``
-    weight rows, a divisor of ``N``: :func:`block_rows`). ``weight`` is read where it is
-    stored, never copied. The result may be a transposed view.
+    ``product`` is :attr:`Product.WEIGHT_LEFT`; any other value runs :attr:`Product.ROWS_LEFT`.
+    ``weight`` is read where it is stored, never copied. The result may be a transposed view.
     """
-    if product == 1 and rows.size(0) == 1:  # MATRIX_VECTOR (literals: TorchScript cannot read globals)
-        y = torch.mv(weight, rows[0]).unsqueeze(0)
-    elif product == 3:  # WEIGHT_LEFT
+    if product == Product.WEIGHT_LEFT.value:
         y = torch.mm(weight, rows.t()).t()
-    elif product == 4:  # BLOCKED
-        m, n, k = rows.size(0), weight.size(0), weight.size(1)
-        blocks = weight.reshape(n // rows_per_block, rows_per_block, k)
-        y = torch.bmm(rows.unsqueeze(0).expand(blocks.size(0), m, k), blocks.transpose(1, 2))
-        y = y.transpose(0, 1).reshape(m, n)  # [blocks, M, rows_per_block] -> [M, N]
     else:
         y = torch.mm(rows, weight.t())
-    # the bias is added apart (never addmm / addmv): TorchScript's optimiser splits those into a
-    # product and an add, so fused calls would round differently in eager and scripted models. In
-    # place when no gradient is recorded (y, or the tensor it views, was just made by the product and
-    # nothing else holds it); out of place when one is, since autograd (scripted models' above all)
-    # refuses in-place updates of some of these views
+    return add_bias(y, bias)
+
+
+def add_bias(y: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``y + bias`` over ``y``'s last dimension, ``y`` the tensor a product has just made.
+
+    Apart from the product (never addmm / addmv): TorchScript's optimiser splits those into a
+    product and an add, so fused calls would round differently in eager and scripted models. In
+    place when no gradient is recorded (``y``, or the tensor it views, was just made by the product
+    and nothing else holds it); out of place when one is, since autograd (scripted models' above
+    all) refuses in-place updates of some of these views.
+    """
     if bias is not None:
         if y.requires_grad:
             y = y + bias
@@ -119,12 +106,10 @@ def rows_by_weight(
 class Products(nn.Module):
     """The products of one conv layer with PyTorch's ops only: :func:`rows_by_weight`.
 
-    A conv calls ``self.kernels.forward(rows, weight, bias, product, rows_per_block)``;
-    TorchScript compiles whichever module the layer holds, so a layer holding this one
-    scripts to portable code (any libtorch, nn~, ONNX) whatever its table says.
+    A conv calls ``self.kernels.forward(rows, weight, bias, product)``; TorchScript compiles
+    whichever module the layer holds, so a layer holding this one scripts to portable code
+    (any libtorch, nn~, ONNX) whatever its table says.
     """
 
-    def forward(
-        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
-    ) -> Tensor:
-        return rows_by_weight(rows, weight, bias, product, rows_per_block)
+    def forward(self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
+        return rows_by_weight(rows, weight, bias, product)

@@ -2,7 +2,7 @@
 
 :func:`load` builds ``products.cpp`` once (a C++ compiler is needed; about 10 s) and registers
 ``torch.ops.streamify.rows_by_weight``; :func:`streamify.tune` then offers it to every conv as
-the product :data:`~streamify.layers.products.NATIVE` and keeps it where it is faster. Models
+the product :attr:`~streamify.layers.products.Product.NATIVE` and keeps it where it is faster. Models
 using it stream in Python and in TorchScript within a process that loaded it; files for other
 hosts (nn~, ONNX) keep PyTorch's products (:func:`make_portable`).
 """

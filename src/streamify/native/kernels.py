@@ -7,11 +7,11 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from streamify.layers.products import NATIVE, Products, rows_by_weight
+from streamify.layers.products import Product, Products, add_bias, rows_by_weight
 
 
 class NativeProducts(nn.Module):
-    """A conv's products with :data:`~streamify.layers.products.NATIVE` run by the compiled
+    """A conv's products with :attr:`~streamify.layers.products.Product.NATIVE` run by the compiled
     ``torch.ops.streamify.rows_by_weight`` (:mod:`streamify.native.build` must have loaded it);
     every other product as :class:`~streamify.layers.products.Products` runs it.
 
@@ -19,18 +19,10 @@ class NativeProducts(nn.Module):
     :func:`streamify.native.load` first); exports call :func:`make_portable` on their copy.
     """
 
-    def forward(
-        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
-    ) -> Tensor:
-        if product == 5:  # NATIVE (TorchScript cannot read the global)
-            y = torch.ops.streamify.rows_by_weight(rows, weight)
-            if bias is not None:
-                if y.requires_grad:  # autograd records: out of place, as rows_by_weight does
-                    y = y + bias
-                else:
-                    y.add_(bias)  # in place: y is the op's new tensor
-            return y
-        return rows_by_weight(rows, weight, bias, product, rows_per_block)
+    def forward(self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
+        if product == Product.NATIVE.value:
+            return add_bias(torch.ops.streamify.rows_by_weight(rows, weight), bias)
+        return rows_by_weight(rows, weight, bias, product)
 
 
 def product_layers(model: nn.Module) -> List[nn.Module]:
@@ -52,21 +44,22 @@ def can_run_native(layer: nn.Module) -> bool:
 
 
 def use_native(layer: nn.Module) -> None:
-    """Give ``layer`` the native kernels (its table decides where :data:`NATIVE` runs)."""
+    """Give ``layer`` the native kernels (its table decides where ``Product.NATIVE`` runs)."""
     if not isinstance(layer.kernels, NativeProducts):
         layer.kernels = NativeProducts()
 
 
 def make_portable(model: nn.Module) -> int:
     """Make ``model`` script to PyTorch ops only: portable kernels everywhere, and every
-    :data:`NATIVE` entry of a products table replaced by the layer's default product.
-    Returns how many table entries changed. Exports call this on their copy of the model.
+    :attr:`~streamify.layers.products.Product.NATIVE` entry of a products table replaced by the
+    layer's default product. Returns how many table entries changed. Exports call this on their
+    copy of the model.
     """
     changed = 0
     for layer in product_layers(model):
         if isinstance(layer.kernels, NativeProducts):
             layer.kernels = Products()
-        for rows in [r for r, p in layer.products.items() if p == NATIVE]:
+        for rows in [r for r, p in layer.products.items() if p == Product.NATIVE.value]:
             del layer.products[rows]
             changed += 1
     return changed
