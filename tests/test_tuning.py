@@ -38,7 +38,7 @@ def test_tune_fills_each_conv_table_for_each_buffer_and_batch():
     layers = _product_layers(model)
     assert len(layers) == 5
     native = {Product.NATIVE.value} if report.native else set()
-    portable = {p.value for p in (Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.COLUMNS)}
+    portable = {p.value for p in Product} - {Product.NATIVE.value}
     for layer in layers:
         assert set(layer.products) == {row.rows for row in report.layers if row.layer == layer.layer_name}
         assert len(layer.products) == 4  # rows = batch x frames: 4 distinct counts for 2 buffers x 2 batches
@@ -134,11 +134,11 @@ def test_whole_calls_slower_than_before_undo_the_choices():
 
 
 def test_tune_takes_tables_of_earlier_versions():
-    """A table saved by an earlier version may hold a retired product (1: matrix-vector, 4: blocked):
-    tune reports it as rows-left, the product it runs, and replaces it at the rows it tunes."""
+    """A table saved by an earlier version may hold the dropped matrix-vector product (value 1): tune
+    reports it as rows-left, the product it runs, and replaces it at the rows it tunes."""
     model = _model()
     for layer in _product_layers(model):
-        layer.products = {rows: 4 for rows in range(1, 1025)}
+        layer.products = {rows: 1 for rows in range(1, 1025)}
     report = streamify.tune(model, 32, 1, rounds=1, check_calls=False)
     assert report.layers and all(row.default == "rows-left" for row in report.layers)
     for row in report.layers:

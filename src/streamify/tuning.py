@@ -105,7 +105,7 @@ def _candidates(layer: nn.Module, rows: int) -> List[int]:
         return []
     if layer.groups > 1:  # grouped convs have one product: a batched one over the groups
         return [Product.GENERIC.value, Product.ROWS_LEFT.value]
-    options = [Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.COLUMNS]
+    options = [Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.BLOCKED, Product.COLUMNS]
     if isinstance(layer.kernels, NativeProducts):
         options.append(Product.NATIVE)
     return [product.value for product in options]

@@ -12,15 +12,22 @@ from helpers import assert_streams_exactly
 from streamify.layers import Conv1d
 from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
-from streamify.layers.products import PRODUCT_NAMES, Product, default_product, rows_by_weight
+from streamify.layers.products import (
+    BLOCK_BYTES,
+    PRODUCT_NAMES,
+    Product,
+    block_rows,
+    default_product,
+    rows_by_weight,
+)
 
-GENERIC, ROWS_LEFT, WEIGHT_LEFT, COLUMNS = (
-    p.value for p in (Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.COLUMNS)
+GENERIC, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS = (
+    p.value for p in (Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.BLOCKED, Product.COLUMNS)
 )
 #: the portable products (the native one: tests/native)
-PRODUCTS = [ROWS_LEFT, WEIGHT_LEFT, COLUMNS]
-#: values that tables saved by earlier versions may hold: 1 (matrix-vector) and 4 (blocked), both run rows-left now
-RETIRED = [1, 4]
+PRODUCTS = [ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS]
+#: the value that tables saved by earlier versions may hold for the dropped matrix-vector product
+RETIRED_MATRIX_VECTOR = 1
 
 GRID = list(itertools.product([1, 2, 4], [1, 3, 4], [1, 2, 3], [1, 3], [1, 4], [True, False]))
 
@@ -173,6 +180,7 @@ def test_product_values_are_the_ones_saved_tables_hold():
         0: "generic",
         2: "rows-left",
         3: "weight-left",
+        4: "blocked",
         5: "native",
         6: "columns",
     }
@@ -183,9 +191,9 @@ def test_product_values_are_the_ones_saved_tables_hold():
 
 
 @pytest.mark.parametrize("transpose", [False, True])
-def test_retired_product_values_run_rows_left(transpose):
-    """A table saved by an earlier version may name matrix-vector (1) or blocked (4): those rows run
-    rows-left, bit for bit, in eager and scripted layers, and stream as the generic kernel does."""
+def test_retired_matrix_vector_runs_rows_left(transpose):
+    """A table saved by an earlier version may name matrix-vector (1): those rows run rows-left, bit
+    for bit, in eager and scripted layers, and stream as the generic kernel does."""
     torch.manual_seed(0)
     make = (
         (lambda: ConvTranspose1d(6, 4, 5, stride=2, padding=1, dtype=torch.float64))
@@ -196,15 +204,25 @@ def test_retired_product_values_run_rows_left(transpose):
     generic.load_state_dict(rows_left.state_dict())
     generic.fast_path_rows = 0
     rows_left.products = {rows: ROWS_LEFT for rows in range(1, 300)}
-    for retired in RETIRED:
-        old = make()
-        old.load_state_dict(rows_left.state_dict())
-        old.products = {rows: retired for rows in range(1, 300)}
-        scripted = torch.jit.script(old)
-        for layer in (rows_left, generic, old):
-            layer.reset()
-        for n in (2, 4, 8, 64, 2):
-            x = torch.randn(3, 6, n, dtype=torch.float64)
-            expected, got, got_scripted = rows_left(x), old(x), scripted(x)
-            assert torch.equal(got, expected) and torch.equal(got_scripted, expected)
-            assert (got - generic(x)).abs().max().item() <= 1e-12
+    old = make()
+    old.load_state_dict(rows_left.state_dict())
+    old.products = {rows: RETIRED_MATRIX_VECTOR for rows in range(1, 300)}
+    scripted = torch.jit.script(old)
+    per_frame = 1 if transpose else 2  # input frames per output frame (conv) or per row (transposed)
+    for frames in (1, 1, 2, 4, 32, 1):  # one row per call of a batch-1 stream: the matrix-vector case
+        x = torch.randn(1, 6, per_frame * frames, dtype=torch.float64)
+        expected, got, got_scripted = rows_left(x), old(x), scripted(x)
+        assert torch.equal(got, expected) and torch.equal(got_scripted, expected)
+        assert (got - generic(x)).abs().max().item() <= 1e-12
+
+
+def test_block_rows_divide_the_weight_and_fit_the_block_bytes():
+    for out_features, in_features in [(1536, 3072), (768, 2304), (96, 288), (7, 5), (13, 100000), (1, 1)]:
+        rows = block_rows(out_features, in_features)
+        assert out_features % rows == 0 and rows >= 1
+        assert rows == 1 or rows * in_features * 4 <= BLOCK_BYTES
+    assert block_rows(1536, 3072) == 16  # 21 rows would fit: 16 is the largest divisor below
+    rows, weight = torch.randn(5, 12, dtype=torch.float64), torch.randn(6, 12, dtype=torch.float64)
+    for per_block in (1, 2, 3, 6):
+        got = rows_by_weight(rows, weight, None, BLOCKED, per_block)
+        assert (got - rows @ weight.t()).abs().max().item() <= 1e-12

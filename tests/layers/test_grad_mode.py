@@ -100,12 +100,12 @@ def _bias_adds(grad: bool, product: int) -> list:
     weight = torch.randn(6, 8, generator=generator, requires_grad=True)
     bias = torch.randn(6, generator=generator, requires_grad=True)
     with torch.set_grad_enabled(grad), _Recorder() as recorder:
-        y = rows_by_weight(rows, weight, bias, product)
+        y = rows_by_weight(rows, weight, bias, product, 2)
     assert torch.allclose(y, rows @ weight.t() + bias, atol=1e-5)
     return [name for name in recorder.names if name in ("add", "add_", "__add__")]
 
 
 def test_the_bias_is_added_in_place_only_when_no_gradient_is_recorded() -> None:
-    for product in (Product.ROWS_LEFT.value, Product.WEIGHT_LEFT.value):
+    for product in (Product.ROWS_LEFT.value, Product.WEIGHT_LEFT.value, Product.BLOCKED.value):
         assert _bias_adds(grad=False, product=product) == ["add_"], product
         assert _bias_adds(grad=True, product=product) == ["add"], product

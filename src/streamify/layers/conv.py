@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import Product, Products, add_bias, choose_product
+from streamify.layers.products import Product, Products, add_bias, block_rows, choose_product
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
@@ -206,6 +206,8 @@ class Conv1d(WindowOp):
         #: untuned calls of at most this many windows (batch x frames) take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS
         self.products: Dict[int, int] = {}
+        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
+        self.rows_per_block = block_rows(self.out_channels // groups, weight.size(1) * self.kernel_size)
         #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
         self.kernels: nn.Module = Products()
 
@@ -255,7 +257,7 @@ class Conv1d(WindowOp):
         )
         cols = windows.reshape(batch * frames, channels * kernel)
         weight = self.weight.reshape(out_channels, channels * kernel)
-        y = self.kernels.forward(cols, weight, self.bias, product)
+        y = self.kernels.forward(cols, weight, self.bias, product, self.rows_per_block)
         return y.view(batch, frames, out_channels).transpose(1, 2)
 
     def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:

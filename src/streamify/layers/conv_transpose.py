@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
-from streamify.layers.products import Product, Products, choose_product
+from streamify.layers.products import Product, Products, block_rows, choose_product
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -158,6 +158,8 @@ class ConvTranspose1d(OverlapAdd):
         #: untuned calls of at most this many input frames x batch items take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS_TRANSPOSED
         self.products: Dict[int, int] = {}
+        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
+        self.rows_per_block = block_rows(weight.size(1) * kernel_size, weight.size(0) // self.groups)
         #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
         self.kernels: nn.Module = Products()
 
@@ -196,7 +198,7 @@ class ConvTranspose1d(OverlapAdd):
             else:
                 # one 2-D product for the whole batch: the weights are read once, not once per item
                 frames = x.transpose(1, 2).reshape(batch * n, per_in)
-                cols = self.kernels.forward(frames, weight, None, product)
+                cols = self.kernels.forward(frames, weight, None, product, self.rows_per_block)
                 cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]
             if n == 1 and self.dilation == 1:
                 return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output

@@ -27,10 +27,9 @@ class Product(enum.Enum):
     """How a conv computes a call; a layer's ``products`` table stores the ``value`` (an int).
 
     TorchScript compiles ``Product.X.value`` to the constant, so scripted and saved models hold
-    plain ints. The values are kept across versions: 1 (a matrix-vector product for one row)
-    and 4 (``rows @ W.t()`` over cache-sized blocks of weight rows) were dropped, since
-    :func:`streamify.tune` almost never chose them on the benchmark models (docs/benchmarks.md);
-    a table saved by an earlier version that names them runs :attr:`ROWS_LEFT` (the same sums).
+    plain ints. The values are kept across versions: 1, a matrix-vector product for one row, was
+    dropped (no faster than :attr:`ROWS_LEFT` on the reference model, docs/benchmarks.md), and a
+    table saved by an earlier version that names it runs :attr:`ROWS_LEFT` (the same sums).
     """
 
     #: PyTorch's generic kernel (``F.conv1d`` / ``F.conv_transpose1d``)
@@ -39,6 +38,9 @@ class Product(enum.Enum):
     ROWS_LEFT = 2
     #: ``(weight @ rows.t()).t()``
     WEIGHT_LEFT = 3
+    #: ``rows @ weight.t()`` over blocks of weight rows small enough to stay in the CPU's cache (one
+    #: batched product): BLAS's few-row kernels then read each weight once from memory
+    BLOCKED = 4
     #: the compiled kernel of :mod:`streamify.native` (each weight read once for all rows); a layer
     #: whose ``kernels`` are the portable :class:`Products` runs it as :attr:`ROWS_LEFT`
     NATIVE = 5
@@ -57,6 +59,19 @@ class Product(enum.Enum):
 #: each product's value -> its label (tables store values; reports show labels)
 PRODUCT_NAMES: Dict[int, str] = {product.value: product.label for product in Product}
 
+#: bytes of weights per block of the blocked product (fits a core's L2 cache with room to spare)
+BLOCK_BYTES = 256 * 1024
+
+
+def block_rows(out_features: int, in_features: int, element_size: int = 4) -> int:
+    """Rows per block of a ``[out_features, in_features]`` weight for :attr:`Product.BLOCKED`: the
+    largest divisor of ``out_features`` whose block holds at most :data:`BLOCK_BYTES` (at least 1)."""
+    target = max(1, BLOCK_BYTES // max(1, in_features * element_size))
+    for rows in range(min(target, out_features), 0, -1):
+        if out_features % rows == 0:
+            return rows
+    return 1
+
 
 def default_product(rows: int, fast_path_rows: int) -> int:
     """The product of an untuned layer: :attr:`Product.ROWS_LEFT` up to ``fast_path_rows`` rows,
@@ -73,14 +88,23 @@ def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int) -> int
     return default_product(rows, fast_path_rows)
 
 
-def rows_by_weight(rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
+def rows_by_weight(
+    rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int = 1
+) -> Tensor:
     """``rows @ weight.t() + bias``: ``rows`` ``[M, K]``, ``weight`` ``[N, K]``, ``bias`` ``[N]`` -> ``[M, N]``.
 
-    ``product`` is :attr:`Product.WEIGHT_LEFT`; any other value runs :attr:`Product.ROWS_LEFT`.
-    ``weight`` is read where it is stored, never copied. The result may be a transposed view.
+    ``product`` is :attr:`Product.WEIGHT_LEFT` or :attr:`Product.BLOCKED` (blocks of
+    ``rows_per_block`` weight rows, a divisor of ``N``: :func:`block_rows`); any other value runs
+    :attr:`Product.ROWS_LEFT`. ``weight`` is read where it is stored, never copied. The result
+    may be a transposed view.
     """
     if product == Product.WEIGHT_LEFT.value:
         y = torch.mm(weight, rows.t()).t()
+    elif product == Product.BLOCKED.value:
+        m, n, k = rows.size(0), weight.size(0), weight.size(1)
+        blocks = weight.reshape(n // rows_per_block, rows_per_block, k)
+        y = torch.bmm(rows.unsqueeze(0).expand(blocks.size(0), m, k), blocks.transpose(1, 2))
+        y = y.transpose(0, 1).reshape(m, n)  # [blocks, M, rows_per_block] -> [M, N]
     else:
         y = torch.mm(rows, weight.t())
     return add_bias(y, bias)
@@ -106,10 +130,12 @@ def add_bias(y: Tensor, bias: Optional[Tensor]) -> Tensor:
 class Products(nn.Module):
     """The products of one conv layer with PyTorch's ops only: :func:`rows_by_weight`.
 
-    A conv calls ``self.kernels.forward(rows, weight, bias, product)``; TorchScript compiles
+    A conv calls ``self.kernels.forward(rows, weight, bias, product, rows_per_block)``; TorchScript compiles
     whichever module the layer holds, so a layer holding this one scripts to portable code
     (any libtorch, nn~, ONNX) whatever its table says.
     """
 
-    def forward(self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
-        return rows_by_weight(rows, weight, bias, product)
+    def forward(
+        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
+    ) -> Tensor:
+        return rows_by_weight(rows, weight, bias, product, rows_per_block)

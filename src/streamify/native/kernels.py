@@ -19,10 +19,12 @@ class NativeProducts(nn.Module):
     :func:`streamify.native.load` first); exports call :func:`make_portable` on their copy.
     """
 
-    def forward(self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int) -> Tensor:
+    def forward(
+        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
+    ) -> Tensor:
         if product == Product.NATIVE.value:
             return add_bias(torch.ops.streamify.rows_by_weight(rows, weight), bias)
-        return rows_by_weight(rows, weight, bias, product)
+        return rows_by_weight(rows, weight, bias, product, rows_per_block)
 
 
 def product_layers(model: nn.Module) -> List[nn.Module]:
