@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import streamify
-from streamify.check import Comparison, compare_streamed
 from streamify.cli_errors import fail, one_line, run_guarded
+from streamify.exactness import Comparison, compare_streamed
 from streamify.layers import StreamingModule
 from streamify.state import reset
 
