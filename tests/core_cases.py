@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from streamify.check import compare_streamed
+from streamify.exactness import compare_streamed
 from streamify.layers import (
     GRU,
     LSTM,

@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from streamify.check import Comparison, compare_streamed, stream_signal
+from streamify.exactness import Comparison, compare_streamed, stream_signal
 from streamify.state import reset
 
 #: max abs error of a float64 stream
@@ -168,7 +168,7 @@ def assert_streams_exactly(
 
 
 def stream_heads(model: nn.Module, x: Tensor, sizes: Sequence[int]) -> List[Tensor]:
-    """Like :func:`streamify.check.stream_signal` for a model that returns a list of heads."""
+    """Like :func:`streamify.exactness.stream_signal` for a model that returns a list of heads."""
     outputs: List[List[Tensor]] = []
     start = 0
     with torch.no_grad():

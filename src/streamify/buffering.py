@@ -71,15 +71,36 @@ def dtype_name(dtype: torch.dtype) -> str:
 class AnyLengthStream(nn.Module):
     """A streaming model that takes buffers ``[batch, in_channels, n]`` of any length ``n``.
 
-    ``n`` must give a whole number of output frames (``n / ratio``); returns
-    ``[batch, out_channels, n / ratio]``. The output lags the offline output by
-    ``stream.delay + extra`` output frames, ``extra`` = :meth:`extra_output_frames` of the
-    stream's first buffer length (0 for multiples of ``buffer_multiple``).
+    ``n`` must give a whole number of output frames (``n / ratio``). The output lags the
+    offline output by ``stream.delay + extra`` output frames, ``extra`` =
+    :meth:`extra_output_frames` of the stream's first buffer length (0 for multiples of
+    ``buffer_multiple``).
 
     Attributes (TorchScript): ``stream`` (the wrapped model), ``buffer_multiple``,
     ``ratio_num`` / ``ratio_den`` (input frames per output frame), ``stream_batch`` (0: no
     stream yet), ``extra`` (extra input frames of the running stream, -1 before it starts),
     ``pending`` (input held back) and ``ready`` (output queued).
+
+    Shape:
+        input ``[batch, in_channels, n]``, any ``n`` with ``n / ratio`` whole; output
+        ``[batch, out_channels, n / ratio]``, ``stream.delay + extra`` frames behind offline.
+
+    Buffers of 6 frames into a model of multiple 4 add ``4 - gcd(6, 4) = 2`` frames of latency:
+
+    >>> import torch
+    >>> from streamify.layers import Conv1d, ConvTranspose1d, Sequential
+    >>> model = Sequential(Conv1d(1, 2, 4, stride=4), ConvTranspose1d(2, 1, 4, stride=4))
+    >>> model.delay, model.buffer_multiple
+    (0, 4)
+    >>> stream = AnyLengthStream(model)
+    >>> stream.extra_output_frames(6)
+    2
+    >>> x = torch.randn(1, 1, 24)
+    >>> y = torch.cat([stream(x[..., i : i + 6]) for i in range(0, 24, 6)], -1)
+    >>> y.shape
+    torch.Size([1, 1, 24])
+    >>> torch.allclose(y[..., 2:], model.offline(x)[..., :22], atol=1e-6)
+    True
     """
 
     queued: List[int]  # TorchScript reads the type of an empty list from the class

@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import streamify
-from streamify.check import Comparison, compare_streamed
 from streamify.cli_errors import fail, one_line, run_guarded
+from streamify.exactness import Comparison, compare_streamed
 from streamify.layers import StreamingModule
 from streamify.state import reset
 
@@ -183,7 +183,7 @@ def demo(
 
     The model is the 'small' RAVE-style autoencoder trained on generated music (docs/models.md), streamed by streamify.convert; the input is a built-in clip of held-out music unless --input is given. Prints the latency, the threads, the real-time factor (flagged above 1) and the error of the stream against the offline output shifted by the latency. Exits with status 1 if the error exceeds 1e-5 relative (float32) or 1e-10 absolute (float64).
     """
-    from streamify.models.clip import builtin_clip, read_audio, write_audio
+    from streamify.models.clip import write_audio
     from streamify.models.shipped import pretrained
 
     out = console()
@@ -197,10 +197,7 @@ def demo(
                 f"{buffer} is not a multiple of the model's buffer multiple {multiple}; try {max(multiple, buffer - buffer % multiple)}",
                 param_hint="--buffer",
             )
-        x = builtin_clip() if input is None else read_audio(input, rate)
-        source = "built-in clip (held-out music)" if input is None else str(input)
-        if seconds is not None:
-            x = x[..., : max(1, int(seconds * rate))]
+        x, source = _demo_input(input, seconds, rate)
         length = x.size(-1)
         stream = demo_stream(model, multiple, dtype.torch)
         # whole buffers, and the latency's worth of silence after the input: the stream then gives all of it
@@ -221,38 +218,88 @@ def demo(
         out.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=2) from error
 
+    audio_seconds = x.size(-1) / rate  # what was streamed: the input, then silence up to whole buffers
+    passed, bar = _demo_verdict(model, x, run, stream.delay, dtype)
+    table = _demo_table(
+        model,
+        stream,
+        run,
+        dtype,
+        rate=rate,
+        buffer=buffer,
+        source=f"{source}: {length / rate:g} s at {rate} Hz, streamed in {buffers} buffers of {buffer}",
+        factor=run.stream_seconds / audio_seconds,
+        threads=threads,
+        output=output,
+        result=("[green]PASS[/green] " if passed else "[red]FAIL[/red] ") + bar,
+    )
+    out.print(table)
+    if not passed:
+        raise typer.Exit(code=1)
+
+
+def _demo_input(input: Optional[Path], seconds: Optional[float], rate: int) -> tuple[torch.Tensor, str]:
+    """The demo's signal ``[1, 1, time]`` at ``rate`` Hz (the built-in clip or ``input``, cut to ``seconds``) and
+    where it comes from."""
+    from streamify.models.clip import builtin_clip, read_audio
+
+    x = builtin_clip() if input is None else read_audio(input, rate)
+    source = "built-in clip (held-out music)" if input is None else str(input)
+    if seconds is not None:
+        x = x[..., : max(1, int(seconds * rate))]
+    return x, source
+
+
+def _demo_verdict(
+    model: torch.nn.Module, x: torch.Tensor, run: StreamRun, delay: int, dtype: DType
+) -> tuple[bool, str]:
+    """Whether the demo's stream meets the exactness bar of ``dtype``, and the bar as printed."""
+    comparison = run.comparison
+    if dtype is DType.float64:
+        return comparison.max_abs_error <= FLOAT64_MAX_ABS_ERROR, f"max abs error <= {FLOAT64_MAX_ABS_ERROR:g}"
+    passed = comparison.max_rel_error <= FLOAT32_MAX_REL_ERROR
+    bar = f"max relative error <= {FLOAT32_MAX_REL_ERROR:g}"
+    if not passed:
+        # a trained model's float32 offline output is itself only float32-accurate (on some inputs
+        # above 1e-5 relative): then the stream passes if it is as close to the float64 offline
+        # output as the float32 offline output is (a wrong stream is orders of magnitude off)
+        stream_error, offline_error = float32_accuracy(model, x, run, delay)
+        passed = stream_error <= 2 * offline_error
+        bar += f", else error vs float64 offline {stream_error:.2e} <= 2 x float32 offline's {offline_error:.2e}"
+    return passed, bar
+
+
+def _demo_table(
+    model: torch.nn.Module,
+    stream: StreamingModule,
+    run: StreamRun,
+    dtype: DType,
+    *,
+    rate: int,
+    buffer: int,
+    source: str,
+    factor: float,
+    threads: Optional[int],
+    output: Optional[Path],
+    result: str,
+) -> Table:
+    """The demo's report: the model, its input, latency, memory, threads, the error and the speed."""
     latency = float(stream.delay)
     comparison = run.comparison
-    audio_seconds = x.size(-1) / rate  # what was streamed: the input, then silence up to whole buffers
-    if dtype is DType.float64:
-        passed = comparison.max_abs_error <= FLOAT64_MAX_ABS_ERROR
-        bar = f"max abs error <= {FLOAT64_MAX_ABS_ERROR:g}"
-    else:
-        passed = comparison.max_rel_error <= FLOAT32_MAX_REL_ERROR
-        bar = f"max relative error <= {FLOAT32_MAX_REL_ERROR:g}"
-        if not passed:
-            # a trained model's float32 offline output is itself only float32-accurate (on some inputs
-            # above 1e-5 relative): then the stream passes if it is as close to the float64 offline
-            # output as the float32 offline output is (a wrong stream is orders of magnitude off)
-            stream_error, offline_error = float32_accuracy(model, x, run, stream.delay)
-            passed = stream_error <= 2 * offline_error
-            bar += f", else error vs float64 offline {stream_error:.2e} <= 2 x float32 offline's {offline_error:.2e}"
     parameters = sum(p.numel() for p in model.parameters())
-    factor = run.stream_seconds / audio_seconds
-    used_threads = torch.get_num_threads()
-
     table = Table(title="streamify demo: the trained model, streamed vs offline", show_header=True)
     table.add_column("quantity")
     table.add_column("value")
     table.add_row("model", f"RAVE-style 'small', trained on music ({parameters} parameters), {dtype.value}")
-    table.add_row("input", f"{source}: {length / rate:g} s at {rate} Hz, streamed in {buffers} buffers of {buffer}")
+    table.add_row("input", source)
     table.add_row("latency (model delay)", _samples(latency, rate))
     table.add_row("latency incl. buffering", _samples(latency + buffer, rate))
     table.add_row("buffer multiple", f"{stream.buffer_multiple} samples")
     table.add_row("receptive field", _samples(stream.receptive_field, rate))
     table.add_row("cache memory", f"{run.cache_bytes} B ({_human_bytes(run.cache_bytes)})")
     table.add_row(
-        "threads", f"{used_threads} (torch intra-op)" + ("" if threads is not None else ", the real-time default")
+        "threads",
+        f"{torch.get_num_threads()} (torch intra-op)" + ("" if threads is not None else ", the real-time default"),
     )
     table.add_row("max abs error vs offline", f"{comparison.max_abs_error:.3e}")
     table.add_row("max relative error", f"{comparison.max_rel_error:.3e}")
@@ -262,10 +309,8 @@ def demo(
     table.add_row("real-time factor", f"{factor:.4f} (compute time / audio time){slow}")
     if output is not None:
         table.add_row("output", f"{output} (the stream without its latency: aligned with the input)")
-    table.add_row("result", ("[green]PASS[/green] " if passed else "[red]FAIL[/red] ") + bar)
-    out.print(table)
-    if not passed:
-        raise typer.Exit(code=1)
+    table.add_row("result", result)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------- info

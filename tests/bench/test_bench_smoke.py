@@ -32,7 +32,7 @@ from streamify.bench.reference import (
     phase_reach,
     reset_cached_conv,
 )
-from streamify.check import compare_streamed, stream_signal
+from streamify.exactness import compare_streamed, stream_signal
 
 TINY_PLAN = Plan(warmup_calls=1, min_calls=2, min_seconds=0.0, max_calls=3, offline_reps=1, probe_reps=1)
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from helpers import assert_streams_exactly
 from streamify import StreamingError
-from streamify.check import stream_signal
 from streamify.convert import convert
+from streamify.exactness import stream_signal
 
 cc = pytest.importorskip("cached_conv")
 

@@ -9,8 +9,8 @@ from plain_models import CroppedResidualUnit, CroppedStack, HiFiGANGenerator, Ti
 from torch import nn
 
 import streamify.layers as sl
-from streamify.check import compare_streamed, measure_delay, stream_signal
 from streamify.convert import convert
+from streamify.exactness import compare_streamed, measure_delay, stream_signal
 from streamify.state import set_streaming
 
 TOL = 1e-10

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import UnsatisfiedAssumption
 from torch import nn
 
-from streamify.check import compare_streamed, stream_signal
 from streamify.convert import convert
+from streamify.exactness import compare_streamed, stream_signal
 
 
 class RandomNet(nn.Module):

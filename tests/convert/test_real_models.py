@@ -25,8 +25,8 @@ from torch import nn
 
 from helpers import assert_streams_exactly, irregular_sizes, make_signal
 from streamify import StreamingError
-from streamify.check import compare_streamed, stream_signal
 from streamify.convert import convert
+from streamify.exactness import compare_streamed, stream_signal
 from streamify.state import reset
 
 TOL = 1e-10

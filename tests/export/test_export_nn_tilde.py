@@ -16,11 +16,9 @@ from torch import nn
 
 import streamify
 from streamify import StreamingError
-from streamify.check import stream_signal
 from streamify.convert import convert
+from streamify.exactness import stream_signal
 from streamify.export import describe_file, export_nn_tilde, read_info
-from streamify.export.contract import check_host_contract
-from streamify.export.methods import ConvertedMethod
 
 METHODS = ("encode", "decode", "forward")
 
@@ -195,52 +193,6 @@ def test_refuses_float64_models_and_reserved_names(tmp_path):
         export_nn_tilde(Clash(), tmp_path / "b.ts", _example(), methods=("get_methods",))
     with pytest.raises(StreamingError, match="method 'decode' accepts none"):
         export_nn_tilde(build(PowerOfTwoAutoencoder), tmp_path / "c.ts", _example(), methods=("decode",))
-
-
-def _method(stream_model=None) -> ConvertedMethod:
-    model = build(PowerOfTwoAutoencoder)
-    stream = stream_model or convert(model, _example())
-    return ConvertedMethod("forward", stream, _example(), 1, 1)
-
-
-@pytest.mark.parametrize(
-    "fault, message",
-    [
-        ("shape", r"buffer size 256 samples, batch 1: returns shape \(1, 1, 255\)"),
-        ("dtype", "returns torch.float64, the host reads float32"),
-        ("random", "two runs from a fresh stream differ.*nondeterministic"),
-        ("batch", "batch 2: the output depends on another batch item"),
-        ("delay", "differs from the offline output shifted by the delay"),
-        ("nan", "NaN or infinite"),
-    ],
-)
-def test_contract_check_names_the_method_and_the_fault(fault, message):
-    method = _method()
-    stream = method.stream
-
-    def call(x):
-        y = stream(x)
-        if fault == "shape":
-            return y[..., 1:]
-        if fault == "dtype":
-            return y.double()
-        if fault == "random":
-            return y + 1e-3 * torch.randn_like(y)
-        if fault == "batch":
-            return y + y.mean(0, keepdim=True) if y.size(0) > 1 else y
-        if fault == "delay":
-            return torch.cat([y[..., :1] * 0, y[..., :-1]], -1)
-        return y * float("nan")
-
-    with pytest.raises(StreamingError, match=r"method 'forward' breaks the real-time host contract.*" + message):
-        check_host_contract(method, call, stream.reset, [256, 512], "test")
-
-
-def test_contract_check_passes_a_good_stream_and_reports_sizes():
-    method = _method()
-    report = check_host_contract(method, method.stream, method.stream.reset, [256, 1024], "test")
-    assert report.buffer_sizes == [256, 1024] and report.batch_sizes == [1, 2]
-    assert report.max_rel_error <= 1e-5 and report.warmup_frames == 0 and report.compared_frames > 500
 
 
 class _ReflectNet(nn.Module):

@@ -21,7 +21,7 @@ from helpers import (
     make_signal,
     warmup_frames,
 )
-from streamify.check import compare_streamed, stream_signal
+from streamify.exactness import compare_streamed, stream_signal
 from streamify.layers import (
     GRU,
     LSTM,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from streamify.check import measure_delay
+from streamify.exactness import measure_delay
 from streamify.layers import (
     GRU,
     LSTM,

@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from streamify import cli
-from streamify.check import compare_streamed, measure_delay, stream_signal
 from streamify.cli import app
+from streamify.exactness import compare_streamed, measure_delay, stream_signal
 from streamify.layers import Sequential
 from streamify.models import build_demo_autoencoder, demo_signal
 from streamify.state import reset

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamify
-from streamify.check import compare_streamed, stream_signal
 from streamify.convert import convert
+from streamify.exactness import compare_streamed, stream_signal
 from streamify.models import RAVE, load_checkpoint, rave, save_weights
 from streamify.models.loading import load_model
 from streamify.models.pqmf import PQMFAnalysis, PQMFSynthesis

@@ -48,12 +48,29 @@ def convert(
             ``False`` skips it (the result is then unchecked).
 
     Returns:
-        A :class:`StreamingModel`: ``delay``, ``buffer_multiple``, ``ratio``, ``reset()``.
+        A :class:`StreamingModel`: ``delay``, ``buffer_multiple``, ``ratio``, ``reset()``. It takes
+        buffers ``[batch, channels, n]``, ``n`` a multiple of ``buffer_multiple``, and returns
+        ``[batch, out_channels, n / ratio]``: the model's output, ``delay`` frames late.
 
     Raises:
         StreamingError: naming the op, its source line and a fix, where the model cannot stream; or, from
             the verification, naming the first layer (call order) whose streamed output differs from its
             offline output, with its delay and source line.
+
+    >>> import torch
+    >>> from streamify import convert
+    >>> model = torch.nn.Sequential(
+    ...     torch.nn.Conv1d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv1d(4, 1, 4, stride=2, padding=1)
+    ... )
+    >>> stream = convert(model, torch.randn(1, 1, 64))
+    >>> stream.delay, stream.buffer_multiple
+    (1, 2)
+    >>> x = torch.randn(1, 1, 32)
+    >>> y = torch.cat([stream(x[..., i : i + 8]) for i in range(0, 32, 8)], -1)
+    >>> y.shape
+    torch.Size([1, 1, 16])
+    >>> torch.allclose(y[..., 1:], model(x)[..., :15], atol=1e-6)
+    True
     """
     if example.dim() != 3:
         raise StreamingError(

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from streamify.check import compare_streamed
+from streamify.exactness import compare_streamed
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import AvgPool1d, WindowOp
 from streamify.layers.resample import LinearUpsample

@@ -219,6 +219,30 @@ def _fill(track: _Track, rng: np.random.Generator, start: int, beats: int, sixte
             track.note(start + step * sixteenth, sixteenth, key, int(loud * (70 + 5 * k)))
 
 
+@dataclass
+class _Song:
+    """What every part of a piece plays along: key, metre, length, the chord of each bar, the random generator."""
+
+    rng: np.random.Generator
+    tonic: int  # pitch class of the key's tonic (0 = C)
+    scale: list[int]  # the mode's intervals above the tonic
+    beats: int  # beats per bar
+    bars: int
+    swing: int  # ticks the off-beat eighths are late
+    arrangement: str
+    chords: list[list[int]]  # per bar: the chord's pitch classes
+    meta: dict[str, Any]  # what was drawn, filled by each part
+    beat: int = TICKS_PER_BEAT
+
+    @property
+    def bar_ticks(self) -> int:
+        return self.beats * self.beat
+
+    def human(self, tick: int, amount: int = 8) -> int:
+        """``tick`` moved by up to ``amount`` ticks either way, as a player would."""
+        return int(tick + self.rng.integers(-amount, amount + 1))
+
+
 def compose(rng: np.random.Generator, min_seconds: float = 20.0, max_seconds: float = 40.0) -> Piece:
     """One piece of ``min_seconds`` to ``max_seconds`` (plus a release tail), drawn from ``rng``."""
     mode = sorted(MODES)[int(rng.integers(len(MODES)))]
@@ -235,13 +259,7 @@ def compose(rng: np.random.Generator, min_seconds: float = 20.0, max_seconds: fl
     weights = np.array([ARRANGEMENTS[n][1] for n in arrangement_names])
     arrangement = arrangement_names[int(rng.choice(len(arrangement_names), p=weights / weights.sum()))]
     parts = ARRANGEMENTS[arrangement][0]
-    beat = TICKS_PER_BEAT
-    bar_ticks = beats * beat
-    swing = beat // 6 if rng.random() < 0.2 else 0
-
-    def human(tick: int, amount: int = 8) -> int:
-        return int(tick + rng.integers(-amount, amount + 1))
-
+    swing = TICKS_PER_BEAT // 6 if rng.random() < 0.2 else 0
     meta: dict[str, Any] = {
         "tonic": ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"][tonic],
         "mode": mode,
@@ -252,169 +270,15 @@ def compose(rng: np.random.Generator, min_seconds: float = 20.0, max_seconds: fl
         "arrangement": arrangement,
         "instruments": {},
     }
-    tracks: list[_Track] = []
     chords = [
         _chord_notes(tonic, scale, progression[(bar // bars_per_chord) % len(progression)], rng.random() < 0.35)
         for bar in range(bars)
     ]
-
-    # chords
-    if "chords" in parts:
-        if arrangement == "solo_piano":
-            name, program = "acoustic_grand_piano", 0
-        else:
-            name, program = _choice(rng, CHORD_PROGRAMS)
-        meta["instruments"]["chords"] = name
-        sustained = program in (16, 19, 48, 49, 52, 61, 88, 89)
-        styles = ["block", "beats", "arpeggio", "alberti"] if not sustained else ["block", "block", "beats"]
-        if program in (24, 25, 27):
-            styles = ["strum", "arpeggio", "strum"]
-        style = styles[int(rng.integers(len(styles)))]
-        meta["chord_style"] = style
-        track = _Track(0, program, int(rng.integers(70, 100)), int(rng.integers(20, 80)))
-        previous = None
-        base_velocity = rng.uniform(55, 85)
-        for bar in range(bars):
-            voicing = _voice(chords[bar], 62, previous)
-            previous = voicing
-            start = bar * bar_ticks
-            if style == "block":
-                for note in voicing:
-                    track.note(human(start), bar_ticks - 20, note, base_velocity + rng.integers(-6, 7))
-            elif style in ("beats", "strum"):
-                for b in range(beats):
-                    for k, note in enumerate(voicing):
-                        offset = k * 15 if style == "strum" else 0
-                        accent = 10 if b == 0 else 0
-                        track.note(human(start + b * beat + offset), beat - 40, note, base_velocity + accent - 5)
-            else:
-                order = (
-                    voicing + voicing[-2:0:-1]
-                    if style == "arpeggio"
-                    else [voicing[0], voicing[-1], voicing[1], voicing[-1]]
-                )
-                for k in range(beats * 2):
-                    tick = start + k * beat // 2 + (swing if k % 2 else 0)
-                    track.note(human(tick), beat // 2 + 60, order[k % len(order)], base_velocity - 8 + 8 * (k % 2 == 0))
-        tracks.append(track)
-
-    # bass
-    if "bass" in parts:
-        name, program = _choice(rng, BASS_PROGRAMS)
-        meta["instruments"]["bass"] = name
-        style = ["roots", "root_fifth", "walking", "syncopated"][int(rng.integers(4))]
-        meta["bass_style"] = style
-        track = _Track(1, program, int(rng.integers(85, 110)), int(rng.integers(0, 30)))
-        for bar in range(bars):
-            root = 36 + (chords[bar][0] % 12)
-            if root > 47:
-                root -= 12
-            fifth = root + 7
-            start = bar * bar_ticks
-            velocity = rng.uniform(75, 100)
-            if style == "roots":
-                track.note(human(start), bar_ticks // 2 - 30, root, velocity)
-                track.note(human(start + bar_ticks // 2), bar_ticks // 2 - 30, root, velocity - 10)
-            elif style == "root_fifth":
-                for b in range(beats):
-                    track.note(
-                        human(start + b * beat), beat - 30, root if b % 2 == 0 else fifth, velocity - 5 * (b % 2)
-                    )
-            elif style == "walking":
-                following = 36 + (chords[(bar + 1) % bars][0] % 12)
-                notes = [root, root + scale[2 % 7] - scale[0], fifth, following - 1][:beats]
-                for b, note in enumerate(notes):
-                    track.note(human(start + b * beat), beat - 30, note, velocity - 5 * (b % 2))
-            else:
-                for step in (0, 3, 6, 8, 11, 14):
-                    if step < beats * 4 and (step in (0, 8) or rng.random() < 0.6):
-                        note = root + (12 if rng.random() < 0.15 else 0)
-                        track.note(human(start + step * beat // 4), beat // 2, note, velocity)
-        tracks.append(track)
-
-    # melody: two-bar phrases, each an A or B motif repeated with variation
-    if "melody" in parts:
-        if arrangement == "solo_piano":
-            name, program = "acoustic_grand_piano", 0
-        else:
-            name, program = _choice(rng, MELODY_PROGRAMS)
-        meta["instruments"]["melody"] = name
-        low, high = (48, 72) if name in LOW_INSTRUMENTS else (67, 91) if name in HIGH_INSTRUMENTS else (60, 84)
-        track = _Track(2, program, int(rng.integers(90, 120)), int(rng.integers(20, 70)))
-        rhythms = [
-            [1, 1, 1, 1],
-            [0.5, 0.5, 1, 1, 1],
-            [1.5, 0.5, 1, 1],
-            [0.5, 0.5, 0.5, 0.5, 2],
-            [2, 1, 1],
-            [1, 0.5, 0.5, 2],
-            [3, 1],
-            [0.75, 0.25, 1, 0.5, 0.5, 1],
-        ]
-        # scale notes in range, as a sorted list to walk on
-        ladder = [n for n in range(low, high + 1) if (n - tonic) % 12 in scale]
-        motifs: dict[str, list[tuple[float, int, bool]]] = {}
-        position = len(ladder) // 2
-        structure = "AABA" if rng.random() < 0.5 else "ABAB"
-        legato = rng.uniform(0.7, 1.0)
-        base_velocity = rng.uniform(70, 100)
-        for phrase_start in range(0, bars, 2):
-            label = structure[(phrase_start // 2) % 4]
-            if label not in motifs or rng.random() < 0.25:
-                events = []
-                for _ in range(2):
-                    rhythm = list(rhythms[int(rng.integers(len(rhythms)))])
-                    if beats == 3:
-                        rhythm = [1, 1, 1] if rng.random() < 0.5 else [2, 1]
-                    for length in rhythm:
-                        step = int(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3, 4, -4]))
-                        rest = rng.random() < 0.1
-                        events.append((length, step, rest))
-                motifs[label] = events
-            tick = phrase_start * bar_ticks
-            for length, step, rest in motifs[label]:
-                position = int(np.clip(position + step, 0, len(ladder) - 1))
-                bar = min(bars - 1, tick // bar_ticks)
-                note = ladder[position]
-                if tick % beat == 0 and (tick // beat) % beats == 0:  # downbeat: nearest chord tone
-                    tones = [n for n in ladder if (n % 12) in {p % 12 for p in chords[bar]}]
-                    note = min(tones, key=lambda n: abs(n - note)) if tones else note
-                    position = ladder.index(note)
-                ticks = int(length * beat)
-                if not rest:
-                    accent = 8 if (tick // beat) % beats == 0 else 0
-                    track.note(human(tick), ticks * legato, note, base_velocity + accent + rng.integers(-8, 9))
-                tick += ticks
-        tracks.append(track)
-
-    # drums
-    if "drums" in parts:
-        styles = ["rock", "four_on_floor", "half_time", "shuffle", "bossa"] if beats == 4 else ["waltz"]
-        style = styles[int(rng.integers(len(styles)))]
-        meta["drum_style"] = style
-        meta["instruments"]["drums"] = "standard_kit"
-        track = _Track(DRUM_CHANNEL, None, int(rng.integers(80, 110)), int(rng.integers(10, 50)))
-        pattern = _drum_pattern(rng, beats, style)
-        variant = _drum_pattern(rng, beats, style)
-        sixteenth = beat // 4
-        loud = rng.uniform(0.75, 1.0)
-        for bar in range(bars):
-            start = bar * bar_ticks
-            if bar % 8 == 0:
-                track.note(start, beat, CRASH, int(100 * loud))
-            last_of_phrase = bar % 4 == 3
-            bar_pattern = variant if bar % 2 else pattern
-            for key, hits in bar_pattern.items():
-                for step, scale_v in hits:
-                    if last_of_phrase and step >= (beats - 1) * 4:
-                        continue
-                    tick = start + step * sixteenth + (swing if step % 4 == 2 else 0)
-                    track.note(human(tick, 5), sixteenth, key, int(110 * loud * scale_v) + rng.integers(-6, 7))
-            if last_of_phrase:
-                _fill(track, rng, start, beats, sixteenth, loud)
-        tracks.append(track)
-
-    end_tick = bars * bar_ticks + 2 * beat  # the last notes' release rings
+    song = _Song(rng, tonic, scale, beats, bars, swing, arrangement, chords, meta)
+    # the parts draw from ``rng`` in this order: a piece depends on it
+    part_writers = (("chords", _chords_part), ("bass", _bass_part), ("melody", _melody_part), ("drums", _drums_part))
+    tracks = [write(song) for part, write in part_writers if part in parts]
+    end_tick = bars * song.bar_ticks + 2 * song.beat  # the last notes' release rings
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
@@ -424,3 +288,173 @@ def compose(rng: np.random.Generator, min_seconds: float = 20.0, max_seconds: fl
     for track in tracks:
         midi.tracks.append(track.to_track(end_tick))
     return Piece(midi=midi, seconds=bars * seconds_per_bar, meta=meta)
+
+
+def _chords_part(song: _Song) -> _Track:
+    """The chords on channel 0: voiced close to the previous bar, as blocks, beats, strums or arpeggios."""
+    rng, beat, beats, bar_ticks, human = song.rng, song.beat, song.beats, song.bar_ticks, song.human
+    if song.arrangement == "solo_piano":
+        name, program = "acoustic_grand_piano", 0
+    else:
+        name, program = _choice(rng, CHORD_PROGRAMS)
+    song.meta["instruments"]["chords"] = name
+    sustained = program in (16, 19, 48, 49, 52, 61, 88, 89)
+    styles = ["block", "beats", "arpeggio", "alberti"] if not sustained else ["block", "block", "beats"]
+    if program in (24, 25, 27):
+        styles = ["strum", "arpeggio", "strum"]
+    style = styles[int(rng.integers(len(styles)))]
+    song.meta["chord_style"] = style
+    track = _Track(0, program, int(rng.integers(70, 100)), int(rng.integers(20, 80)))
+    previous = None
+    base_velocity = rng.uniform(55, 85)
+    for bar in range(song.bars):
+        voicing = _voice(song.chords[bar], 62, previous)
+        previous = voicing
+        start = bar * bar_ticks
+        if style == "block":
+            for note in voicing:
+                track.note(human(start), bar_ticks - 20, note, base_velocity + rng.integers(-6, 7))
+        elif style in ("beats", "strum"):
+            for b in range(beats):
+                for k, note in enumerate(voicing):
+                    offset = k * 15 if style == "strum" else 0
+                    accent = 10 if b == 0 else 0
+                    track.note(human(start + b * beat + offset), beat - 40, note, base_velocity + accent - 5)
+        else:
+            order = (
+                voicing + voicing[-2:0:-1]
+                if style == "arpeggio"
+                else [voicing[0], voicing[-1], voicing[1], voicing[-1]]
+            )
+            for k in range(beats * 2):
+                tick = start + k * beat // 2 + (song.swing if k % 2 else 0)
+                track.note(human(tick), beat // 2 + 60, order[k % len(order)], base_velocity - 8 + 8 * (k % 2 == 0))
+    return track
+
+
+def _bass_part(song: _Song) -> _Track:
+    """The bass on channel 1: roots, root and fifth, a walking line or a syncopated pattern."""
+    rng, beat, beats, bar_ticks, human = song.rng, song.beat, song.beats, song.bar_ticks, song.human
+    name, program = _choice(rng, BASS_PROGRAMS)
+    song.meta["instruments"]["bass"] = name
+    style = ["roots", "root_fifth", "walking", "syncopated"][int(rng.integers(4))]
+    song.meta["bass_style"] = style
+    track = _Track(1, program, int(rng.integers(85, 110)), int(rng.integers(0, 30)))
+    for bar in range(song.bars):
+        root = 36 + (song.chords[bar][0] % 12)
+        if root > 47:
+            root -= 12
+        fifth = root + 7
+        start = bar * bar_ticks
+        velocity = rng.uniform(75, 100)
+        if style == "roots":
+            track.note(human(start), bar_ticks // 2 - 30, root, velocity)
+            track.note(human(start + bar_ticks // 2), bar_ticks // 2 - 30, root, velocity - 10)
+        elif style == "root_fifth":
+            for b in range(beats):
+                track.note(human(start + b * beat), beat - 30, root if b % 2 == 0 else fifth, velocity - 5 * (b % 2))
+        elif style == "walking":
+            following = 36 + (song.chords[(bar + 1) % song.bars][0] % 12)
+            notes = [root, root + song.scale[2 % 7] - song.scale[0], fifth, following - 1][:beats]
+            for b, note in enumerate(notes):
+                track.note(human(start + b * beat), beat - 30, note, velocity - 5 * (b % 2))
+        else:
+            for step in (0, 3, 6, 8, 11, 14):
+                if step < beats * 4 and (step in (0, 8) or rng.random() < 0.6):
+                    note = root + (12 if rng.random() < 0.15 else 0)
+                    track.note(human(start + step * beat // 4), beat // 2, note, velocity)
+    return track
+
+
+#: melody rhythms of one bar in four, in beats
+_RHYTHMS = [
+    [1, 1, 1, 1],
+    [0.5, 0.5, 1, 1, 1],
+    [1.5, 0.5, 1, 1],
+    [0.5, 0.5, 0.5, 0.5, 2],
+    [2, 1, 1],
+    [1, 0.5, 0.5, 2],
+    [3, 1],
+    [0.75, 0.25, 1, 0.5, 0.5, 1],
+]
+
+
+def _melody_part(song: _Song) -> _Track:
+    """The melody on channel 2: two-bar phrases, each an A or B motif repeated with variation."""
+    rng, beat, beats, bar_ticks, bars = song.rng, song.beat, song.beats, song.bar_ticks, song.bars
+    if song.arrangement == "solo_piano":
+        name, program = "acoustic_grand_piano", 0
+    else:
+        name, program = _choice(rng, MELODY_PROGRAMS)
+    song.meta["instruments"]["melody"] = name
+    low, high = (48, 72) if name in LOW_INSTRUMENTS else (67, 91) if name in HIGH_INSTRUMENTS else (60, 84)
+    track = _Track(2, program, int(rng.integers(90, 120)), int(rng.integers(20, 70)))
+    # scale notes in range, as a sorted list to walk on
+    ladder = [n for n in range(low, high + 1) if (n - song.tonic) % 12 in song.scale]
+    motifs: dict[str, list[tuple[float, int, bool]]] = {}
+    position = len(ladder) // 2
+    structure = "AABA" if rng.random() < 0.5 else "ABAB"
+    legato = rng.uniform(0.7, 1.0)
+    base_velocity = rng.uniform(70, 100)
+    for phrase_start in range(0, bars, 2):
+        label = structure[(phrase_start // 2) % 4]
+        if label not in motifs or rng.random() < 0.25:
+            motifs[label] = _motif(rng, beats)
+        tick = phrase_start * bar_ticks
+        for length, step, rest in motifs[label]:
+            position = int(np.clip(position + step, 0, len(ladder) - 1))
+            bar = min(bars - 1, tick // bar_ticks)
+            note = ladder[position]
+            if tick % beat == 0 and (tick // beat) % beats == 0:  # downbeat: nearest chord tone
+                tones = [n for n in ladder if (n % 12) in {p % 12 for p in song.chords[bar]}]
+                note = min(tones, key=lambda n: abs(n - note)) if tones else note
+                position = ladder.index(note)
+            ticks = int(length * beat)
+            if not rest:
+                accent = 8 if (tick // beat) % beats == 0 else 0
+                track.note(song.human(tick), ticks * legato, note, base_velocity + accent + rng.integers(-8, 9))
+            tick += ticks
+    return track
+
+
+def _motif(rng: np.random.Generator, beats: int) -> list[tuple[float, int, bool]]:
+    """Two bars of melody: (length in beats, step on the scale ladder, rest) per note."""
+    events = []
+    for _ in range(2):
+        rhythm = list(_RHYTHMS[int(rng.integers(len(_RHYTHMS)))])
+        if beats == 3:
+            rhythm = [1, 1, 1] if rng.random() < 0.5 else [2, 1]
+        for length in rhythm:
+            step = int(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3, 4, -4]))
+            rest = rng.random() < 0.1
+            events.append((length, step, rest))
+    return events
+
+
+def _drums_part(song: _Song) -> _Track:
+    """The drums on the percussion channel: two alternating bar patterns, a crash every 8 bars, a fill every 4."""
+    rng, beats, bar_ticks = song.rng, song.beats, song.bar_ticks
+    styles = ["rock", "four_on_floor", "half_time", "shuffle", "bossa"] if beats == 4 else ["waltz"]
+    style = styles[int(rng.integers(len(styles)))]
+    song.meta["drum_style"] = style
+    song.meta["instruments"]["drums"] = "standard_kit"
+    track = _Track(DRUM_CHANNEL, None, int(rng.integers(80, 110)), int(rng.integers(10, 50)))
+    pattern = _drum_pattern(rng, beats, style)
+    variant = _drum_pattern(rng, beats, style)
+    sixteenth = song.beat // 4
+    loud = rng.uniform(0.75, 1.0)
+    for bar in range(song.bars):
+        start = bar * bar_ticks
+        if bar % 8 == 0:
+            track.note(start, song.beat, CRASH, int(100 * loud))
+        last_of_phrase = bar % 4 == 3
+        bar_pattern = variant if bar % 2 else pattern
+        for key, hits in bar_pattern.items():
+            for step, scale_v in hits:
+                if last_of_phrase and step >= (beats - 1) * 4:
+                    continue
+                tick = start + step * sixteenth + (song.swing if step % 4 == 2 else 0)
+                track.note(song.human(tick, 5), sixteenth, key, int(110 * loud * scale_v) + rng.integers(-6, 7))
+        if last_of_phrase:
+            _fill(track, rng, start, beats, sixteenth, loud)
+    return track

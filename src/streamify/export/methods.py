@@ -125,66 +125,15 @@ def convert_methods(
 
     A model that is already a :class:`StreamingModel` is used as it is for the one method.
     """
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = list(methods)
-    if not methods:
-        raise StreamingError(f"streamify: {where}: no method to export")
-    if len(set(methods)) != len(methods):
-        raise StreamingError(f"streamify: {where}: methods {methods} name a method twice")
+    methods = [methods] if isinstance(methods, str) else list(methods)
     examples = dict(examples or {})
-    unknown = sorted(set(examples) - set(methods))
-    if unknown:
-        raise StreamingError(f"streamify: {where}: examples given for methods {unknown} that are not exported")
-    check_float32(model, where)
-    if example.dim() != 3:
-        raise StreamingError(
-            f"streamify: {where}: the example must be [batch, channels, time], got {tuple(example.shape)}"
-        )
+    _check_request(model, example, methods, examples, where)
     example = example.detach().to(torch.float32)
     if isinstance(model, StreamingModel):
-        if len(methods) != 1:
-            raise StreamingError(
-                f"streamify: {where}: a StreamingModel streams one method; pass the original model to export {methods}"
-            )
-        model = copy.deepcopy(model)  # the export resets and runs it: the caller's stream stays as it is
-        given = examples.get(methods[0])
-        in_ratio = int(given[1]) if isinstance(given, tuple) else model.ratio.denominator
-        out_ratio = _ratio_int(in_ratio * model.ratio, "output ratio", methods[0], where)
-        return [ConvertedMethod(methods[0], model, example, in_ratio, out_ratio)]
-
+        return [_streaming_model_method(model, example, methods, examples, where)]
     done: List[Tuple[ConvertedMethod, Tensor]] = []
     for name in methods:
-        if not callable(getattr(model, name, None)):
-            raise StreamingError(f"streamify: {where}: {type(model).__name__} has no method {name!r}")
-        given_ratio: Optional[int] = None
-        if name in examples:
-            value = examples[name]
-            if isinstance(value, tuple):
-                method_example, given_ratio = value[0], int(value[1])
-            else:
-                method_example = value
-            method_example = method_example.detach().to(torch.float32)
-            output = _accepts(model, name, method_example)
-            if output is None:
-                raise StreamingError(
-                    f"streamify: {where}: method {name!r} fails on the example given for it, "
-                    f"shape {tuple(method_example.shape)}"
-                )
-        else:
-            method_example, output = example, _accepts(model, name, example)
-            if output is None:
-                for previous, previous_output in done:
-                    output = _accepts(model, name, previous_output)
-                    if output is not None:
-                        method_example, given_ratio = previous_output, previous.out_ratio
-                        break
-            if output is None:
-                tried = ", ".join(["the audio example"] + [f"the output of {p.name!r}" for p, _ in done])
-                raise StreamingError(
-                    f"streamify: {where}: method {name!r} accepts none of {tried}; pass "
-                    f"examples={{{name!r}: tensor}} (or (tensor, in_ratio))"
-                )
+        method_example, given_ratio, output = _method_example(model, name, example, examples, done, where)
         stream = convert(model, method_example, method=name)
         if given_ratio is None:
             given_ratio = stream.ratio.denominator
@@ -194,6 +143,81 @@ def convert_methods(
         converted = ConvertedMethod(name, stream, method_example, given_ratio, out_ratio)
         done.append((converted, output.detach().to(torch.float32)))
     return [c for c, _ in done]
+
+
+def _check_request(
+    model: nn.Module, example: Tensor, methods: List[str], examples: Mapping[str, MethodExample], where: str
+) -> None:
+    """Refuse an empty or repeated method list, examples for methods not exported, float64 weights and an
+    example that is not ``[batch, channels, time]``."""
+    if not methods:
+        raise StreamingError(f"streamify: {where}: no method to export")
+    if len(set(methods)) != len(methods):
+        raise StreamingError(f"streamify: {where}: methods {methods} name a method twice")
+    unknown = sorted(set(examples) - set(methods))
+    if unknown:
+        raise StreamingError(f"streamify: {where}: examples given for methods {unknown} that are not exported")
+    check_float32(model, where)
+    if example.dim() != 3:
+        raise StreamingError(
+            f"streamify: {where}: the example must be [batch, channels, time], got {tuple(example.shape)}"
+        )
+
+
+def _streaming_model_method(
+    model: StreamingModel, example: Tensor, methods: List[str], examples: Mapping[str, MethodExample], where: str
+) -> ConvertedMethod:
+    """The one method of a model that streams already, used as it is (a copy)."""
+    if len(methods) != 1:
+        raise StreamingError(
+            f"streamify: {where}: a StreamingModel streams one method; pass the original model to export {methods}"
+        )
+    model = copy.deepcopy(model)  # the export resets and runs it: the caller's stream stays as it is
+    given = examples.get(methods[0])
+    in_ratio = int(given[1]) if isinstance(given, tuple) else model.ratio.denominator
+    out_ratio = _ratio_int(in_ratio * model.ratio, "output ratio", methods[0], where)
+    return ConvertedMethod(methods[0], model, example, in_ratio, out_ratio)
+
+
+def _method_example(
+    model: nn.Module,
+    name: str,
+    example: Tensor,
+    examples: Mapping[str, MethodExample],
+    done: List[Tuple[ConvertedMethod, Tensor]],
+    where: str,
+) -> Tuple[Tensor, Optional[int], Tensor]:
+    """The example of method ``name`` (see :func:`convert_methods`), its ``in_ratio`` where the example fixes it
+    (else None), and the method's output on it."""
+    if not callable(getattr(model, name, None)):
+        raise StreamingError(f"streamify: {where}: {type(model).__name__} has no method {name!r}")
+    given_ratio: Optional[int] = None
+    if name in examples:
+        value = examples[name]
+        if isinstance(value, tuple):
+            method_example, given_ratio = value[0], int(value[1])
+        else:
+            method_example = value
+        method_example = method_example.detach().to(torch.float32)
+        output = _accepts(model, name, method_example)
+        if output is None:
+            raise StreamingError(
+                f"streamify: {where}: method {name!r} fails on the example given for it, "
+                f"shape {tuple(method_example.shape)}"
+            )
+        return method_example, given_ratio, output
+    output = _accepts(model, name, example)
+    if output is not None:
+        return example, None, output
+    for previous, previous_output in done:
+        output = _accepts(model, name, previous_output)
+        if output is not None:
+            return previous_output, previous.out_ratio, output
+    tried = ", ".join(["the audio example"] + [f"the output of {p.name!r}" for p, _ in done])
+    raise StreamingError(
+        f"streamify: {where}: method {name!r} accepts none of {tried}; pass "
+        f"examples={{{name!r}: tensor}} (or (tensor, in_ratio))"
+    )
 
 
 def nn_tilde_sizes(method: ConvertedMethod, where: str, low: int = 256, high: int = 8192) -> List[int]:

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from streamify._version import __version__
 from streamify.buffering import AnyLengthStream
-from streamify.export.contract import ContractReport, check_host_contract
 from streamify.export.files import write_atomically
+from streamify.export.host_contract import ContractReport, check_host_contract
 from streamify.export.methods import (
     ConvertedMethod,
     MethodExample,

@@ -45,6 +45,16 @@ class StreamingModule(nn.Module):
             the count follows the input).
         streaming: when False, ``forward`` runs the offline computation (training).
         check_finite: when True, a root module refuses buffers with NaN or inf.
+
+    Shape:
+        ``forward`` (streaming): input ``[batch, in_channels, n]``, ``n`` a positive multiple of
+        ``buffer_multiple``; output ``[batch, out_channels, n / ratio]``. ``offline``: a whole signal
+        ``[batch, in_channels, t]`` to what the offline layer returns.
+
+    >>> from streamify.layers import Conv1d
+    >>> conv = Conv1d(1, 1, kernel_size=4, stride=2, padding=1)
+    >>> conv.delay, conv.ratio, conv.buffer_multiple, conv.receptive_field
+    (1, Fraction(2, 1), 2, 4)
     """
 
     __jit_unused_properties__ = ["ratio", "cache_bytes"]

@@ -35,6 +35,14 @@ def as_streaming(module: nn.Module) -> StreamingModule:
     becomes :class:`Sequential`; any other module must act on each frame on its own
     and is wrapped in :class:`Pointwise`. A module hiding time layers inside is
     refused: convert it with :func:`streamify.convert` instead.
+
+    >>> import torch
+    >>> from streamify.layers import as_streaming
+    >>> conv = as_streaming(torch.nn.Conv1d(1, 2, 3, padding=1))
+    >>> type(conv).__name__, conv.delay
+    ('Conv1d', 1)
+    >>> type(as_streaming(torch.nn.ReLU())).__name__
+    'Pointwise'
     """
     from streamify.layers.torch_layers import from_torch_layer, resembles_time_layer
 
@@ -106,7 +114,27 @@ def _dtype_of(modules: List[nn.Module]) -> torch.dtype:
 
 
 class Sequential(StreamingModule):
-    """Streaming modules applied one after another (``torch.nn`` layers are converted, see :func:`as_streaming`)."""
+    """Streaming modules applied one after another (``torch.nn`` layers are converted, see :func:`as_streaming`).
+
+    Each layer is fed the delay of the one before; ``delay``, ``ratio`` and ``buffer_multiple`` are
+    those of the whole chain.
+
+    Shape:
+        input ``[batch, in_channels, n]``, ``n`` a multiple of ``buffer_multiple``; output
+        ``[batch, out_channels, n / ratio]``, ``delay`` frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import Conv1d, Sequential
+    >>> model = Sequential(Conv1d(1, 8, 3, padding=1), torch.nn.Tanh(), Conv1d(8, 2, 4, stride=2, padding=1))
+    >>> model.delay, model.ratio, model.buffer_multiple
+    (1, Fraction(2, 1), 2)
+    >>> x = torch.randn(1, 1, 16)
+    >>> y = torch.cat([model(x[..., :8]), model(x[..., 8:])], -1)
+    >>> y.shape
+    torch.Size([1, 2, 8])
+    >>> torch.allclose(y[..., 1:], model.offline(x)[..., :7], atol=1e-6)
+    True
+    """
 
     def __init__(self, *layers: nn.Module) -> None:
         super().__init__()
@@ -193,6 +221,21 @@ class Branches(StreamingModule):
 
     ``merge``: ``'sum'``, ``'mean'``, ``'prod'`` (same shapes) or ``'cat'`` (over channels).
     Every branch must end at the same rate.
+
+    Shape:
+        input ``[batch, in_channels, n]``, ``n`` a multiple of ``buffer_multiple``; output
+        ``[batch, out_channels, n / ratio]`` (``'cat'``: the branches' channels added up),
+        ``delay`` (the largest branch delay) frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import Branches, Conv1d, Pointwise
+    >>> both = Branches(Conv1d(2, 3, 3, padding=1), Pointwise(torch.nn.Identity()), merge="cat")
+    >>> x = torch.randn(1, 2, 12)
+    >>> y = torch.cat([both(x[..., :6]), both(x[..., 6:])], -1)
+    >>> y.shape, both.delay
+    (torch.Size([1, 5, 12]), 1)
+    >>> torch.allclose(y[..., 1:], both.offline(x)[..., :11], atol=1e-6)
+    True
     """
 
     def __init__(self, *branches: nn.Module, merge: str = "sum") -> None:
@@ -290,7 +333,22 @@ class Branches(StreamingModule):
 
 
 class Residual(Branches):
-    """``module(x) + shortcut(x)`` (identity shortcut by default), aligned."""
+    """``module(x) + shortcut(x)`` (identity shortcut by default), aligned.
+
+    Shape:
+        input ``[batch, channels, n]``, ``n`` a multiple of ``buffer_multiple``; output
+        ``[batch, channels, n / ratio]``, ``delay`` frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import Conv1d, Residual
+    >>> block = Residual(Conv1d(2, 2, 3, padding=1))
+    >>> x = torch.randn(1, 2, 12)
+    >>> y = torch.cat([block(x[..., :6]), block(x[..., 6:])], -1)
+    >>> y.shape, block.delay
+    (torch.Size([1, 2, 12]), 1)
+    >>> torch.allclose(y[..., 1:], block.offline(x)[..., :11], atol=1e-6)
+    True
+    """
 
     def __init__(self, module: nn.Module, shortcut: Optional[nn.Module] = None) -> None:
         super().__init__(module, nn.Identity() if shortcut is None else shortcut, merge="sum")
@@ -304,6 +362,18 @@ class Heads(Branches):
     next whole frame); ``delays`` gives each head's delay in its own frames.
     Like a single-output model, a fresh stream's head ``i`` starts with ``delays[i]``
     zero frames, then the offline head: each head path is a root of its own.
+
+    Shape:
+        input ``[batch, in_channels, n]``, ``n`` a multiple of ``buffer_multiple``; output a list,
+        head ``i`` ``[batch, out_channels_i, n / ratio_i]``, ``delays[i]`` frames behind offline.
+
+    >>> import torch
+    >>> from streamify.layers import Conv1d, Heads
+    >>> heads = Heads(Conv1d(2, 3, 3, padding=1), Conv1d(2, 1, 4, stride=2, padding=1))
+    >>> [y.shape for y in heads(torch.randn(1, 2, 8))]
+    [torch.Size([1, 3, 8]), torch.Size([1, 1, 4])]
+    >>> heads.delays  # both 2 input samples late
+    [2, 1]
     """
 
     def __init__(self, *branches: nn.Module) -> None:

@@ -135,9 +135,28 @@ class WindowOp(StreamingModule):
 class Conv1d(WindowOp):
     """Streaming 1-D convolution; same arguments as :class:`torch.nn.Conv1d`.
 
-    ``padding`` may also be ``(left, right)``. Input ``[batch, in_channels, n]`` with ``n``
-    a multiple of ``stride``; output ``[batch, out_channels, n / stride]``. Padding modes
-    other than zeros differ from offline only at the start of a stream.
+    ``padding`` may also be ``(left, right)``. Padding modes other than zeros differ from
+    offline only at the start of a stream.
+
+    Shape:
+        input ``[batch, in_channels, n]``, ``n`` a multiple of ``stride`` (``buffer_multiple``);
+        output ``[batch, out_channels, n / stride]``, ``delay`` frames behind the offline output.
+
+    Buffers of 8 frames stream what the offline conv computes, 1 frame later:
+
+    >>> import torch
+    >>> from streamify.layers import Conv1d
+    >>> conv = Conv1d(1, 4, kernel_size=3, padding=1)
+    >>> conv.delay, conv.buffer_multiple
+    (1, 1)
+    >>> x = torch.randn(1, 1, 16)
+    >>> y = torch.cat([conv(x[..., :8]), conv(x[..., 8:])], -1)
+    >>> y.shape
+    torch.Size([1, 4, 16])
+    >>> torch.allclose(y[..., 1:], conv.offline(x)[..., :-1], atol=1e-6)
+    True
+    >>> Conv1d(1, 4, kernel_size=4, stride=2, padding=1)(torch.randn(1, 1, 8)).shape
+    torch.Size([1, 4, 4])
     """
 
     #: rows per call (batch x frames) -> product (:mod:`streamify.layers.products`); see :func:`streamify.tune`
@@ -300,6 +319,20 @@ class AvgPool1d(WindowOp):
     """Streaming average pooling; same arguments as :class:`torch.nn.AvgPool1d`.
 
     With ``count_include_pad=False`` only the start of a stream differs from offline.
+
+    Shape:
+        input ``[batch, channels, n]``, ``n`` a multiple of ``stride``; output
+        ``[batch, channels, n / stride]``, ``delay`` frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import AvgPool1d
+    >>> pool = AvgPool1d(4, stride=2, padding=1)
+    >>> x = torch.randn(1, 3, 16)
+    >>> y = torch.cat([pool(x[..., :8]), pool(x[..., 8:])], -1)
+    >>> y.shape, pool.delay
+    (torch.Size([1, 3, 8]), 1)
+    >>> torch.allclose(y[..., 1:], pool.offline(x)[..., :-1], atol=1e-6)
+    True
     """
 
     def __init__(
@@ -324,7 +357,22 @@ class AvgPool1d(WindowOp):
 
 
 class MaxPool1d(WindowOp):
-    """Streaming max pooling; same arguments as :class:`torch.nn.MaxPool1d` (padding counts as -inf)."""
+    """Streaming max pooling; same arguments as :class:`torch.nn.MaxPool1d` (padding counts as -inf).
+
+    Shape:
+        input ``[batch, channels, n]``, ``n`` a multiple of ``stride``; output
+        ``[batch, channels, n / stride]``, ``delay`` frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import MaxPool1d
+    >>> pool = MaxPool1d(3, stride=1, padding=1)
+    >>> x = torch.randn(1, 3, 16)
+    >>> y = torch.cat([pool(x[..., :8]), pool(x[..., 8:])], -1)
+    >>> y.shape, pool.delay
+    (torch.Size([1, 3, 16]), 1)
+    >>> torch.equal(y[..., 1:], pool.offline(x)[..., :-1])
+    True
+    """
 
     def __init__(
         self,

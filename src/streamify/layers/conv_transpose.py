@@ -81,7 +81,22 @@ class OverlapAdd(StreamingModule):
 class ConvTranspose1d(OverlapAdd):
     """Streaming transposed convolution; same arguments as :class:`torch.nn.ConvTranspose1d`.
 
-    Input ``[batch, in_channels, n]``, output ``[batch, out_channels, n * stride]``.
+    Any kernel, stride, padding, output padding, dilation and groups: the left crop ``padding``
+    becomes delay (``delay = input_delay * stride + padding``).
+
+    Shape:
+        input ``[batch, in_channels, n]``, any ``n``; output ``[batch, out_channels, n * stride]``,
+        ``delay`` frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import ConvTranspose1d
+    >>> up = ConvTranspose1d(4, 1, kernel_size=4, stride=2, padding=1)
+    >>> x = torch.randn(1, 4, 10)
+    >>> y = torch.cat([up(x[..., :5]), up(x[..., 5:])], -1)
+    >>> y.shape, up.delay
+    (torch.Size([1, 1, 20]), 1)
+    >>> torch.allclose(y[..., 1:], up.offline(x)[..., :19], atol=1e-6)
+    True
     """
 
     #: rows per call (batch x frames) -> product (:mod:`streamify.layers.products`); see :func:`streamify.tune`

@@ -20,8 +20,20 @@ class Periodic(StreamingModule):
     Args:
         period: ``[*shape, P]``, one period of the pattern (without the batch axis).
 
-    Input ``[batch, ..., n]`` (only its batch size, length, dtype and device are read); output
-    ``[batch, *shape, n]``. State: ``position`` ``[batch]``, frames emitted since the stream started.
+    Only the input's batch size, length, dtype and device are read. State: ``position`` ``[batch]``,
+    frames emitted since the stream started.
+
+    Shape:
+        input ``[batch, ..., n]``, any ``n``; output ``[batch, *shape, n]``, in phase with the
+        offline pattern shifted by the input's delay.
+
+    >>> import torch
+    >>> from streamify.layers.periodic import Periodic
+    >>> signs = Periodic(torch.tensor([[1.0, -1.0]]))
+    >>> signs(torch.zeros(1, 1, 3))
+    tensor([[[ 1., -1.,  1.]]])
+    >>> signs(torch.zeros(1, 1, 3))
+    tensor([[[-1.,  1., -1.]]])
     """
 
     _state_buffers = ("position",)

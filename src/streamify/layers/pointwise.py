@@ -12,7 +12,19 @@ from streamify.layers.base import StreamingModule
 
 
 class Pointwise(StreamingModule):
-    """Wrap a module that acts on each time frame independently (``[batch, channels, n]`` in and out)."""
+    """Wrap a module that acts on each time frame independently (``[batch, channels, n]`` in and out).
+
+    Shape:
+        input ``[batch, in_channels, n]``, any ``n``; output ``[batch, out_channels, n]``, in step
+        with the input (the delay it is fed).
+
+    >>> import torch
+    >>> from streamify.layers import Pointwise
+    >>> act = Pointwise(torch.nn.Tanh())
+    >>> x = torch.randn(1, 2, 4)
+    >>> torch.equal(act(x), torch.tanh(x)), act.delay
+    (True, 0)
+    """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()

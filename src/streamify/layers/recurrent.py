@@ -104,7 +104,24 @@ class Recurrent(StreamingModule):
 
 
 class LSTM(Recurrent):
-    """Streaming LSTM; same arguments as :class:`torch.nn.LSTM` (unidirectional), on ``[batch, channels, time]``."""
+    """Streaming LSTM; same arguments as :class:`torch.nn.LSTM` (unidirectional), on ``[batch, channels, time]``.
+
+    The hidden and cell states are carried from one call to the next: no delay.
+
+    Shape:
+        input ``[batch, input_size, n]``, any ``n``; output ``[batch, hidden_size, n]``
+        (``proj_size`` channels where it is set), in step with the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import LSTM
+    >>> lstm = LSTM(3, 5, num_layers=2)
+    >>> x = torch.randn(2, 3, 12)
+    >>> y = torch.cat([lstm(x[..., :5]), lstm(x[..., 5:])], -1)
+    >>> y.shape, lstm.delay
+    (torch.Size([2, 5, 12]), 0)
+    >>> torch.allclose(y, lstm.offline(x), atol=1e-6)
+    True
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         self._wrap(nn.LSTM(*args, **kwargs))
@@ -126,7 +143,24 @@ class LSTM(Recurrent):
 
 
 class GRU(Recurrent):
-    """Streaming GRU; same arguments as :class:`torch.nn.GRU` (unidirectional), on ``[batch, channels, time]``."""
+    """Streaming GRU; same arguments as :class:`torch.nn.GRU` (unidirectional), on ``[batch, channels, time]``.
+
+    The hidden state is carried from one call to the next: no delay.
+
+    Shape:
+        input ``[batch, input_size, n]``, any ``n``; output ``[batch, hidden_size, n]``, in step
+        with the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import GRU
+    >>> gru = GRU(3, 5)
+    >>> x = torch.randn(2, 3, 12)
+    >>> y = torch.cat([gru(x[..., :5]), gru(x[..., 5:])], -1)
+    >>> y.shape, gru.delay
+    (torch.Size([2, 5, 12]), 0)
+    >>> torch.allclose(y, gru.offline(x), atol=1e-6)
+    True
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         self._wrap(nn.GRU(*args, **kwargs))

@@ -45,7 +45,12 @@ def check_scale(scale_factor: float, where: str) -> int:
 
 
 def upsample(scale_factor: int, mode: str = "nearest") -> StreamingModule:
-    """A streaming upsampler by ``scale_factor``: ``mode`` ``'nearest'`` or ``'linear'``."""
+    """A streaming upsampler by ``scale_factor``: ``mode`` ``'nearest'`` or ``'linear'``.
+
+    >>> from streamify.layers import upsample
+    >>> type(upsample(2)).__name__, type(upsample(4, mode="linear")).__name__
+    ('NearestUpsample', 'LinearUpsample')
+    """
     if mode == "nearest":
         return NearestUpsample(scale_factor)
     if mode == "linear":
@@ -56,7 +61,14 @@ def upsample(scale_factor: int, mode: str = "nearest") -> StreamingModule:
 class NearestUpsample(StreamingModule):
     """Streaming nearest-neighbour upsampling by an integer ``scale_factor``.
 
-    Input ``[batch, channels, n]``, output ``[batch, channels, n * scale_factor]``.
+    Shape:
+        input ``[batch, channels, n]``, any ``n``; output ``[batch, channels, n * scale_factor]``,
+        in step with the offline output (``delay = input_delay * scale_factor``).
+
+    >>> import torch
+    >>> from streamify.layers import NearestUpsample
+    >>> NearestUpsample(2)(torch.tensor([[[1.0, 2.0]]]))
+    tensor([[[1., 1., 2., 2.]]])
     """
 
     def __init__(self, scale_factor: int) -> None:
@@ -77,7 +89,25 @@ class NearestUpsample(StreamingModule):
 
 
 class LinearUpsample(OverlapAdd):
-    """Streaming linear interpolation by an integer ``scale_factor`` (``align_corners=False``)."""
+    """Streaming linear interpolation by an integer ``scale_factor`` (``align_corners=False``).
+
+    The first ``scale_factor // 2`` output frames of a fresh stream differ from offline, which
+    repeats the first input frame before the start of the signal; every later frame is exact.
+
+    Shape:
+        input ``[batch, channels, n]``, any ``n``; output ``[batch, channels, n * scale_factor]``,
+        ``delay`` frames behind the offline output.
+
+    >>> import torch
+    >>> from streamify.layers import LinearUpsample
+    >>> up = LinearUpsample(2)
+    >>> x = torch.randn(1, 3, 8)
+    >>> y = torch.cat([up(x[..., :4]), up(x[..., 4:])], -1)
+    >>> y.shape, up.delay
+    (torch.Size([1, 3, 16]), 1)
+    >>> torch.allclose(y[..., 2:], up.offline(x)[..., 1:15], atol=1e-6)
+    True
+    """
 
     def __init__(self, scale_factor: int) -> None:
         scale = check_scale(scale_factor, "LinearUpsample")

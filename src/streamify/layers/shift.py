@@ -24,6 +24,18 @@ class Delay(StreamingModule):
     Offline it is the identity. State: ``buffer`` ``[batch, channels, frames]``; inside converted models a
     delay line may also carry ``[batch, ..., n]`` tensors of more axes (time last), its buffer then
     ``[batch, ..., frames]``.
+
+    Shape:
+        input ``[batch, channels, n]``, any ``n``; output ``[batch, channels, n]``, ``frames`` frames late
+        (``delay = input_delay + frames``).
+
+    >>> import torch
+    >>> from streamify.layers import Delay
+    >>> line = Delay(2)
+    >>> line(torch.tensor([[[1.0, 2.0, 3.0]]]))
+    tensor([[[0., 0., 1.]]])
+    >>> line(torch.tensor([[[4.0, 5.0, 6.0]]]))
+    tensor([[[2., 3., 4.]]])
     """
 
     _state_buffers = ("buffer",)
@@ -73,6 +85,18 @@ class Crop(StreamingModule):
     """Drop ``left`` frames at the start and ``right`` at the end of the offline signal.
 
     Streaming, the input passes through unchanged and the delay grows by ``left``.
+
+    Shape:
+        streaming, input ``[batch, channels, n]``, output the same; offline, ``[batch, channels, t]``
+        to ``[batch, channels, t - left - right]``.
+
+    >>> import torch
+    >>> from streamify.layers import Crop
+    >>> crop = Crop(3, 1)
+    >>> crop(torch.randn(1, 2, 4)).shape, crop.delay
+    (torch.Size([1, 2, 4]), 3)
+    >>> crop.offline(torch.randn(1, 2, 10)).shape
+    torch.Size([1, 2, 6])
     """
 
     def __init__(self, left: int, right: int = 0) -> None:
@@ -103,6 +127,18 @@ class Pad(StreamingModule):
     Streaming, the input passes through and the delay shrinks by ``left``; frames of
     the stream before the offline start take the constant ``value`` (other modes read
     frames a stream does not have yet, so only the start of a stream differs).
+
+    Shape:
+        streaming, input ``[batch, channels, n]``, output the same; offline, ``[batch, channels, t]``
+        to ``[batch, channels, left + t + right]``.
+
+    >>> import torch
+    >>> from streamify.layers import Pad
+    >>> pad = Pad(2, 1)
+    >>> pad(torch.randn(1, 2, 4)).shape, pad.delay
+    (torch.Size([1, 2, 4]), -2)
+    >>> pad.offline(torch.randn(1, 2, 10)).shape
+    torch.Size([1, 2, 13])
     """
 
     def __init__(self, left: int, right: int = 0, mode: str = "constant", value: float = 0.0) -> None:

@@ -11,9 +11,15 @@ import datetime
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import torch
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from streamify.training.dataset import PreparedAudio
+    from streamify.training.module import RaveTraining
 
 
 @dataclass
@@ -68,12 +74,9 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
         ValueError: fp16 mixed precision (use bf16-mixed).
     """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
-    from torch.utils.data import DataLoader
 
     from streamify.models.presets import preset
-    from streamify.training.dataset import AudioWindows, StepSampler, prepare, split_files
+    from streamify.training.dataset import prepare, split_files
     from streamify.training.module import RaveTraining
 
     if config.precision.startswith("16"):
@@ -105,6 +108,21 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
         phase2_step=config.phase2_step,
         seed=config.seed,
     )
+    trainer = _trainer(config, out, callbacks)
+    train_loader, val_loader = _loaders(config, module, trainer, prepared, train_files, val_files, length, val_length)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # the state it stopped in (max_steps or max_time), whatever the checkpoint interval: resume continues here
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    return trainer
+
+
+def _trainer(config: TrainConfig, out: Path, extra_callbacks: Sequence[Any]):
+    """The Lightning Trainer of a run: devices and strategy, checkpoints (every ``checkpoint_every`` steps and
+    the last), TensorBoard logs under ``out/logs``, validation every ``val_every`` steps."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     devices = config.devices
     strategy = "auto"
     if devices > 1:
@@ -112,7 +130,6 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
 
         backend = "nccl" if config.accelerator in ("gpu", "cuda") else "gloo"
         strategy = DDPStrategy(find_unused_parameters=True, process_group_backend=backend)
-    extra = callbacks
     callbacks = [
         ModelCheckpoint(
             dirpath=out / "checkpoints",
@@ -125,8 +142,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     ]
     if config.progress:
         callbacks.append(RichProgressBar())
-    callbacks += list(extra)
-    trainer = L.Trainer(
+    callbacks += list(extra_callbacks)
+    return L.Trainer(
         default_root_dir=out,
         accelerator=config.accelerator,
         devices=devices,
@@ -145,6 +162,24 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
         enable_progress_bar=config.progress,
         enable_model_summary=config.progress,
     )
+
+
+def _loaders(
+    config: TrainConfig,
+    module: RaveTraining,
+    trainer: Any,
+    prepared: PreparedAudio,
+    train_files: List[int],
+    val_files: List[int],
+    length: int,
+    val_length: int,
+) -> Tuple[DataLoader, DataLoader]:
+    """The training loader (random windows of ``length`` samples, resumed at the module's step, split over ranks)
+    and the validation loader (``validation_windows`` fixed windows of ``val_length`` samples)."""
+    from torch.utils.data import DataLoader
+
+    from streamify.training.dataset import AudioWindows, StepSampler
+
     sampler = StepSampler(
         config.batch_size,
         start=lambda: int(module.step_count.item()),
@@ -159,7 +194,4 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     )
     val_windows = AudioWindows(prepared, val_files, val_length, random=False, count=config.validation_windows)
     val_loader = DataLoader(val_windows, batch_size=min(4, config.validation_windows), num_workers=0)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    # the state it stopped in (max_steps or max_time), whatever the checkpoint interval: resume continues here
-    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
-    return trainer
+    return train_loader, val_loader
