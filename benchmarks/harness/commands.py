@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``register(app)`` adds it to a Typer app (the ``streamify`` CLI, ``benchmarks/run.py``)."""
+"""The command line of ``python benchmarks/run.py``: :func:`bench` and the Typer :data:`app` that runs it."""
 
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def bench(
 
     Writes results.json, rtf_<model>.png, latency_<model>.png and summary.md to --out. Timings are noisy on a busy machine: the summary records the load average.
     """
-    from streamify.bench.report import targets, write_all
-    from streamify.bench.suite import Counter, Options, run_suite
+    from harness.report import targets, write_all
+    from harness.suite import Counter, Options, run_suite
 
     console = Console(highlight=False)
     if quick and full:
@@ -90,7 +90,7 @@ def bench(
     options.memory = memory
     options.profile = profile
     options.tune = tune
-    from streamify.bench.reference import CONFIGS
+    from harness.reference import CONFIGS
 
     unknown = [m for m in options.models if m not in CONFIGS]
     if unknown:
@@ -113,7 +113,7 @@ def bench(
         results = run_suite(options, advance=advance)
     written = write_all(results, out if out is not None else DEFAULT_OUT / options.mode, doc)
 
-    table = Table(title=f"streamify bench ({options.mode}): targets")
+    table = Table(title=f"benchmarks/run.py ({options.mode}): targets")
     for column in ("model", "target", "goal", "measured", "met"):
         table.add_column(column)
     for model in results["models"]:
@@ -135,6 +135,6 @@ def bench(
     )
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``bench`` command to ``app``."""
-    app.command(name="bench")(bench)
+#: ``benchmarks/run.py``'s command line (one command: the options of :func:`bench`)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command()(bench)

@@ -4,7 +4,7 @@
 model on a 10 s signal, then for each buffer size every streaming method and engine one after
 the other (so that the ratios between methods are taken under the same load), then the peak
 memory (child process), the exactness checks and the profile. It returns one JSON-ready dict;
-:mod:`streamify.bench.report` turns it into files.
+:mod:`harness.report` turns it into files.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from streamify.bench.measure import (
+from harness.measure import (
     FULL_PLAN,
     QUICK_PLAN,
     Plan,
@@ -27,7 +27,7 @@ from streamify.bench.measure import (
     time_offline,
     time_stream,
 )
-from streamify.bench.methods import (
+from harness.methods import (
     CACHED_CONV,
     OVERLAP_ADD,
     STREAMIFY,
@@ -38,7 +38,7 @@ from streamify.bench.methods import (
     onnx_support,
     prepare,
 )
-from streamify.bench.reference import CONFIGS, RAVE_V2, RAVE_V2_SMALL, weight_tensor_bytes
+from harness.reference import CONFIGS, RAVE_V2, RAVE_V2_SMALL, weight_tensor_bytes
 
 #: buffer sizes the issue asks for; each model keeps the multiples of its ratio
 BUFFERS = (256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -197,7 +197,7 @@ def run_suite(
             notes.extend(n for n in prepared.notes if n not in notes)
             facts = prepared.facts
             results["models"][name] = {
-                **{k: v for k, v in asdict(facts).items() if k != "per_layer_macs"},
+                **asdict(facts),
                 "delay_samples": {
                     STREAMIFY: int(prepared.stream.delay),
                     CACHED_CONV: None if prepared.cached_conv is None else int(prepared.cached_conv.cumulative_delay),
@@ -229,7 +229,7 @@ def run_suite(
                     _run_block(prepared, options, threads, batch, results, skipped, notes, tick)
             if options.exactness:
                 tick(f"{name}: exactness checks", 0)
-                from streamify.bench.checks import exactness_checks
+                from harness.exactness import exactness_checks
 
                 results["exactness"].extend(exactness_checks(prepared, quick=options.mode == "quick"))
             tick(f"{name}: checks done", 1)
@@ -365,7 +365,7 @@ def _ratios(block: List[Dict[str, object]]) -> None:
 
 
 def _memory(prepared: Prepared, options: Options, notes: List[str]) -> List[Dict[str, object]]:
-    from streamify.bench.memory import measure_memory
+    from harness.memory import measure_memory
 
     configs: List[Dict[str, object]] = []
     for batch in options.batches:
@@ -430,7 +430,7 @@ def _fits(results: Dict[str, object]) -> None:
 
 
 def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -> Dict[str, object]:
-    from streamify.bench.profile import layer_profile, op_profile, products_in_sequence, short_input_experiment
+    from harness.profile import layer_profile, op_profile, products_in_sequence
 
     ratio = prepared.config.total_ratio
     buffer = max(options.profile_buffer, ratio)
@@ -444,16 +444,6 @@ def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -
     ops = op_profile(prepared.stream, buffer, calls=3 if quick else 10, warmup=2 if quick else 5)
     ops4 = op_profile(prepared.stream, buffer, batch=4, calls=2 if quick else 5, warmup=2 if quick else 3)
     reps = 5 if quick else 30
-    experiment = short_input_experiment(prepared.stream, buffer, reps=reps)
-    # every conv, at batch 1 and 4: what one matrix product per conv would cost against F.conv1d
-    every = {
-        str(batch): {
-            k: v
-            for k, v in short_input_experiment(prepared.stream, buffer, batch, reps, max_frames=1 << 30).items()
-            if k != "layers"
-        }
-        for batch in (1, 4)
-    }
     # the frozen model's own call, timed in alternation with the arithmetic alone: both see the same load
     frozen = make_method(prepared, STREAMIFY, "frozen").run
     products = {
@@ -469,7 +459,5 @@ def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -
         "layers": layers,
         "ops": ops,
         "ops_batch4": ops4,
-        "short_input": experiment,
-        "all_convs_as_matmul": every,
         "weights_floor_ms": 1e3 * prepared.facts.weight_bytes / floor["bandwidth"],
     }

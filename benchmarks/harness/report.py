@@ -250,16 +250,27 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
 
 
 def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
-    """The summary: setting, models, floor, targets, tables per configuration, exactness, profile."""
+    """The summary: setting, models, tuning, floor, targets, tables per configuration, fits, exactness, profile."""
     meta = results["meta"]
-    out: List[str] = []
-    out.append(
+    out: List[str] = [
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cpus']} CPUs visible), torch {meta['torch']}, "
         f"mode `{meta['mode']}`, {meta.get('seconds', '?')} s. "
         f"Load average (1, 5, 15 min) at the start {meta['load_average_start']}, "
-        f"at the end {meta.get('load_average_end')}."
-    )
-    out.append("")
+        f"at the end {meta.get('load_average_end')}.",
+        "",
+    ]
+    for section in (_models_markdown, _tuning_markdown, _floor_markdown, _targets_markdown, _runs_markdown):
+        out += section(results)
+    out += _fits_markdown(results) + _exactness_markdown(results)
+    if results.get("profile"):
+        out += _profile_markdown(results["profile"])
+    out += _closing_markdown(results, plots_prefix)
+    return "\n".join(out)
+
+
+def _models_markdown(results: Dict[str, object]) -> List[str]:
+    """The models: size, arithmetic, ratio, each method's delay."""
+    out: List[str] = []
     out.append("### Models")
     out.append("")
     rows = []
@@ -294,6 +305,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         rows,
     )
     out.append("")
+    return out
+
+
+def _tuning_markdown(results: Dict[str, object]) -> List[str]:
+    """What ``streamify.tune`` chose before the timed runs, per model and thread count."""
+    out: List[str] = []
     for name, m in results["models"].items():
         by_threads = m.get("tuning_by_threads") or ({"1": m["tuning"]} if m.get("tuning") else {})
         for threads, tuning in by_threads.items():
@@ -316,6 +333,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
                 )
             )
             out.append("")
+    return out
+
+
+def _floor_markdown(results: Dict[str, object]) -> List[str]:
+    """The machine floor per model and thread count, and what it means."""
+    out: List[str] = []
     out.append("### Machine floor")
     out.append("")
     rows = []
@@ -362,6 +385,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         )
     )
     out.append("")
+    return out
+
+
+def _targets_markdown(results: Dict[str, object]) -> List[str]:
+    """The targets of each model (1 thread) and the arithmetic bound."""
+    out: List[str] = []
     for name in results["models"]:
         goal = targets(results, name)
         if not goal:
@@ -386,6 +415,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         if bound:
             out.append(bound)
             out.append("")
+    return out
+
+
+def _runs_markdown(results: Dict[str, object]) -> List[str]:
+    """One table per (model, threads, batch): every buffer size, method and engine."""
+    out: List[str] = []
     for name in results["models"]:
         runs = _runs(results, model=name)
         if not runs:
@@ -441,6 +476,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
                     rows,
                 )
                 out.append("")
+    return out
+
+
+def _fits_markdown(results: Dict[str, object]) -> List[str]:
+    """Fixed cost per call and cost per sample (1 thread, batch 1)."""
+    out: List[str] = []
     fits = [f for f in results.get("fits", []) if f["threads"] == 1 and f["batch"] == 1]
     if fits:
         out.append("### Fixed cost per call (1 thread, batch 1)")
@@ -458,6 +499,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             ],
         )
         out.append("")
+    return out
+
+
+def _exactness_markdown(results: Dict[str, object]) -> List[str]:
+    """The exactness checks."""
+    out: List[str] = []
     checks = results.get("exactness", [])
     if checks:
         out.append("### Exactness (float32; bar: max error / offline peak <= 1e-5)")
@@ -480,15 +527,18 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             ],
         )
         out.append("")
-    profile = results.get("profile")
-    if profile:
-        out += _profile_markdown(profile)
+    return out
+
+
+def _closing_markdown(results: Dict[str, object], plots_prefix: Optional[str]) -> List[str]:
+    """How memory was measured, the run's notes, the plots."""
+    out: List[str] = []
     memory_note = (
         "Peak memory: extra resident memory while streaming, over the loaded model, measured eager at "
         "1 thread in a child process (peak RSS reset through /proc/self/clear_refs, malloc returning "
         "freed blocks); resolution about 0.5 MiB."
     )
-    if meta.get("mode") == "quick":
+    if results["meta"].get("mode") == "quick":
         memory_note += " Quick mode: no dry run before each configuration, so first uses of a kernel count."
     out.append(memory_note)
     out.append("")
@@ -503,7 +553,7 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             out.append(f"![real-time factor, {name}]({plots_prefix}rtf_{name}.png)")
             out.append(f"![latency, {name}]({plots_prefix}latency_{name}.png)")
             out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _profile_markdown(profile: Dict[str, object]) -> List[str]:
@@ -565,47 +615,12 @@ def _profile_markdown(profile: Dict[str, object]) -> List[str]:
         [[o["op"], _f(o["calls_per_call"], 1), _f(o["self_ms"], 3)] for o in ops["top_ops"][:10]],
     )
     out.append("")
-    short = profile["short_input"]
-    out.append(
-        f"Short-input kernels: the {len(short['layers'])} convs that see at most 64 frames per call take "
-        f"{short['generic_ms']:.2f} ms through F.conv1d / F.conv_transpose1d, and "
-        f"{short['matmul_ms']:.2f} ms as one matrix product each (same result to float32 rounding)."
-    )
-    out.append("")
-    rows = sorted(short["layers"], key=lambda r: r["matmul_ms"] - r["generic_ms"])[:10]
-    out += _table(
-        ["layer", "kind", "frames in", "generic ms", "matmul ms", "max rel diff"],
-        [
-            [
-                r["layer"],
-                r["kind"],
-                str(r["frames_in"]),
-                _f(r["generic_ms"], 3),
-                _f(r["matmul_ms"], 3),
-                f"{r['max_rel_diff']:.1e}",
-            ]
-            for r in rows
-        ],
-    )
-    out.append("")
     ops4 = profile.get("ops_batch4")
     if ops4:
         out.append(
             f"Batch 4: {ops4['aten_ops_per_call']:.0f} aten ops per call, {ops4['aten_self_ms']:.2f} ms of self time; "
             "top ops: "
             + ", ".join(f"{o['op']} x{o['calls_per_call']:.0f} {o['self_ms']:.2f} ms" for o in ops4["top_ops"][:4])
-            + "."
-        )
-        out.append("")
-    every = profile.get("all_convs_as_matmul")
-    if every:
-        out.append(
-            "Every conv of the call as one matrix product, kernels alone (no caches, no graph): "
-            + "; ".join(
-                f"batch {b}: {e['generic_ms']:.2f} ms through F.conv1d / F.conv_transpose1d, {e['matmul_ms']:.2f} ms "
-                "as matrix products"
-                for b, e in every.items()
-            )
             + "."
         )
         out.append("")
@@ -630,7 +645,7 @@ def write_all(results: Dict[str, object], folder: Path, doc: Optional[Path] = No
         written["plots"] = plot(results, folder)
     except ImportError:
         written["plots"] = []
-        results.setdefault("notes", []).append("matplotlib is not installed (pip install streamify[bench]): no plots")
+        results.setdefault("notes", []).append("matplotlib is not installed (pip install matplotlib): no plots")
     summary = markdown(results, plots_prefix="")
     (folder / "summary.md").write_text(summary + "\n")
     written["summary"] = folder / "summary.md"

@@ -1,5 +1,5 @@
-"""Where a streaming call's time goes: per layer (hook timer), per op (torch.profiler), and what a
-matrix-product kernel would save on the layers that see few frames per call.
+"""Where a streaming call's time goes: per layer (hook timer), per op (torch.profiler), and the convs'
+products alone in call order (what the call would cost if everything but the products were free).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamify.bench.measure import noise_signal
+from harness.measure import noise_signal
 
 
 def streaming_layers(model: nn.Module) -> List[nn.Module]:
@@ -191,34 +191,7 @@ def op_profile(
     }
 
 
-# ---------------------------------------------------------------------------------------------- short-input kernels
-
-
-def _conv_as_matmul(
-    z: Tensor, weight_t: Tensor, bias: Optional[Tensor], span: int, stride: int, dilation: int, frames: int
-) -> Tensor:
-    """``conv1d`` (no padding, groups 1) over ``z`` as one matrix product over the ``frames`` kept windows.
-
-    ``weight_t`` is the weight reshaped once to ``[in * kernel, out]`` (contiguous): the product
-    ``windows @ weight_t`` then streams through the weights once, row by row.
-    """
-    if span == 1 and stride == 1:
-        cols = z[:, :, :frames].transpose(1, 2).reshape(z.size(0) * frames, -1)
-    else:
-        windows = z.unfold(2, span, stride)[:, :, :frames]  # [batch, in, frames, span]
-        if dilation > 1:
-            windows = windows[..., ::dilation]
-        cols = windows.permute(0, 2, 1, 3).reshape(z.size(0) * frames, -1)  # [batch * frames, in * kernel]
-    out = torch.addmm(bias, cols, weight_t) if bias is not None else cols @ weight_t
-    return out.view(z.size(0), frames, -1).transpose(1, 2)
-
-
-def _conv_transpose_as_matmul(x: Tensor, weight2d: Tensor, out_channels: int, kernel: int, stride: int) -> Tensor:
-    """``conv_transpose1d`` (no padding, groups 1) as one matrix product then an overlap-add (``F.fold``)."""
-    batch, _, frames = x.shape
-    cols = torch.matmul(x.transpose(1, 2), weight2d)  # [batch, frames, out * kernel]
-    length = (frames - 1) * stride + kernel
-    return F.fold(cols.transpose(1, 2), (1, length), (1, kernel), stride=(1, stride)).view(batch, out_channels, length)
+# ---------------------------------------------------------------------------------------------- the convs' products
 
 
 def _median_time(fn, reps: int) -> float:
@@ -228,42 +201,6 @@ def _median_time(fn, reps: int) -> float:
         fn()
         times.append(time.perf_counter() - began)
     return statistics.median(times)
-
-
-def _kernel_pair(layer: nn.Module, n: int, batch: int, max_frames: int):
-    """``(generic, matmul)``: two closures computing a layer's op on ``n`` random input frames, or None."""
-    kind = type(layer).__name__
-    weight = getattr(layer, "weight", None)
-    if weight is None or n == 0 or n > max_frames or int(getattr(layer, "groups", 1)) != 1:
-        return None
-    bias = getattr(layer, "bias", None)
-    if kind == "Conv1d":
-        span, stride, dilation = int(layer.span), int(layer.stride), int(layer.dilation)
-        z = torch.randn(batch, weight.size(1), int(layer.cache_len) + n)
-        kept = n // stride
-        weight_t = weight.reshape(weight.size(0), -1).t().contiguous()
-
-        def generic() -> Tensor:
-            return F.conv1d(z, weight, bias, stride, 0, dilation)[:, :, :kept]
-
-        def matmul() -> Tensor:
-            return _conv_as_matmul(z, weight_t, bias, span, stride, dilation, kept)
-
-        return generic, matmul
-    if kind == "ConvTranspose1d" and int(layer.dilation) == 1:
-        x = torch.randn(batch, weight.size(0), n)
-        stride, kernel = int(layer.stride), int(layer.kernel_size)
-        weight2d = weight.reshape(weight.size(0), -1).contiguous()
-        out_channels = weight.size(1)
-
-        def generic_t() -> Tensor:
-            return F.conv_transpose1d(x, weight, None, stride)
-
-        def matmul_t() -> Tensor:
-            return _conv_transpose_as_matmul(x, weight2d, out_channels, kernel, stride)
-
-        return generic_t, matmul_t
-    return None
 
 
 def _layer_inputs(model: nn.Module, layers: List[nn.Module], buffer: int, batch: int) -> Dict[int, Tensor]:
@@ -283,40 +220,6 @@ def _layer_inputs(model: nn.Module, layers: List[nn.Module], buffer: int, batch:
             handle.remove()
         model.reset()
     return inputs_of
-
-
-def short_input_experiment(
-    model: nn.Module, buffer: int, batch: int = 1, reps: int = 20, max_frames: int = 64
-) -> Dict[str, object]:
-    """For each conv / transposed conv that sees at most ``max_frames`` frames per call: PyTorch's generic
-    kernel (``F.conv1d`` / ``F.conv_transpose1d``) against the same math as one matrix product, with the
-    weights reshaped once ahead of time, as a kernel suited to short inputs would keep them. Both give
-    the same result to float32 rounding (``max_rel_diff``); times are medians per call, in ms.
-    """
-    layers = streaming_layers(model)
-    frames = {key: x.size(-1) for key, x in _layer_inputs(model, layers, buffer, batch).items()}
-    rows = []
-    with torch.inference_mode():
-        for layer in layers:
-            pair = _kernel_pair(layer, frames.get(id(layer), 0), batch, max_frames)
-            if pair is None:
-                continue
-            generic, matmul = pair
-            error = (generic() - matmul()).abs().max().item()
-            scale = max(generic().abs().max().item(), 1e-30)
-            rows.append(
-                {
-                    "layer": getattr(layer, "layer_name", type(layer).__name__),
-                    "kind": type(layer).__name__,
-                    "frames_in": frames.get(id(layer), 0),
-                    "generic_ms": 1e3 * _median_time(generic, reps),
-                    "matmul_ms": 1e3 * _median_time(matmul, reps),
-                    "max_rel_diff": error / scale,
-                }
-            )
-    generic_total = sum(r["generic_ms"] for r in rows)
-    matmul_total = sum(r["matmul_ms"] for r in rows)
-    return {"buffer": buffer, "batch": batch, "layers": rows, "generic_ms": generic_total, "matmul_ms": matmul_total}
 
 
 def products_in_sequence(
