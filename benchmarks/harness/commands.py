@@ -75,10 +75,9 @@ def bench(
 
     Writes results.json, rtf_<model>.png, latency_<model>.png and summary.md to --out. Timings are noisy on a busy machine: the summary records the load average.
     """
-    from harness.report import targets, write_all
+    from harness.report import write_all
     from harness.suite import Counter, Options, run_suite
 
-    console = Console(highlight=False)
     if quick and full:
         raise typer.BadParameter("choose one of --quick and --full", param_hint="--quick/--full")
     options = Options.quick() if quick else Options.full() if full else Options.standard()
@@ -96,7 +95,7 @@ def bench(
     if unknown:
         raise typer.BadParameter(f"unknown model(s) {unknown}; choose from {sorted(CONFIGS)}", param_hint="--models")
 
-    counter = Counter(options)
+    console = Console(highlight=False)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -105,15 +104,21 @@ def bench(
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("benchmark", total=counter.total)
+        task = progress.add_task("benchmark", total=Counter(options).total)
 
         def advance(description: str, units: int) -> None:
             progress.update(task, description=description, advance=units)
 
         results = run_suite(options, advance=advance)
     written = write_all(results, out if out is not None else DEFAULT_OUT / options.mode, doc)
+    _print_summary(console, results, written)
 
-    table = Table(title=f"benchmarks/run.py ({options.mode}): targets")
+
+def _print_summary(console: Console, results: dict, written: dict) -> None:
+    """The targets of each model, the run's notes and where the files went."""
+    from harness.report import targets
+
+    table = Table(title=f"benchmarks/run.py ({results['meta']['mode']}): targets")
     for column in ("model", "target", "goal", "measured", "met"):
         table.add_column(column)
     for model in results["models"]:

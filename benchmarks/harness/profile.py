@@ -88,57 +88,22 @@ def layer_profile(
 
     signal = noise_signal(batch, buffer * 8, seed=7)
     chunks = [signal[..., i * buffer : (i + 1) * buffer].contiguous() for i in range(8)]
-    # plain calls first: the reference total
-    plain: List[float] = []
-    model.reset()
-    _prime(model, batch, buffer)
-    with torch.inference_mode():
-        for i in range(warmup + calls):
-            began = time.perf_counter()
-            model(chunks[i % 8])
-            if i >= warmup:
-                plain.append(time.perf_counter() - began)
+    plain = _timed_calls(model, chunks, warmup, calls)  # plain calls first: the reference total
     handles = []
     for layer in layers:
         handles.append(layer.register_forward_pre_hook(before))
         handles.append(layer.register_forward_hook(after))
-    hooked: List[float] = []
     try:
-        model.reset()
-        _prime(model, batch, buffer)
-        with torch.inference_mode():
-            for i in range(warmup + calls):
-                recording[0] = i >= warmup
-                began = time.perf_counter()
-                model(chunks[i % 8])
-                if i >= warmup:
-                    hooked.append(time.perf_counter() - began)
+        hooked = _timed_calls(model, chunks, warmup, calls, recording)
     finally:
         recording[0] = False
         for handle in handles:
             handle.remove()
         model.reset()
-    rows = []
-    for layer in layers:
-        key = id(layer)
-        weight = getattr(layer, "weight", None)
-        nbytes = 0 if weight is None else weight.numel() * weight.element_size()
-        bias = getattr(layer, "bias", None)
-        if isinstance(bias, Tensor):
-            nbytes += bias.numel() * bias.element_size()
-        macs = _layer_macs(layer, frames.get(key, 0), batch)
-        row = {
-            "layer": names[key],
-            "kind": type(layer).__name__,
-            "frames_in": frames.get(key, 0),
-            "ms": 1e3 * spent[key] / max(calls, 1),
-            "weight_bytes": nbytes,
-            "macs": macs["kept"],
-            "macs_computed": macs["computed"],
-        }
-        if floor is not None:
-            row["floor_ms"] = 1e3 * max(nbytes / floor["bandwidth"], macs["kept"] / floor["macs"])
-        rows.append(row)
+    rows = [
+        _layer_row(layer, names[id(layer)], frames.get(id(layer), 0), spent[id(layer)] / max(calls, 1), batch, floor)
+        for layer in layers
+    ]
     layer_total = sum(r["ms"] for r in rows)
     hooked_ms = 1e3 * statistics.median(hooked)
     return {
@@ -151,6 +116,49 @@ def layer_profile(
         "glue_ms": max(hooked_ms - layer_total, 0.0),
         "layers": rows,
     }
+
+
+def _timed_calls(
+    model: nn.Module, chunks: List[Tensor], warmup: int, calls: int, recording: Optional[List[bool]] = None
+) -> List[float]:
+    """Seconds of each of ``calls`` calls of a fresh, primed stream after ``warmup`` untimed ones (chunks cycled);
+    ``recording[0]`` is True during the timed calls."""
+    times: List[float] = []
+    model.reset()
+    _prime(model, chunks[0].size(0), chunks[0].size(-1))
+    with torch.inference_mode():
+        for i in range(warmup + calls):
+            if recording is not None:
+                recording[0] = i >= warmup
+            began = time.perf_counter()
+            model(chunks[i % len(chunks)])
+            if i >= warmup:
+                times.append(time.perf_counter() - began)
+    return times
+
+
+def _layer_row(
+    layer: nn.Module, name: str, frames_in: int, seconds: float, batch: int, floor: Optional[Dict[str, float]]
+) -> Dict[str, object]:
+    """One layer's profile row: time per call, frames in, weight bytes, multiply-accumulates, floor."""
+    weight = getattr(layer, "weight", None)
+    nbytes = 0 if weight is None else weight.numel() * weight.element_size()
+    bias = getattr(layer, "bias", None)
+    if isinstance(bias, Tensor):
+        nbytes += bias.numel() * bias.element_size()
+    macs = _layer_macs(layer, frames_in, batch)
+    row = {
+        "layer": name,
+        "kind": type(layer).__name__,
+        "frames_in": frames_in,
+        "ms": 1e3 * seconds,
+        "weight_bytes": nbytes,
+        "macs": macs["kept"],
+        "macs_computed": macs["computed"],
+    }
+    if floor is not None:
+        row["floor_ms"] = 1e3 * max(nbytes / floor["bandwidth"], macs["kept"] / floor["macs"])
+    return row
 
 
 def op_profile(
@@ -222,28 +230,12 @@ def _layer_inputs(model: nn.Module, layers: List[nn.Module], buffer: int, batch:
     return inputs_of
 
 
-def products_in_sequence(
-    model: nn.Module,
-    buffer: int,
-    batch: int = 1,
-    reps: int = 30,
-    compare: Optional[Callable[[Tensor], Tensor]] = None,
-) -> Dict[str, float]:
-    """The model's conv arithmetic alone: each conv's product, as the layer would choose it, in call order.
-
-    Records the rows each conv computes in one call of ``buffer`` samples, then times the
-    sequence of bare products over the layers' own weights (random inputs of the same
-    shapes; no caches, no window gathering, no graph, no activations). The weights are read
-    in the same order as in a call, so the caches see what they see in the model: this is
-    what the call would cost if everything but the BLAS calls were free. With ``compare``
-    (e.g. the frozen model), its calls are timed in alternation with the products
-    (``call_ms``), so that both figures see the same machine load.
-    """
-    from streamify.layers import Conv1d, ConvTranspose1d
+def _product_steps(layers: List[nn.Module], shapes: Dict[int, Tensor]) -> List[Callable[[], Tensor]]:
+    """One closure per conv: its product as the layer would choose it for the rows of its input in ``shapes``
+    (or the generic kernel), over the layer's own weights and random inputs of the same shapes."""
+    from streamify.layers import Conv1d
     from streamify.layers.products import GENERIC, choose_product
 
-    layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
-    shapes = _layer_inputs(model, layers, buffer, batch)
     steps = []
     for layer in layers:
         x = shapes.get(id(layer))
@@ -280,6 +272,31 @@ def products_in_sequence(
                 cols, weight, bias, p, layer.rows_per_block
             )
         )
+
+    return steps
+
+
+def products_in_sequence(
+    model: nn.Module,
+    buffer: int,
+    batch: int = 1,
+    reps: int = 30,
+    compare: Optional[Callable[[Tensor], Tensor]] = None,
+) -> Dict[str, float]:
+    """The model's conv arithmetic alone: each conv's product, as the layer would choose it, in call order.
+
+    Records the rows each conv computes in one call of ``buffer`` samples, then times the
+    sequence of bare products over the layers' own weights (random inputs of the same
+    shapes; no caches, no window gathering, no graph, no activations). The weights are read
+    in the same order as in a call, so the caches see what they see in the model: this is
+    what the call would cost if everything but the BLAS calls were free. With ``compare``
+    (e.g. the frozen model), its calls are timed in alternation with the products
+    (``call_ms``), so that both figures see the same machine load.
+    """
+    from streamify.layers import Conv1d, ConvTranspose1d
+
+    layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
+    steps = _product_steps(layers, _layer_inputs(model, layers, buffer, batch))
 
     def run() -> None:
         for step in steps:

@@ -155,79 +155,77 @@ def plot(results: Dict[str, object], folder: Path) -> List[Path]:
         )
         for i, t in enumerate(threads):
             for j, b in enumerate(batches):
-                ax = axes[i][j]
-                labels = sorted({(r["method"], r["engine"]) for r in runs if r["threads"] == t and r["batch"] == b})
-                for method, engine in labels:
-                    rows = sorted(
-                        _runs(results, model=model, method=method, engine=engine, threads=t, batch=b),
-                        key=lambda r: r["buffer"],
-                    )
-                    style = {"streamify": "-", "cached_conv": "--", "overlap_add": ":"}.get(method, "-")
-                    ax.plot(
-                        [r["buffer"] for r in rows],
-                        [r["rtf"] for r in rows],
-                        style,
-                        marker="o",
-                        label=f"{method}/{engine}",
-                    )
-                rows = sorted(
-                    _runs(results, model=model, method="streamify", engine="eager", threads=t, batch=b),
-                    key=lambda r: r["buffer"],
-                )
-                if rows:
-                    sr = results["models"][model]["sample_rate"]
-                    ax.plot(
-                        [r["buffer"] for r in rows],
-                        [r["floor_ms"] / 1e3 / (r["buffer"] / sr) for r in rows],
-                        color="grey",
-                        linestyle="-.",
-                        label="machine floor",
-                    )
-                off = _offline(results, model, t, b)
-                if off:
-                    ax.axhline(off["rtf"], color="black", linewidth=0.8, linestyle="--", label="offline (10 s)")
-                ax.axhline(1.0, color="red", linewidth=0.6)
-                ax.set_xscale("log", base=2)
-                ax.set_yscale("log")
-                ax.set_title(f"{model}: {t} thread{'s' if t > 1 else ''}, batch {b}")
-                ax.set_xlabel("buffer (samples)")
-                ax.set_ylabel("real-time factor (compute / audio)")
-                ax.grid(True, which="both", alpha=0.3)
+                _rtf_panel(axes[i][j], results, model, t, b)
         axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        path = folder / f"rtf_{model}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-
+        written.append(_save(plt, fig, folder / f"rtf_{model}.png"))
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        sr = results["models"][model]["sample_rate"]
-        styles = {"streamify": ("-", "o", 7), "cached_conv": ("--", "x", 9), "overlap_add": (":", "s", 4)}
-        for method, (line, marker, size) in styles.items():
-            rows = sorted({r["buffer"]: r for r in runs if r["method"] == method}.values(), key=lambda r: r["buffer"])
-            if rows:
-                ax.plot(
-                    [r["buffer"] for r in rows],
-                    [r["latency_ms"] for r in rows],
-                    linestyle=line,
-                    marker=marker,
-                    markersize=size,
-                    label=f"{method} (delay {rows[0]['delay_samples']} samples)",
-                )
-        buffers = sorted({r["buffer"] for r in runs})
-        ax.plot(buffers, [1e3 * b / sr for b in buffers], color="grey", linestyle=":", label="buffering alone")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("buffer (samples)")
-        ax.set_ylabel("latency (ms): model delay + one buffer")
-        ax.set_title(f"{model}: latency")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = folder / f"latency_{model}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        _latency_panel(ax, runs, model, results["models"][model]["sample_rate"])
+        written.append(_save(plt, fig, folder / f"latency_{model}.png"))
     return written
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _rtf_panel(ax, results: Dict[str, object], model: str, t: int, b: int) -> None:
+    """Real-time factor against buffer size at ``t`` threads, batch ``b``: each method/engine, floor, offline."""
+    runs = _runs(results, model=model, threads=t, batch=b)
+    for method, engine in sorted({(r["method"], r["engine"]) for r in runs}):
+        rows = sorted(_runs(results, model=model, method=method, engine=engine, threads=t, batch=b), key=_buffer)
+        style = {"streamify": "-", "cached_conv": "--", "overlap_add": ":"}.get(method, "-")
+        ax.plot([r["buffer"] for r in rows], [r["rtf"] for r in rows], style, marker="o", label=f"{method}/{engine}")
+    rows = sorted(_runs(results, model=model, method="streamify", engine="eager", threads=t, batch=b), key=_buffer)
+    if rows:
+        sr = results["models"][model]["sample_rate"]
+        ax.plot(
+            [r["buffer"] for r in rows],
+            [r["floor_ms"] / 1e3 / (r["buffer"] / sr) for r in rows],
+            color="grey",
+            linestyle="-.",
+            label="machine floor",
+        )
+    off = _offline(results, model, t, b)
+    if off:
+        ax.axhline(off["rtf"], color="black", linewidth=0.8, linestyle="--", label="offline (10 s)")
+    ax.axhline(1.0, color="red", linewidth=0.6)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title(f"{model}: {t} thread{'s' if t > 1 else ''}, batch {b}")
+    ax.set_xlabel("buffer (samples)")
+    ax.set_ylabel("real-time factor (compute / audio)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _latency_panel(ax, runs: List[Dict[str, object]], model: str, sr: int) -> None:
+    """Latency (model delay + one buffer) against buffer size, per method, and buffering alone."""
+    styles = {"streamify": ("-", "o", 7), "cached_conv": ("--", "x", 9), "overlap_add": (":", "s", 4)}
+    for method, (line, marker, size) in styles.items():
+        rows = sorted({r["buffer"]: r for r in runs if r["method"] == method}.values(), key=_buffer)
+        if rows:
+            ax.plot(
+                [r["buffer"] for r in rows],
+                [r["latency_ms"] for r in rows],
+                linestyle=line,
+                marker=marker,
+                markersize=size,
+                label=f"{method} (delay {rows[0]['delay_samples']} samples)",
+            )
+    buffers = sorted({r["buffer"] for r in runs})
+    ax.plot(buffers, [1e3 * b / sr for b in buffers], color="grey", linestyle=":", label="buffering alone")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("buffer (samples)")
+    ax.set_ylabel("latency (ms): model delay + one buffer")
+    ax.set_title(f"{model}: latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _buffer(row: Dict[str, object]) -> int:
+    return int(row["buffer"])
 
 
 # ---------------------------------------------------------------------------------------------- markdown
