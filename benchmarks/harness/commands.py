@@ -34,7 +34,11 @@ def _str_list(text: Optional[str]) -> Optional[List[str]]:
 
 def bench(
     quick: Annotated[
-        bool, typer.Option("--quick", help="Small model, 3 buffer sizes, 1 thread, few repetitions (< 1 minute).")
+        bool,
+        typer.Option(
+            "--quick",
+            help="Small model, 3 buffer sizes, 1 thread, few repetitions (minutes: tuning, checks and profile included).",
+        ),
     ] = False,
     full: Annotated[
         bool,
