@@ -77,6 +77,14 @@ def test_phase_reach_matches_autograd(tiny64):
         assert int(support.max()) - t == after[phase]
 
 
+def test_phase_reach_refuses_a_causal_model():
+    """A causal RAVE crops its transposed convs' outputs, which the geometry walk does not model: refused."""
+    from streamify.models import rave
+
+    with pytest.raises(ValueError, match="non-causal"):
+        phase_reach(rave(RAVE_TINY.preset, causal=True), RAVE_TINY.total_ratio)
+
+
 def test_overlap_add_is_exact(tiny64):
     period = RAVE_TINY.total_ratio
     left, right = overlap_add_context(tiny64, period)
