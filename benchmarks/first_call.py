@@ -64,7 +64,7 @@ def export_reference(model: str, sample_rate: int, folder: Path) -> Path:
     """Export the reference model's ``forward`` (weight norms folded, as deployed) to an nn~ file."""
     import torch
 
-    from streamify.bench.reference import CONFIGS, build_reference, folded_copy
+    from harness.reference import CONFIGS, build_reference, folded_copy
     from streamify.export import export_nn_tilde
 
     torch.set_num_threads(1)

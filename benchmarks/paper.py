@@ -98,7 +98,7 @@ def run(
         ),
     }
     duration = time.monotonic() - began
-    from streamify.bench.measure import machine_info
+    from harness.measure import machine_info
 
     machine = machine_info()
     text = report.render(

@@ -1,9 +1,8 @@
-"""The benchmark's reference model (a stand-in until a RAVE-style model lands in the package).
+"""Counts of the benchmark's reference models: ``python benchmarks/reference_model.py``.
 
-It lives in :mod:`streamify.bench.reference` so that the ``streamify bench`` command finds it;
-this module re-exports it for scripts in ``benchmarks/``::
-
-    from reference_model import RAVE_V2, build_reference, build_cached_conv, load_same_weights
+The models are streamify's own RAVE (``streamify.models.rave``, preset ``v2`` and a reduced ``v2``),
+built by :mod:`harness.reference` with their cached_conv twin; scripts in ``benchmarks/`` import
+them from there.
 """
 
 from __future__ import annotations
@@ -12,49 +11,18 @@ import sys
 from pathlib import Path
 
 try:
-    import streamify.bench.reference  # noqa: F401
+    import streamify  # noqa: F401
 except ImportError:  # a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from streamify.bench.reference import (  # noqa: E402
-    CONFIGS,
-    RAVE_TINY,
-    RAVE_V2,
-    RAVE_V2_SMALL,
-    CachedConvAutoencoder,
-    RaveAutoencoder,
-    RaveConfig,
-    build_cached_conv,
-    build_reference,
-    folded_copy,
-    load_same_weights,
-    model_facts,
-    overlap_add_context,
-    reset_cached_conv,
-)
-
-__all__ = [
-    "CONFIGS",
-    "RAVE_TINY",
-    "RAVE_V2",
-    "RAVE_V2_SMALL",
-    "CachedConvAutoencoder",
-    "RaveAutoencoder",
-    "RaveConfig",
-    "build_cached_conv",
-    "build_reference",
-    "folded_copy",
-    "load_same_weights",
-    "model_facts",
-    "overlap_add_context",
-    "reset_cached_conv",
-]
+from harness.reference import RAVE_V2, RAVE_V2_SMALL, build_reference, model_facts  # noqa: E402
 
 if __name__ == "__main__":
     for config in (RAVE_V2, RAVE_V2_SMALL):
-        facts = model_facts(build_reference(config))
+        facts = model_facts(build_reference(config), config.name)
         print(
             f"{config.name}: {facts.parameters / 1e6:.2f} M parameters, "
             f"{facts.macs_per_second / 1e9:.2f} G multiply-accumulates per second of audio, "
-            f"ratio {facts.total_ratio}, weights {facts.weight_bytes / 2**20:.1f} MiB"
+            f"ratio {facts.total_ratio}, weights {facts.weight_bytes / 2**20:.1f} MiB, "
+            f"context {facts.context_left} / {facts.context_right} samples"
         )

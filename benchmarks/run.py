@@ -1,6 +1,6 @@
 """Run the streaming benchmarks: ``python benchmarks/run.py [--quick | --full] [--out DIR] [--doc docs/benchmarks.md]``.
 
-The same command as ``streamify bench`` (see ``streamify.bench.commands``); ``--help`` lists the options.
+The harness is the package ``benchmarks/harness`` (not shipped with streamify); ``--help`` lists the options.
 """
 
 from __future__ import annotations
@@ -8,16 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer
-
 try:
-    from streamify.bench.commands import register
+    import streamify  # noqa: F401
 except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from streamify.bench.commands import register
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-register(app)
+from harness.commands import app  # noqa: E402  (benchmarks/ is on the path: this script's folder)
 
 if __name__ == "__main__":
     app()

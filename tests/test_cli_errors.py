@@ -196,12 +196,6 @@ def test_an_unexpected_error_is_one_line_unless_the_traceback_is_asked_for(monke
         run_guarded(crash)
 
 
-def test_bench_refuses_a_list_that_is_not_integers() -> None:
-    result = CliRunner().invoke(app, ["bench", "--quick", "--threads", "one,two"])
-    assert result.exit_code == 2
-    assert "expected comma-separated integers" in result.output and "Traceback" not in result.output
-
-
 def test_a_missing_factory_lists_the_module_s_own_factories(tmp_path, monkeypatch) -> None:
     """All functions and nn.Module classes defined in the module (not imported ones, not other classes), the first
     10 and the count when there are more."""

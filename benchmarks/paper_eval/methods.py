@@ -11,7 +11,7 @@ in samples (model delay + buffer). Methods:
 * :func:`streamed`: a :func:`streamify.convert` stream fed consecutive buffers;
 * :func:`naive`: each buffer run through the offline model alone (zero padding, no caches): the clicks
   that cached streaming removes;
-* :func:`overlap_add`: exact overlap-add (:class:`streamify.bench.methods.OverlapAddStream`): each buffer run
+* :func:`overlap_add`: exact overlap-add (:class:`harness.methods.OverlapAddStream`): each buffer run
   with its left and right context (:func:`ola_context`, from :func:`phase_reach`), cropped.
 """
 
@@ -25,8 +25,8 @@ from typing import Callable, List, Tuple
 import torch
 from torch import Tensor, nn
 
-from streamify.bench.methods import OverlapAddStream
-from streamify.bench.reference import context_from_reach
+from harness.methods import OverlapAddStream
+from harness.reference import context_from_reach
 
 
 @dataclass

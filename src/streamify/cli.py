@@ -406,7 +406,8 @@ def _describe_exported(model: str):
 
 def _register_commands() -> None:
     """Commands that live with their feature: ``export`` (streamify.export), ``data`` (streamify.data),
-    ``bench`` (streamify.bench)."""
+    ``process`` and ``live`` (streamify.host), ``train`` (streamify.training). The benchmarks are not part of
+    the package: ``python benchmarks/run.py`` in a checkout."""
     from streamify.export.commands import register as register_export
 
     register_export(app)
@@ -419,11 +420,6 @@ def _register_commands() -> None:
     from streamify.training.cli import register as register_train  # imports lightning only when run
 
     register_train(app)
-    try:
-        from streamify.bench.commands import register as register_bench
-    except ImportError:  # pragma: no cover - the bench package is optional in a source checkout
-        return
-    register_bench(app)
 
 
 _register_commands()

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from streamify.bench.methods import Method
+from harness.methods import Method
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def measure_sequence_bandwidth(sizes_in_bytes: Sequence[int], reps: int = 5) -> 
     """Read bandwidth (bytes/s) of passes over distinct buffers, read one after the other as a call reads its weights.
 
     ``sizes_in_bytes``: bytes of each weight tensor, in the order a call reads them (the model's own
-    sizes, e.g. :func:`streamify.bench.reference.weight_tensor_bytes`). One distinct float32 tensor of
+    sizes, e.g. :func:`harness.reference.weight_tensor_bytes`). One distinct float32 tensor of
     ``size // 4`` elements is allocated per entry. A pass reads every tensor once, in order, with
     ``torch.dot(t, t)`` on its flat view (a read-only reduction; over RAVE v2's sequence it was as fast
     as ``sum`` on the small tensors and faster than ``sum`` and matrix-vector products overall). One
@@ -229,7 +229,7 @@ def machine_floor(
 ) -> Dict[str, Dict[str, float]]:
     """Measured bandwidths and matmul rate per thread count, for a model with weights of ``weight_sizes`` bytes.
 
-    ``weight_sizes``: bytes per weight tensor in call order (:func:`streamify.bench.reference.weight_tensor_bytes`).
+    ``weight_sizes``: bytes per weight tensor in call order (:func:`harness.reference.weight_tensor_bytes`).
     Per thread count: ``"bandwidth"``: the bandwidth the floor uses, the fastest pass of
     :func:`measure_sequence_bandwidth` over the model's weight sizes (also ``"bandwidth_sequence"``;
     ``"bandwidth_sequence_median"``: its median pass). The fastest, as for the other probes: a floor is
@@ -238,7 +238,7 @@ def machine_floor(
     ``"bandwidth_reread"``: the fastest probe of
     :func:`measure_bandwidth` re-reading one buffer of the weights' total (``"bandwidth_sum"``, ... per probe);
     ``"macs"``: the matmul peak (MAC/s). Results written before the sequence probe have ``"bandwidth"``
-    = the re-read figure and no ``"bandwidth_sequence"`` (:mod:`streamify.bench.report` reads both).
+    = the re-read figure and no ``"bandwidth_sequence"`` (:mod:`harness.report` reads both).
     """
     total = sum(int(size) for size in weight_sizes)
     before = torch.get_num_threads()

@@ -26,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
@@ -64,9 +65,9 @@ def measure_in_this_process(
     model_name: str, configs: List[Dict[str, object]], calls: int, dry_run: bool = True
 ) -> List[Dict[str, object]]:
     """Peak memory of each configuration (see the module docstring); run in a child process."""
-    from streamify.bench.measure import noise_signal, prime_stream
-    from streamify.bench.methods import CACHED_CONV, OVERLAP_ADD, STREAMIFY, Method, OverlapAddStream, prepare
-    from streamify.bench.reference import CONFIGS
+    from harness.measure import noise_signal, prime_stream
+    from harness.methods import CACHED_CONV, OVERLAP_ADD, STREAMIFY, Method, OverlapAddStream, prepare
+    from harness.reference import CONFIGS
 
     torch.set_num_threads(1)
     prepared = prepare(CONFIGS[model_name])
@@ -132,6 +133,14 @@ def measure_in_this_process(
     return results
 
 
+def _child_path(existing: Optional[str]) -> str:
+    """``PYTHONPATH`` for the child: ``benchmarks/`` (for ``harness``) and the streamify this process runs."""
+    import streamify
+
+    folders = [str(Path(__file__).resolve().parents[1]), str(Path(streamify.__file__).resolve().parents[1])]
+    return os.pathsep.join(folders + ([existing] if existing else []))
+
+
 def measure_memory(
     model_name: str, configs: List[Dict[str, object]], calls: int = 6, timeout: float = 900.0, dry_run: bool = True
 ) -> Dict[str, object]:
@@ -143,9 +152,10 @@ def measure_memory(
     env = dict(os.environ)
     env.update(MALLOC_ENV)
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = _child_path(env.get("PYTHONPATH"))
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "streamify.bench.memory", request],
+            [sys.executable, "-m", "harness.memory", request],
             capture_output=True,
             text=True,
             env=env,

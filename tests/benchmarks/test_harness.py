@@ -1,8 +1,8 @@
-"""Smoke tests of the benchmark harness on a tiny model of the reference architecture.
+"""Smoke tests of the benchmark harness (benchmarks/harness) on a tiny model of the reference architecture.
 
 No timing is asserted anywhere: the figures depend on the machine and its load. What is
-checked: the reference model's geometry and counts, the exactness of the overlap-add and of
-the cached_conv twin, the fields of the results, the files written, the CLI command.
+checked: the reference model (streamify's RAVE) and its geometry and counts, the exactness of the
+overlap-add and of the cached_conv twin, the fields of the results, the files written, the command line.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import math
 
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 import streamify.native
-from streamify.bench.measure import Plan
-from streamify.bench.methods import OverlapAddStream
-from streamify.bench.reference import (
+from harness.measure import Plan
+from harness.methods import OverlapAddStream
+from harness.reference import (
     RAVE_TINY,
     RAVE_V2,
     RAVE_V2_SMALL,
@@ -33,6 +32,8 @@ from streamify.bench.reference import (
     reset_cached_conv,
 )
 from streamify.exactness import compare_streamed, stream_signal
+from streamify.models.presets import V2
+from streamify.models.rave import RAVE
 
 TINY_PLAN = Plan(warmup_calls=1, min_calls=2, min_seconds=0.0, max_calls=3, offline_reps=1, probe_reps=1)
 
@@ -50,7 +51,11 @@ def test_reference_shapes_and_ratios():
     x = torch.randn(2, 1, RAVE_TINY.total_ratio * 4)
     with torch.no_grad():
         assert model(x).shape == x.shape
-        assert model.encode(x).shape == (2, RAVE_TINY.latent, 4)
+        assert model.encode(x).shape == (2, RAVE_TINY.preset.latent, 4)
+    # the package's own RAVE: the v2 preset, no noise (two calls give the same output)
+    assert isinstance(model, RAVE) and build_reference(RAVE_V2).config == V2 and not model.use_noise
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
     # folding the weight norms changes nothing
     with torch.no_grad():
         assert torch.equal(model(x), folded_copy(model)(x))
@@ -70,6 +75,14 @@ def test_phase_reach_matches_autograd(tiny64):
         support = torch.nonzero(grad[0, 0] != 0).flatten()
         assert t - int(support.min()) == before[phase]
         assert int(support.max()) - t == after[phase]
+
+
+def test_phase_reach_refuses_a_causal_model():
+    """A causal RAVE crops its transposed convs' outputs, which the geometry walk does not model: refused."""
+    from streamify.models import rave
+
+    with pytest.raises(ValueError, match="non-causal"):
+        phase_reach(rave(RAVE_TINY.preset, causal=True), RAVE_TINY.total_ratio)
 
 
 def test_overlap_add_is_exact(tiny64):
@@ -123,8 +136,8 @@ def test_reference_model_size():
 
 def test_suite_results_fields_and_files(tmp_path):
     pytest.importorskip("matplotlib")
-    from streamify.bench.report import markdown, splice, write_all
-    from streamify.bench.suite import Options, run_suite
+    from harness.report import markdown, splice, write_all
+    from harness.suite import Options, run_suite
 
     options = Options(
         mode="test",
@@ -221,7 +234,7 @@ def test_suite_results_fields_and_files(tmp_path):
 
 @pytest.mark.slow
 def test_peak_memory_child_process():
-    from streamify.bench.memory import measure_memory
+    from harness.memory import measure_memory
 
     answer = measure_memory(
         RAVE_TINY.name,
@@ -235,19 +248,16 @@ def test_peak_memory_child_process():
         assert record["peak_bytes"] >= 0 and record["baseline_bytes"] > 0
 
 
-def test_bench_command_registers():
-    from streamify.bench.commands import register
+def test_command_line_options_and_refusals():
+    from harness.commands import app
 
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def other() -> None:  # a second command, so that "bench" is a subcommand as in the streamify CLI
-        pass
-
-    result = CliRunner().invoke(app, ["bench", "--help"])
+    result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for option in ("--quick", "--full", "--out", "--doc"):
+    for option in ("--quick", "--full", "--out", "--doc", "--models"):
         assert option in result.output
-    result = CliRunner().invoke(app, ["bench", "--quick", "--full"])
-    assert result.exit_code != 0
+    assert CliRunner().invoke(app, ["--quick", "--full"]).exit_code == 2
+    result = CliRunner().invoke(app, ["--quick", "--threads", "one,two"])
+    assert result.exit_code == 2
+    assert "expected comma-separated integers" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["--models", "rave-v3"])
+    assert result.exit_code == 2 and "unknown model" in result.output

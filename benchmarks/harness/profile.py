@@ -1,5 +1,5 @@
-"""Where a streaming call's time goes: per layer (hook timer), per op (torch.profiler), and what a
-matrix-product kernel would save on the layers that see few frames per call.
+"""Where a streaming call's time goes: per layer (hook timer), per op (torch.profiler), and the convs'
+products alone in call order (what the call would cost if everything but the products were free).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamify.bench.measure import noise_signal
+from harness.measure import noise_signal
 
 
 def streaming_layers(model: nn.Module) -> List[nn.Module]:
@@ -88,57 +88,22 @@ def layer_profile(
 
     signal = noise_signal(batch, buffer * 8, seed=7)
     chunks = [signal[..., i * buffer : (i + 1) * buffer].contiguous() for i in range(8)]
-    # plain calls first: the reference total
-    plain: List[float] = []
-    model.reset()
-    _prime(model, batch, buffer)
-    with torch.inference_mode():
-        for i in range(warmup + calls):
-            began = time.perf_counter()
-            model(chunks[i % 8])
-            if i >= warmup:
-                plain.append(time.perf_counter() - began)
+    plain = _timed_calls(model, chunks, warmup, calls)  # plain calls first: the reference total
     handles = []
     for layer in layers:
         handles.append(layer.register_forward_pre_hook(before))
         handles.append(layer.register_forward_hook(after))
-    hooked: List[float] = []
     try:
-        model.reset()
-        _prime(model, batch, buffer)
-        with torch.inference_mode():
-            for i in range(warmup + calls):
-                recording[0] = i >= warmup
-                began = time.perf_counter()
-                model(chunks[i % 8])
-                if i >= warmup:
-                    hooked.append(time.perf_counter() - began)
+        hooked = _timed_calls(model, chunks, warmup, calls, recording)
     finally:
         recording[0] = False
         for handle in handles:
             handle.remove()
         model.reset()
-    rows = []
-    for layer in layers:
-        key = id(layer)
-        weight = getattr(layer, "weight", None)
-        nbytes = 0 if weight is None else weight.numel() * weight.element_size()
-        bias = getattr(layer, "bias", None)
-        if isinstance(bias, Tensor):
-            nbytes += bias.numel() * bias.element_size()
-        macs = _layer_macs(layer, frames.get(key, 0), batch)
-        row = {
-            "layer": names[key],
-            "kind": type(layer).__name__,
-            "frames_in": frames.get(key, 0),
-            "ms": 1e3 * spent[key] / max(calls, 1),
-            "weight_bytes": nbytes,
-            "macs": macs["kept"],
-            "macs_computed": macs["computed"],
-        }
-        if floor is not None:
-            row["floor_ms"] = 1e3 * max(nbytes / floor["bandwidth"], macs["kept"] / floor["macs"])
-        rows.append(row)
+    rows = [
+        _layer_row(layer, names[id(layer)], frames.get(id(layer), 0), spent[id(layer)] / max(calls, 1), batch, floor)
+        for layer in layers
+    ]
     layer_total = sum(r["ms"] for r in rows)
     hooked_ms = 1e3 * statistics.median(hooked)
     return {
@@ -151,6 +116,49 @@ def layer_profile(
         "glue_ms": max(hooked_ms - layer_total, 0.0),
         "layers": rows,
     }
+
+
+def _timed_calls(
+    model: nn.Module, chunks: List[Tensor], warmup: int, calls: int, recording: Optional[List[bool]] = None
+) -> List[float]:
+    """Seconds of each of ``calls`` calls of a fresh, primed stream after ``warmup`` untimed ones (chunks cycled);
+    ``recording[0]`` is True during the timed calls."""
+    times: List[float] = []
+    model.reset()
+    _prime(model, chunks[0].size(0), chunks[0].size(-1))
+    with torch.inference_mode():
+        for i in range(warmup + calls):
+            if recording is not None:
+                recording[0] = i >= warmup
+            began = time.perf_counter()
+            model(chunks[i % len(chunks)])
+            if i >= warmup:
+                times.append(time.perf_counter() - began)
+    return times
+
+
+def _layer_row(
+    layer: nn.Module, name: str, frames_in: int, seconds: float, batch: int, floor: Optional[Dict[str, float]]
+) -> Dict[str, object]:
+    """One layer's profile row: time per call, frames in, weight bytes, multiply-accumulates, floor."""
+    weight = getattr(layer, "weight", None)
+    nbytes = 0 if weight is None else weight.numel() * weight.element_size()
+    bias = getattr(layer, "bias", None)
+    if isinstance(bias, Tensor):
+        nbytes += bias.numel() * bias.element_size()
+    macs = _layer_macs(layer, frames_in, batch)
+    row = {
+        "layer": name,
+        "kind": type(layer).__name__,
+        "frames_in": frames_in,
+        "ms": 1e3 * seconds,
+        "weight_bytes": nbytes,
+        "macs": macs["kept"],
+        "macs_computed": macs["computed"],
+    }
+    if floor is not None:
+        row["floor_ms"] = 1e3 * max(nbytes / floor["bandwidth"], macs["kept"] / floor["macs"])
+    return row
 
 
 def op_profile(
@@ -191,34 +199,7 @@ def op_profile(
     }
 
 
-# ---------------------------------------------------------------------------------------------- short-input kernels
-
-
-def _conv_as_matmul(
-    z: Tensor, weight_t: Tensor, bias: Optional[Tensor], span: int, stride: int, dilation: int, frames: int
-) -> Tensor:
-    """``conv1d`` (no padding, groups 1) over ``z`` as one matrix product over the ``frames`` kept windows.
-
-    ``weight_t`` is the weight reshaped once to ``[in * kernel, out]`` (contiguous): the product
-    ``windows @ weight_t`` then streams through the weights once, row by row.
-    """
-    if span == 1 and stride == 1:
-        cols = z[:, :, :frames].transpose(1, 2).reshape(z.size(0) * frames, -1)
-    else:
-        windows = z.unfold(2, span, stride)[:, :, :frames]  # [batch, in, frames, span]
-        if dilation > 1:
-            windows = windows[..., ::dilation]
-        cols = windows.permute(0, 2, 1, 3).reshape(z.size(0) * frames, -1)  # [batch * frames, in * kernel]
-    out = torch.addmm(bias, cols, weight_t) if bias is not None else cols @ weight_t
-    return out.view(z.size(0), frames, -1).transpose(1, 2)
-
-
-def _conv_transpose_as_matmul(x: Tensor, weight2d: Tensor, out_channels: int, kernel: int, stride: int) -> Tensor:
-    """``conv_transpose1d`` (no padding, groups 1) as one matrix product then an overlap-add (``F.fold``)."""
-    batch, _, frames = x.shape
-    cols = torch.matmul(x.transpose(1, 2), weight2d)  # [batch, frames, out * kernel]
-    length = (frames - 1) * stride + kernel
-    return F.fold(cols.transpose(1, 2), (1, length), (1, kernel), stride=(1, stride)).view(batch, out_channels, length)
+# ---------------------------------------------------------------------------------------------- the convs' products
 
 
 def _median_time(fn, reps: int) -> float:
@@ -228,42 +209,6 @@ def _median_time(fn, reps: int) -> float:
         fn()
         times.append(time.perf_counter() - began)
     return statistics.median(times)
-
-
-def _kernel_pair(layer: nn.Module, n: int, batch: int, max_frames: int):
-    """``(generic, matmul)``: two closures computing a layer's op on ``n`` random input frames, or None."""
-    kind = type(layer).__name__
-    weight = getattr(layer, "weight", None)
-    if weight is None or n == 0 or n > max_frames or int(getattr(layer, "groups", 1)) != 1:
-        return None
-    bias = getattr(layer, "bias", None)
-    if kind == "Conv1d":
-        span, stride, dilation = int(layer.span), int(layer.stride), int(layer.dilation)
-        z = torch.randn(batch, weight.size(1), int(layer.cache_len) + n)
-        kept = n // stride
-        weight_t = weight.reshape(weight.size(0), -1).t().contiguous()
-
-        def generic() -> Tensor:
-            return F.conv1d(z, weight, bias, stride, 0, dilation)[:, :, :kept]
-
-        def matmul() -> Tensor:
-            return _conv_as_matmul(z, weight_t, bias, span, stride, dilation, kept)
-
-        return generic, matmul
-    if kind == "ConvTranspose1d" and int(layer.dilation) == 1:
-        x = torch.randn(batch, weight.size(0), n)
-        stride, kernel = int(layer.stride), int(layer.kernel_size)
-        weight2d = weight.reshape(weight.size(0), -1).contiguous()
-        out_channels = weight.size(1)
-
-        def generic_t() -> Tensor:
-            return F.conv_transpose1d(x, weight, None, stride)
-
-        def matmul_t() -> Tensor:
-            return _conv_transpose_as_matmul(x, weight2d, out_channels, kernel, stride)
-
-        return generic_t, matmul_t
-    return None
 
 
 def _layer_inputs(model: nn.Module, layers: List[nn.Module], buffer: int, batch: int) -> Dict[int, Tensor]:
@@ -285,62 +230,12 @@ def _layer_inputs(model: nn.Module, layers: List[nn.Module], buffer: int, batch:
     return inputs_of
 
 
-def short_input_experiment(
-    model: nn.Module, buffer: int, batch: int = 1, reps: int = 20, max_frames: int = 64
-) -> Dict[str, object]:
-    """For each conv / transposed conv that sees at most ``max_frames`` frames per call: PyTorch's generic
-    kernel (``F.conv1d`` / ``F.conv_transpose1d``) against the same math as one matrix product, with the
-    weights reshaped once ahead of time, as a kernel suited to short inputs would keep them. Both give
-    the same result to float32 rounding (``max_rel_diff``); times are medians per call, in ms.
-    """
-    layers = streaming_layers(model)
-    frames = {key: x.size(-1) for key, x in _layer_inputs(model, layers, buffer, batch).items()}
-    rows = []
-    with torch.inference_mode():
-        for layer in layers:
-            pair = _kernel_pair(layer, frames.get(id(layer), 0), batch, max_frames)
-            if pair is None:
-                continue
-            generic, matmul = pair
-            error = (generic() - matmul()).abs().max().item()
-            scale = max(generic().abs().max().item(), 1e-30)
-            rows.append(
-                {
-                    "layer": getattr(layer, "layer_name", type(layer).__name__),
-                    "kind": type(layer).__name__,
-                    "frames_in": frames.get(id(layer), 0),
-                    "generic_ms": 1e3 * _median_time(generic, reps),
-                    "matmul_ms": 1e3 * _median_time(matmul, reps),
-                    "max_rel_diff": error / scale,
-                }
-            )
-    generic_total = sum(r["generic_ms"] for r in rows)
-    matmul_total = sum(r["matmul_ms"] for r in rows)
-    return {"buffer": buffer, "batch": batch, "layers": rows, "generic_ms": generic_total, "matmul_ms": matmul_total}
+def _product_steps(layers: List[nn.Module], shapes: Dict[int, Tensor]) -> List[Callable[[], Tensor]]:
+    """One closure per conv: its product as the layer would choose it for the rows of its input in ``shapes``
+    (or the generic kernel), over the layer's own weights and random inputs of the same shapes."""
+    from streamify.layers import Conv1d
+    from streamify.layers.products import Product, choose_product
 
-
-def products_in_sequence(
-    model: nn.Module,
-    buffer: int,
-    batch: int = 1,
-    reps: int = 30,
-    compare: Optional[Callable[[Tensor], Tensor]] = None,
-) -> Dict[str, float]:
-    """The model's conv arithmetic alone: each conv's product, as the layer would choose it, in call order.
-
-    Records the rows each conv computes in one call of ``buffer`` samples, then times the
-    sequence of bare products over the layers' own weights (random inputs of the same
-    shapes; no caches, no window gathering, no graph, no activations). The weights are read
-    in the same order as in a call, so the caches see what they see in the model: this is
-    what the call would cost if everything but the BLAS calls were free. With ``compare``
-    (e.g. the frozen model), its calls are timed in alternation with the products
-    (``call_ms``), so that both figures see the same machine load.
-    """
-    from streamify.layers import Conv1d, ConvTranspose1d
-    from streamify.layers.products import GENERIC, choose_product
-
-    layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
-    shapes = _layer_inputs(model, layers, buffer, batch)
     steps = []
     for layer in layers:
         x = shapes.get(id(layer))
@@ -356,7 +251,7 @@ def products_in_sequence(
             weight = layer.weight.reshape(layer.in_channels, -1).t()
             z = torch.randn_like(x)
         product = choose_product(layer.products, rows, layer.fast_path_rows)
-        if product == GENERIC or layer.groups != 1:
+        if product == Product.GENERIC.value or layer.groups != 1:
             if isinstance(layer, Conv1d):
                 steps.append(
                     lambda z=z, layer=layer: F.conv1d(
@@ -377,6 +272,31 @@ def products_in_sequence(
                 cols, weight, bias, p, layer.rows_per_block
             )
         )
+
+    return steps
+
+
+def products_in_sequence(
+    model: nn.Module,
+    buffer: int,
+    batch: int = 1,
+    reps: int = 30,
+    compare: Optional[Callable[[Tensor], Tensor]] = None,
+) -> Dict[str, float]:
+    """The model's conv arithmetic alone: each conv's product, as the layer would choose it, in call order.
+
+    Records the rows each conv computes in one call of ``buffer`` samples, then times the
+    sequence of bare products over the layers' own weights (random inputs of the same
+    shapes; no caches, no window gathering, no graph, no activations). The weights are read
+    in the same order as in a call, so the caches see what they see in the model: this is
+    what the call would cost if everything but the BLAS calls were free. With ``compare``
+    (e.g. the frozen model), its calls are timed in alternation with the products
+    (``call_ms``), so that both figures see the same machine load.
+    """
+    from streamify.layers import Conv1d, ConvTranspose1d
+
+    layers = [m for m in streaming_layers(model) if isinstance(m, (Conv1d, ConvTranspose1d))]
+    steps = _product_steps(layers, _layer_inputs(model, layers, buffer, batch))
 
     def run() -> None:
         for step in steps:

@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``register(app)`` adds it to a Typer app (the ``streamify`` CLI, ``benchmarks/run.py``)."""
+"""The command line of ``python benchmarks/run.py``: :func:`bench` and the Typer :data:`app` that runs it."""
 
 from __future__ import annotations
 
@@ -34,7 +34,11 @@ def _str_list(text: Optional[str]) -> Optional[List[str]]:
 
 def bench(
     quick: Annotated[
-        bool, typer.Option("--quick", help="Small model, 3 buffer sizes, 1 thread, few repetitions (< 1 minute).")
+        bool,
+        typer.Option(
+            "--quick",
+            help="Small model, 3 buffer sizes, 1 thread, few repetitions (minutes: tuning, checks and profile included).",
+        ),
     ] = False,
     full: Annotated[
         bool,
@@ -75,10 +79,9 @@ def bench(
 
     Writes results.json, rtf_<model>.png, latency_<model>.png and summary.md to --out. Timings are noisy on a busy machine: the summary records the load average.
     """
-    from streamify.bench.report import targets, write_all
-    from streamify.bench.suite import Counter, Options, run_suite
+    from harness.report import write_all
+    from harness.suite import Counter, Options, run_suite
 
-    console = Console(highlight=False)
     if quick and full:
         raise typer.BadParameter("choose one of --quick and --full", param_hint="--quick/--full")
     options = Options.quick() if quick else Options.full() if full else Options.standard()
@@ -90,13 +93,13 @@ def bench(
     options.memory = memory
     options.profile = profile
     options.tune = tune
-    from streamify.bench.reference import CONFIGS
+    from harness.reference import CONFIGS
 
     unknown = [m for m in options.models if m not in CONFIGS]
     if unknown:
         raise typer.BadParameter(f"unknown model(s) {unknown}; choose from {sorted(CONFIGS)}", param_hint="--models")
 
-    counter = Counter(options)
+    console = Console(highlight=False)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -105,15 +108,21 @@ def bench(
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task("benchmark", total=counter.total)
+        task = progress.add_task("benchmark", total=Counter(options).total)
 
         def advance(description: str, units: int) -> None:
             progress.update(task, description=description, advance=units)
 
         results = run_suite(options, advance=advance)
     written = write_all(results, out if out is not None else DEFAULT_OUT / options.mode, doc)
+    _print_summary(console, results, written)
 
-    table = Table(title=f"streamify bench ({options.mode}): targets")
+
+def _print_summary(console: Console, results: dict, written: dict) -> None:
+    """The targets of each model, the run's notes and where the files went."""
+    from harness.report import targets
+
+    table = Table(title=f"benchmarks/run.py ({results['meta']['mode']}): targets")
     for column in ("model", "target", "goal", "measured", "met"):
         table.add_column(column)
     for model in results["models"]:
@@ -135,6 +144,6 @@ def bench(
     )
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``bench`` command to ``app``."""
-    app.command(name="bench")(bench)
+#: ``benchmarks/run.py``'s command line (one command: the options of :func:`bench`)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command()(bench)

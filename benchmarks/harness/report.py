@@ -155,79 +155,77 @@ def plot(results: Dict[str, object], folder: Path) -> List[Path]:
         )
         for i, t in enumerate(threads):
             for j, b in enumerate(batches):
-                ax = axes[i][j]
-                labels = sorted({(r["method"], r["engine"]) for r in runs if r["threads"] == t and r["batch"] == b})
-                for method, engine in labels:
-                    rows = sorted(
-                        _runs(results, model=model, method=method, engine=engine, threads=t, batch=b),
-                        key=lambda r: r["buffer"],
-                    )
-                    style = {"streamify": "-", "cached_conv": "--", "overlap_add": ":"}.get(method, "-")
-                    ax.plot(
-                        [r["buffer"] for r in rows],
-                        [r["rtf"] for r in rows],
-                        style,
-                        marker="o",
-                        label=f"{method}/{engine}",
-                    )
-                rows = sorted(
-                    _runs(results, model=model, method="streamify", engine="eager", threads=t, batch=b),
-                    key=lambda r: r["buffer"],
-                )
-                if rows:
-                    sr = results["models"][model]["sample_rate"]
-                    ax.plot(
-                        [r["buffer"] for r in rows],
-                        [r["floor_ms"] / 1e3 / (r["buffer"] / sr) for r in rows],
-                        color="grey",
-                        linestyle="-.",
-                        label="machine floor",
-                    )
-                off = _offline(results, model, t, b)
-                if off:
-                    ax.axhline(off["rtf"], color="black", linewidth=0.8, linestyle="--", label="offline (10 s)")
-                ax.axhline(1.0, color="red", linewidth=0.6)
-                ax.set_xscale("log", base=2)
-                ax.set_yscale("log")
-                ax.set_title(f"{model}: {t} thread{'s' if t > 1 else ''}, batch {b}")
-                ax.set_xlabel("buffer (samples)")
-                ax.set_ylabel("real-time factor (compute / audio)")
-                ax.grid(True, which="both", alpha=0.3)
+                _rtf_panel(axes[i][j], results, model, t, b)
         axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        path = folder / f"rtf_{model}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-
+        written.append(_save(plt, fig, folder / f"rtf_{model}.png"))
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        sr = results["models"][model]["sample_rate"]
-        styles = {"streamify": ("-", "o", 7), "cached_conv": ("--", "x", 9), "overlap_add": (":", "s", 4)}
-        for method, (line, marker, size) in styles.items():
-            rows = sorted({r["buffer"]: r for r in runs if r["method"] == method}.values(), key=lambda r: r["buffer"])
-            if rows:
-                ax.plot(
-                    [r["buffer"] for r in rows],
-                    [r["latency_ms"] for r in rows],
-                    linestyle=line,
-                    marker=marker,
-                    markersize=size,
-                    label=f"{method} (delay {rows[0]['delay_samples']} samples)",
-                )
-        buffers = sorted({r["buffer"] for r in runs})
-        ax.plot(buffers, [1e3 * b / sr for b in buffers], color="grey", linestyle=":", label="buffering alone")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("buffer (samples)")
-        ax.set_ylabel("latency (ms): model delay + one buffer")
-        ax.set_title(f"{model}: latency")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = folder / f"latency_{model}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        _latency_panel(ax, runs, model, results["models"][model]["sample_rate"])
+        written.append(_save(plt, fig, folder / f"latency_{model}.png"))
     return written
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _rtf_panel(ax, results: Dict[str, object], model: str, t: int, b: int) -> None:
+    """Real-time factor against buffer size at ``t`` threads, batch ``b``: each method/engine, floor, offline."""
+    runs = _runs(results, model=model, threads=t, batch=b)
+    for method, engine in sorted({(r["method"], r["engine"]) for r in runs}):
+        rows = sorted(_runs(results, model=model, method=method, engine=engine, threads=t, batch=b), key=_buffer)
+        style = {"streamify": "-", "cached_conv": "--", "overlap_add": ":"}.get(method, "-")
+        ax.plot([r["buffer"] for r in rows], [r["rtf"] for r in rows], style, marker="o", label=f"{method}/{engine}")
+    rows = sorted(_runs(results, model=model, method="streamify", engine="eager", threads=t, batch=b), key=_buffer)
+    if rows:
+        sr = results["models"][model]["sample_rate"]
+        ax.plot(
+            [r["buffer"] for r in rows],
+            [r["floor_ms"] / 1e3 / (r["buffer"] / sr) for r in rows],
+            color="grey",
+            linestyle="-.",
+            label="machine floor",
+        )
+    off = _offline(results, model, t, b)
+    if off:
+        ax.axhline(off["rtf"], color="black", linewidth=0.8, linestyle="--", label="offline (10 s)")
+    ax.axhline(1.0, color="red", linewidth=0.6)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title(f"{model}: {t} thread{'s' if t > 1 else ''}, batch {b}")
+    ax.set_xlabel("buffer (samples)")
+    ax.set_ylabel("real-time factor (compute / audio)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _latency_panel(ax, runs: List[Dict[str, object]], model: str, sr: int) -> None:
+    """Latency (model delay + one buffer) against buffer size, per method, and buffering alone."""
+    styles = {"streamify": ("-", "o", 7), "cached_conv": ("--", "x", 9), "overlap_add": (":", "s", 4)}
+    for method, (line, marker, size) in styles.items():
+        rows = sorted({r["buffer"]: r for r in runs if r["method"] == method}.values(), key=_buffer)
+        if rows:
+            ax.plot(
+                [r["buffer"] for r in rows],
+                [r["latency_ms"] for r in rows],
+                linestyle=line,
+                marker=marker,
+                markersize=size,
+                label=f"{method} (delay {rows[0]['delay_samples']} samples)",
+            )
+    buffers = sorted({r["buffer"] for r in runs})
+    ax.plot(buffers, [1e3 * b / sr for b in buffers], color="grey", linestyle=":", label="buffering alone")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("buffer (samples)")
+    ax.set_ylabel("latency (ms): model delay + one buffer")
+    ax.set_title(f"{model}: latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _buffer(row: Dict[str, object]) -> int:
+    return int(row["buffer"])
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -250,16 +248,27 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
 
 
 def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
-    """The summary: setting, models, floor, targets, tables per configuration, exactness, profile."""
+    """The summary: setting, models, tuning, floor, targets, tables per configuration, fits, exactness, profile."""
     meta = results["meta"]
-    out: List[str] = []
-    out.append(
+    out: List[str] = [
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cpus']} CPUs visible), torch {meta['torch']}, "
         f"mode `{meta['mode']}`, {meta.get('seconds', '?')} s. "
         f"Load average (1, 5, 15 min) at the start {meta['load_average_start']}, "
-        f"at the end {meta.get('load_average_end')}."
-    )
-    out.append("")
+        f"at the end {meta.get('load_average_end')}.",
+        "",
+    ]
+    for section in (_models_markdown, _tuning_markdown, _floor_markdown, _targets_markdown, _runs_markdown):
+        out += section(results)
+    out += _fits_markdown(results) + _exactness_markdown(results)
+    if results.get("profile"):
+        out += _profile_markdown(results["profile"])
+    out += _closing_markdown(results, plots_prefix)
+    return "\n".join(out)
+
+
+def _models_markdown(results: Dict[str, object]) -> List[str]:
+    """The models: size, arithmetic, ratio, each method's delay."""
+    out: List[str] = []
     out.append("### Models")
     out.append("")
     rows = []
@@ -294,6 +303,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         rows,
     )
     out.append("")
+    return out
+
+
+def _tuning_markdown(results: Dict[str, object]) -> List[str]:
+    """What ``streamify.tune`` chose before the timed runs, per model and thread count."""
+    out: List[str] = []
     for name, m in results["models"].items():
         by_threads = m.get("tuning_by_threads") or ({"1": m["tuning"]} if m.get("tuning") else {})
         for threads, tuning in by_threads.items():
@@ -316,6 +331,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
                 )
             )
             out.append("")
+    return out
+
+
+def _floor_markdown(results: Dict[str, object]) -> List[str]:
+    """The machine floor per model and thread count, and what it means."""
+    out: List[str] = []
     out.append("### Machine floor")
     out.append("")
     rows = []
@@ -362,6 +383,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         )
     )
     out.append("")
+    return out
+
+
+def _targets_markdown(results: Dict[str, object]) -> List[str]:
+    """The targets of each model (1 thread) and the arithmetic bound."""
+    out: List[str] = []
     for name in results["models"]:
         goal = targets(results, name)
         if not goal:
@@ -386,6 +413,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
         if bound:
             out.append(bound)
             out.append("")
+    return out
+
+
+def _runs_markdown(results: Dict[str, object]) -> List[str]:
+    """One table per (model, threads, batch): every buffer size, method and engine."""
+    out: List[str] = []
     for name in results["models"]:
         runs = _runs(results, model=name)
         if not runs:
@@ -441,6 +474,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
                     rows,
                 )
                 out.append("")
+    return out
+
+
+def _fits_markdown(results: Dict[str, object]) -> List[str]:
+    """Fixed cost per call and cost per sample (1 thread, batch 1)."""
+    out: List[str] = []
     fits = [f for f in results.get("fits", []) if f["threads"] == 1 and f["batch"] == 1]
     if fits:
         out.append("### Fixed cost per call (1 thread, batch 1)")
@@ -458,6 +497,12 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             ],
         )
         out.append("")
+    return out
+
+
+def _exactness_markdown(results: Dict[str, object]) -> List[str]:
+    """The exactness checks."""
+    out: List[str] = []
     checks = results.get("exactness", [])
     if checks:
         out.append("### Exactness (float32; bar: max error / offline peak <= 1e-5)")
@@ -480,15 +525,18 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             ],
         )
         out.append("")
-    profile = results.get("profile")
-    if profile:
-        out += _profile_markdown(profile)
+    return out
+
+
+def _closing_markdown(results: Dict[str, object], plots_prefix: Optional[str]) -> List[str]:
+    """How memory was measured, the run's notes, the plots."""
+    out: List[str] = []
     memory_note = (
         "Peak memory: extra resident memory while streaming, over the loaded model, measured eager at "
         "1 thread in a child process (peak RSS reset through /proc/self/clear_refs, malloc returning "
         "freed blocks); resolution about 0.5 MiB."
     )
-    if meta.get("mode") == "quick":
+    if results["meta"].get("mode") == "quick":
         memory_note += " Quick mode: no dry run before each configuration, so first uses of a kernel count."
     out.append(memory_note)
     out.append("")
@@ -503,7 +551,7 @@ def markdown(results: Dict[str, object], plots_prefix: str = "") -> str:
             out.append(f"![real-time factor, {name}]({plots_prefix}rtf_{name}.png)")
             out.append(f"![latency, {name}]({plots_prefix}latency_{name}.png)")
             out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _profile_markdown(profile: Dict[str, object]) -> List[str]:
@@ -565,47 +613,12 @@ def _profile_markdown(profile: Dict[str, object]) -> List[str]:
         [[o["op"], _f(o["calls_per_call"], 1), _f(o["self_ms"], 3)] for o in ops["top_ops"][:10]],
     )
     out.append("")
-    short = profile["short_input"]
-    out.append(
-        f"Short-input kernels: the {len(short['layers'])} convs that see at most 64 frames per call take "
-        f"{short['generic_ms']:.2f} ms through F.conv1d / F.conv_transpose1d, and "
-        f"{short['matmul_ms']:.2f} ms as one matrix product each (same result to float32 rounding)."
-    )
-    out.append("")
-    rows = sorted(short["layers"], key=lambda r: r["matmul_ms"] - r["generic_ms"])[:10]
-    out += _table(
-        ["layer", "kind", "frames in", "generic ms", "matmul ms", "max rel diff"],
-        [
-            [
-                r["layer"],
-                r["kind"],
-                str(r["frames_in"]),
-                _f(r["generic_ms"], 3),
-                _f(r["matmul_ms"], 3),
-                f"{r['max_rel_diff']:.1e}",
-            ]
-            for r in rows
-        ],
-    )
-    out.append("")
     ops4 = profile.get("ops_batch4")
     if ops4:
         out.append(
             f"Batch 4: {ops4['aten_ops_per_call']:.0f} aten ops per call, {ops4['aten_self_ms']:.2f} ms of self time; "
             "top ops: "
             + ", ".join(f"{o['op']} x{o['calls_per_call']:.0f} {o['self_ms']:.2f} ms" for o in ops4["top_ops"][:4])
-            + "."
-        )
-        out.append("")
-    every = profile.get("all_convs_as_matmul")
-    if every:
-        out.append(
-            "Every conv of the call as one matrix product, kernels alone (no caches, no graph): "
-            + "; ".join(
-                f"batch {b}: {e['generic_ms']:.2f} ms through F.conv1d / F.conv_transpose1d, {e['matmul_ms']:.2f} ms "
-                "as matrix products"
-                for b, e in every.items()
-            )
             + "."
         )
         out.append("")
@@ -630,7 +643,7 @@ def write_all(results: Dict[str, object], folder: Path, doc: Optional[Path] = No
         written["plots"] = plot(results, folder)
     except ImportError:
         written["plots"] = []
-        results.setdefault("notes", []).append("matplotlib is not installed (pip install streamify[bench]): no plots")
+        results.setdefault("notes", []).append("matplotlib is not installed (pip install matplotlib): no plots")
     summary = markdown(results, plots_prefix="")
     (folder / "summary.md").write_text(summary + "\n")
     written["summary"] = folder / "summary.md"

@@ -1,4 +1,4 @@
-"""The machine-floor probes of ``streamify.bench.measure``: what they read, not how fast (no timing asserted)."""
+"""The machine-floor probes of ``harness.measure``: what they read, not how fast (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from streamify.bench.measure import machine_floor, measure_sequence_bandwidth
-from streamify.bench.reference import RAVE_TINY, build_reference, time_convs, weight_bytes, weight_tensor_bytes
+from harness.measure import machine_floor, measure_sequence_bandwidth
+from harness.reference import RAVE_TINY, build_reference, time_convs, weight_bytes, weight_tensor_bytes
 
 
 def test_sequence_bandwidth_reads_each_distinct_tensor_once_per_pass(monkeypatch):

@@ -4,12 +4,12 @@ Each :class:`Method` is a callable taking one buffer ``[batch, 1, n]`` and retur
 next ``n`` output samples, with ``reset()`` (a fresh stream) and ``delay`` (samples by which
 its output lags the offline output). Methods:
 
-* ``streamify``: :func:`streamify.convert` of the plain reference model (eager, TorchScript,
+* ``streamify``: :func:`streamify.convert` of the reference model (streamify's RAVE) (eager, TorchScript,
   frozen TorchScript, ONNX Runtime through :mod:`streamify.export` when that module exists);
 * ``cached_conv``: the same architecture built from cached_conv layers, same weights
   (eager and TorchScript);
 * ``overlap_add``: exact overlap-add of the offline model (:class:`OverlapAddStream`);
-* the offline model itself is timed on a whole signal (see :mod:`streamify.bench.measure`).
+* the offline model itself is timed on a whole signal (see :mod:`harness.measure`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from streamify.bench.reference import (
-    RaveAutoencoder,
-    RaveConfig,
+from harness.reference import (
+    ReferenceConfig,
     build_cached_conv,
     build_reference,
     folded_copy,
@@ -32,6 +31,7 @@ from streamify.bench.reference import (
     overlap_add_context,
     reset_cached_conv,
 )
+from streamify.models.rave import RAVE
 
 STREAMIFY = "streamify"
 CACHED_CONV = "cached_conv"
@@ -70,7 +70,7 @@ class OverlapAddStream:
     offline output by ``right`` samples, and a fresh stream starts with ``right`` zeros.
     ``left + right`` must be a multiple of ``period`` (the model's total stride), so that
     every window starts on the model's decimation grid. See
-    :func:`streamify.bench.reference.overlap_add_context` for the smallest exact contexts.
+    :func:`harness.reference.overlap_add_context` for the smallest exact contexts.
     """
 
     def __init__(self, model: Callable[[Tensor], Tensor], left: int, right: int, period: int) -> None:
@@ -113,9 +113,9 @@ class OverlapAddStream:
 class Prepared:
     """Everything built once for one reference configuration."""
 
-    config: RaveConfig
-    model: RaveAutoencoder  # weight-normed, as trained
-    folded: RaveAutoencoder  # weight norms folded (the deployed offline model)
+    config: ReferenceConfig
+    model: RAVE  # weight-normed, as trained
+    folded: RAVE  # weight norms folded (the deployed offline model)
     stream: nn.Module  # streamify.convert(model)
     cached_conv: Optional[nn.Module]
     facts: object
@@ -134,7 +134,7 @@ def cached_conv_available() -> bool:
     return True
 
 
-def prepare(config: RaveConfig, conversion_frames: int = 32) -> Prepared:
+def prepare(config: ReferenceConfig, conversion_frames: int = 32) -> Prepared:
     """Build the reference model, its folded copy, its streamify conversion and its cached_conv twin."""
     import streamify
 
@@ -149,7 +149,7 @@ def prepare(config: RaveConfig, conversion_frames: int = 32) -> Prepared:
     else:
         notes.append("cached_conv is not installed (pip install cached-conv --no-deps): its runs are skipped")
     left, right = overlap_add_context(folded, config.total_ratio)
-    return Prepared(config, model, folded, stream, twin, model_facts(model), left, right, example, notes)
+    return Prepared(config, model, folded, stream, twin, model_facts(model, config.name), left, right, example, notes)
 
 
 #: keys of :attr:`Prepared.scripted` holding the scripted and the frozen streamify models

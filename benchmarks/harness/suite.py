@@ -4,7 +4,7 @@
 model on a 10 s signal, then for each buffer size every streaming method and engine one after
 the other (so that the ratios between methods are taken under the same load), then the peak
 memory (child process), the exactness checks and the profile. It returns one JSON-ready dict;
-:mod:`streamify.bench.report` turns it into files.
+:mod:`harness.report` turns it into files.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from streamify.bench.measure import (
+from harness.measure import (
     FULL_PLAN,
     QUICK_PLAN,
     Plan,
+    Timing,
     floor_seconds,
     load_average,
     machine_floor,
@@ -27,7 +28,7 @@ from streamify.bench.measure import (
     time_offline,
     time_stream,
 )
-from streamify.bench.methods import (
+from harness.methods import (
     CACHED_CONV,
     OVERLAP_ADD,
     STREAMIFY,
@@ -38,7 +39,7 @@ from streamify.bench.methods import (
     onnx_support,
     prepare,
 )
-from streamify.bench.reference import CONFIGS, RAVE_V2, RAVE_V2_SMALL, weight_tensor_bytes
+from harness.reference import CONFIGS, RAVE_V2, RAVE_V2_SMALL, weight_tensor_bytes
 
 #: buffer sizes the issue asks for; each model keeps the multiples of its ratio
 BUFFERS = (256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -76,7 +77,7 @@ class Options:
 
     @classmethod
     def quick(cls) -> Options:
-        """The small model, three buffer sizes, one thread, few repetitions: well under a minute."""
+        """The small model, three buffer sizes, one thread, few repetitions (8 min on a loaded 2-core machine)."""
         return cls(
             mode="quick",
             models=[RAVE_V2_SMALL.name],
@@ -195,21 +196,7 @@ def run_suite(
             tick(f"{name}: building, converting", 0)
             prepared = prepare(config)
             notes.extend(n for n in prepared.notes if n not in notes)
-            facts = prepared.facts
-            results["models"][name] = {
-                **{k: v for k, v in asdict(facts).items() if k != "per_layer_macs"},
-                "delay_samples": {
-                    STREAMIFY: int(prepared.stream.delay),
-                    CACHED_CONV: None if prepared.cached_conv is None else int(prepared.cached_conv.cumulative_delay),
-                    OVERLAP_ADD: prepared.ola_right,
-                },
-                "overlap_add_context": [prepared.ola_left, prepared.ola_right],
-                "buffer_multiple": int(prepared.stream.buffer_multiple),
-                "receptive_field": int(prepared.stream.receptive_field),
-                "buffers": model_buffers(options, config.total_ratio),
-                "tuning": None,  # the first thread count's tuning (below)
-                "tuning_by_threads": {},
-            }
+            results["models"][name] = _model_entry(prepared, options)
             tick(f"{name}: machine floor", 1)
             if biggest is None or prepared.facts.weight_bytes > biggest.facts.weight_bytes:
                 biggest = prepared
@@ -229,7 +216,7 @@ def run_suite(
                     _run_block(prepared, options, threads, batch, results, skipped, notes, tick)
             if options.exactness:
                 tick(f"{name}: exactness checks", 0)
-                from streamify.bench.checks import exactness_checks
+                from harness.exactness import exactness_checks
 
                 results["exactness"].extend(exactness_checks(prepared, quick=options.mode == "quick"))
             tick(f"{name}: checks done", 1)
@@ -252,6 +239,24 @@ def run_suite(
     return results
 
 
+def _model_entry(prepared: Prepared, options: Options) -> Dict[str, object]:
+    """A model's facts, each method's delay, the overlap-add's contexts and its buffer sizes (results["models"])."""
+    return {
+        **asdict(prepared.facts),
+        "delay_samples": {
+            STREAMIFY: int(prepared.stream.delay),
+            CACHED_CONV: None if prepared.cached_conv is None else int(prepared.cached_conv.cumulative_delay),
+            OVERLAP_ADD: prepared.ola_right,
+        },
+        "overlap_add_context": [prepared.ola_left, prepared.ola_right],
+        "buffer_multiple": int(prepared.stream.buffer_multiple),
+        "receptive_field": int(prepared.stream.receptive_field),
+        "buffers": model_buffers(options, prepared.config.total_ratio),
+        "tuning": None,  # the first thread count's tuning
+        "tuning_by_threads": {},
+    }
+
+
 def _options_dict(options: Options) -> Dict[str, object]:
     data = asdict(options)
     data["plan"] = asdict(options.plan)
@@ -270,26 +275,12 @@ def _run_block(
 ) -> None:
     """Offline, then every buffer size x method x engine, at one thread count and batch size."""
     name = prepared.config.name
-    sr = prepared.config.sample_rate
-    floor = results["floor"][name][str(threads)]
     tick(f"{name} t{threads} b{batch}: offline 10 s", 0)
-    length = _offline_length(prepared)
-    offline = time_offline(prepared.folded, batch, length, options.plan.offline_reps)
-    offline_per_sample = offline.median / length
-    results["offline"].append(
-        {
-            "model": name,
-            "threads": threads,
-            "batch": batch,
-            "samples": length,
-            "median_ms": 1e3 * offline.median,
-            "seconds_per_second": offline.median / (length / sr),
-            "rtf": offline.median / (length / sr),
-            "load": load_average(),
-        }
-    )
+    offline = _offline_row(prepared, options, threads, batch)
+    results["offline"].append(offline)
     tick(f"{name} t{threads} b{batch}: offline done", 1)
-    macs_per_sample = prepared.facts.macs_per_second / sr
+    offline_per_sample = offline["median_ms"] / 1e3 / offline["samples"]
+    floor = results["floor"][name][str(threads)]
     for buffer in model_buffers(options, prepared.config.total_ratio):
         block: List[Dict[str, object]] = []
         for method_name, engine in RUNS:
@@ -297,59 +288,104 @@ def _run_block(
                 continue
             label = f"{name} t{threads} b{batch} n{buffer}: {method_name}/{engine}"
             tick(label, 0)
-            key = (name, method_name, engine)
-            if key in skipped:
-                tick(label, 1)
-                continue
-            try:
-                method: Method = make_method(prepared, method_name, engine, threads)
-            except NotImplementedError as why:
-                skipped.add(key)
-                message = f"{method_name}/{engine} skipped: {why}"
-                if message not in notes:
-                    notes.append(message)
-                tick(label, 1)
-                continue
-            except Exception as error:  # a failing engine must not stop the run
-                skipped.add(key)
-                notes.append(f"{name}: {method_name}/{engine} failed to build: {type(error).__name__}: {error}")
-                tick(label, 1)
-                continue
-            try:
-                timing = time_stream(method, batch, buffer, options.plan)
-            except Exception as error:
-                skipped.add(key)
-                notes.append(
-                    f"{name}: {method_name}/{engine} failed at {buffer} samples, batch {batch}: "
-                    f"{type(error).__name__}: {error}"
-                )
-                tick(label, 1)
-                continue
-            floor_s = floor_seconds(prepared.facts.weight_bytes, macs_per_sample * buffer * batch, floor)
-            block.append(
-                {
-                    "model": name,
-                    "method": method_name,
-                    "engine": engine,
-                    "threads": threads,
-                    "batch": batch,
-                    "buffer": buffer,
-                    "median_ms": 1e3 * timing.median,
-                    "p90_ms": 1e3 * timing.p90,
-                    "mean_ms": 1e3 * timing.mean,
-                    "calls": timing.calls,
-                    "rtf": timing.median / (buffer / sr),
-                    "cost_vs_offline": (timing.median / buffer) / offline_per_sample,
-                    "delay_samples": method.delay,
-                    "latency_ms": 1e3 * (method.delay + buffer) / sr,
-                    "floor_ms": 1e3 * floor_s,
-                    "floor_fraction": floor_s / timing.median,
-                    "load": load_average(),
-                }
-            )
+            timed = _time_method(prepared, options, (method_name, engine), threads, batch, buffer, skipped, notes)
+            if timed is not None:
+                method, timing = timed
+                block.append(_run_row(prepared, method, timing, threads, batch, buffer, offline_per_sample, floor))
             tick(label, 1)
         _ratios(block)
         results["runs"].extend(block)
+
+
+def _offline_row(prepared: Prepared, options: Options, threads: int, batch: int) -> Dict[str, object]:
+    """The offline model timed on one 10 s signal."""
+    sr = prepared.config.sample_rate
+    length = _offline_length(prepared)
+    offline = time_offline(prepared.folded, batch, length, options.plan.offline_reps)
+    return {
+        "model": prepared.config.name,
+        "threads": threads,
+        "batch": batch,
+        "samples": length,
+        "median_ms": 1e3 * offline.median,
+        "seconds_per_second": offline.median / (length / sr),
+        "rtf": offline.median / (length / sr),
+        "load": load_average(),
+    }
+
+
+def _time_method(
+    prepared: Prepared,
+    options: Options,
+    run: tuple,
+    threads: int,
+    batch: int,
+    buffer: int,
+    skipped: set,
+    notes: List[str],
+) -> Optional[tuple]:
+    """``(method, timing)`` of one (method, engine) ``run``, or None where it is skipped or fails (said in ``notes``;
+    a (model, method, engine) that failed once is skipped afterwards)."""
+    name = prepared.config.name
+    method_name, engine = run
+    key = (name, method_name, engine)
+    if key in skipped:
+        return None
+    try:
+        method: Method = make_method(prepared, method_name, engine, threads)
+    except NotImplementedError as why:
+        skipped.add(key)
+        message = f"{method_name}/{engine} skipped: {why}"
+        if message not in notes:
+            notes.append(message)
+        return None
+    except Exception as error:  # a failing engine must not stop the run
+        skipped.add(key)
+        notes.append(f"{name}: {method_name}/{engine} failed to build: {type(error).__name__}: {error}")
+        return None
+    try:
+        return method, time_stream(method, batch, buffer, options.plan)
+    except Exception as error:
+        skipped.add(key)
+        notes.append(
+            f"{name}: {method_name}/{engine} failed at {buffer} samples, batch {batch}: {type(error).__name__}: {error}"
+        )
+        return None
+
+
+def _run_row(
+    prepared: Prepared,
+    method: Method,
+    timing: Timing,
+    threads: int,
+    batch: int,
+    buffer: int,
+    offline_per_sample: float,
+    floor: Dict[str, float],
+) -> Dict[str, object]:
+    """One timed configuration: time per call, real-time factor, cost against offline, latency, floor."""
+    sr = prepared.config.sample_rate
+    macs = prepared.facts.macs_per_second / sr * buffer * batch
+    floor_s = floor_seconds(prepared.facts.weight_bytes, macs, floor)
+    return {
+        "model": prepared.config.name,
+        "method": method.method,
+        "engine": method.engine,
+        "threads": threads,
+        "batch": batch,
+        "buffer": buffer,
+        "median_ms": 1e3 * timing.median,
+        "p90_ms": 1e3 * timing.p90,
+        "mean_ms": 1e3 * timing.mean,
+        "calls": timing.calls,
+        "rtf": timing.median / (buffer / sr),
+        "cost_vs_offline": (timing.median / buffer) / offline_per_sample,
+        "delay_samples": method.delay,
+        "latency_ms": 1e3 * (method.delay + buffer) / sr,
+        "floor_ms": 1e3 * floor_s,
+        "floor_fraction": floor_s / timing.median,
+        "load": load_average(),
+    }
 
 
 def _ratios(block: List[Dict[str, object]]) -> None:
@@ -365,7 +401,7 @@ def _ratios(block: List[Dict[str, object]]) -> None:
 
 
 def _memory(prepared: Prepared, options: Options, notes: List[str]) -> List[Dict[str, object]]:
-    from streamify.bench.memory import measure_memory
+    from harness.memory import measure_memory
 
     configs: List[Dict[str, object]] = []
     for batch in options.batches:
@@ -430,7 +466,7 @@ def _fits(results: Dict[str, object]) -> None:
 
 
 def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -> Dict[str, object]:
-    from streamify.bench.profile import layer_profile, op_profile, products_in_sequence, short_input_experiment
+    from harness.profile import layer_profile, op_profile, products_in_sequence
 
     ratio = prepared.config.total_ratio
     buffer = max(options.profile_buffer, ratio)
@@ -444,16 +480,6 @@ def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -
     ops = op_profile(prepared.stream, buffer, calls=3 if quick else 10, warmup=2 if quick else 5)
     ops4 = op_profile(prepared.stream, buffer, batch=4, calls=2 if quick else 5, warmup=2 if quick else 3)
     reps = 5 if quick else 30
-    experiment = short_input_experiment(prepared.stream, buffer, reps=reps)
-    # every conv, at batch 1 and 4: what one matrix product per conv would cost against F.conv1d
-    every = {
-        str(batch): {
-            k: v
-            for k, v in short_input_experiment(prepared.stream, buffer, batch, reps, max_frames=1 << 30).items()
-            if k != "layers"
-        }
-        for batch in (1, 4)
-    }
     # the frozen model's own call, timed in alternation with the arithmetic alone: both see the same load
     frozen = make_method(prepared, STREAMIFY, "frozen").run
     products = {
@@ -469,7 +495,5 @@ def _profile(prepared: Prepared, options: Options, results: Dict[str, object]) -
         "layers": layers,
         "ops": ops,
         "ops_batch4": ops4,
-        "short_input": experiment,
-        "all_convs_as_matmul": every,
         "weights_floor_ms": 1e3 * prepared.facts.weight_bytes / floor["bandwidth"],
     }
