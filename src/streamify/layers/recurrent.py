@@ -125,7 +125,9 @@ class Recurrent(StreamingModule):
         hiddens: List[Tensor] = []
         cells: List[Tensor] = []
         for layer in range(self.num_layers):
-            biases = (getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")) if rnn.bias else (None, None)
+            biases = (
+                (getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")) if rnn.bias else (None, None)
+            )
             seq, h, c = (_LstmWithLengths if lstm else _GruWithLengths).apply(
                 seq,
                 lengths,

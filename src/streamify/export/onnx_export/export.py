@@ -275,6 +275,7 @@ def _export_bytes(
         torch.onnx.unregister_custom_op_symbolic("aten::movedim", OPSET)
     return buffer.getvalue()
 
+
 def _with_metadata(data: bytes, info: Dict[str, Any]) -> bytes:
     onnx = _require("onnx")
 
@@ -290,4 +291,3 @@ def _with_metadata(data: bytes, info: Dict[str, Any]) -> bytes:
         "state layout and initial values in the metadata 'streamify' (JSON)"
     )
     return proto.SerializeToString()
-
