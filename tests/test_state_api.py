@@ -22,7 +22,7 @@ from core_cases import (
     sizes_of,
     stream,
 )
-from streamify import StreamingError, get_state, reset, set_state, set_streaming
+from streamify import StreamingError, StreamingModule, get_state, reset, set_state, set_streaming
 from streamify.layers import LSTM, AvgPool1d, Conv1d, ConvTranspose1d, LinearUpsample, Sequential
 from streamify.state import get_state_names, state_layout
 
@@ -310,6 +310,9 @@ def test_step_chained_from_the_initial_state_equals_the_stateful_stream(kind: st
     assert_same(got, expected, tol=1e-12)
     for name, value in get_state(model).items():  # the model's own stream was not touched
         assert torch.equal(value, before[name]), name
+    # and it is back in stateful mode: it streams on from a fresh stream, as before
+    assert not any(m.explicit_state for m in model.modules() if isinstance(m, StreamingModule))
+    assert_identical(stream(model, x, sizes), expected)
 
 
 @pytest.mark.parametrize("kind", ["sequential", "nested", "heads"])
