@@ -1,9 +1,6 @@
-"""streamify.exactness: streamed output against offline shifted by the delay; the deprecated old module paths."""
+"""streamify.exactness: streamed output against offline shifted by the delay."""
 
 from __future__ import annotations
-
-import importlib
-import sys
 
 import pytest
 import torch
@@ -34,22 +31,3 @@ def test_compare_streamed_aligns_by_the_delay_and_counts_the_frames():
     early = offline[..., 4:]  # delay -4: the stream never emits the first 4 offline frames
     assert compare_streamed(early, offline, -4).max_abs_error == 0.0
     assert compare_streamed(early, offline, -4).compared_frames == 16
-
-
-@pytest.mark.parametrize(
-    "old, new, names",
-    [
-        (
-            "streamify.check",
-            "streamify.exactness",
-            ("Comparison", "compare_streamed", "measure_delay", "stream_signal"),
-        ),
-        ("streamify.export.contract", "streamify.export.host_contract", ("check_host_contract", "host_signal")),
-    ],
-)
-def test_old_module_paths_warn_and_give_the_same_objects(old, new, names):
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"{old} is renamed {new}"):
-        module = importlib.import_module(old)
-    renamed = importlib.import_module(new)
-    assert all(getattr(module, name) is getattr(renamed, name) for name in names)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import streamify
 from core_cases import (
+    ALL_KINDS,
     assert_identical,
     assert_same,
     build,
@@ -19,9 +22,11 @@ from core_cases import (
     sizes_of,
     stream,
 )
-from streamify import StreamingError, get_state, reset, set_state, set_streaming
+from streamify import StreamingError, StreamingModule, get_state, reset, set_state, set_streaming
 from streamify.layers import LSTM, AvgPool1d, Conv1d, ConvTranspose1d, LinearUpsample, Sequential
-from streamify.state import get_state_names
+from streamify.state import get_state_names, state_layout
+
+COUNTERS = ("stream_batch", "warm_left", "out_warm_left")
 
 KINDS = ["sequential", "nested", "heads", "lstm", "conv_transpose", "linear"]
 
@@ -273,3 +278,108 @@ def test_set_streaming_reaches_nested_modules() -> None:
     assert host.encoder.cache_bytes == 0
     set_streaming(host, True)
     assert all(m.streaming for m in modules)
+
+
+# ---------------------------------------------------------------- explicit state: step(model, x, state)
+
+
+def step_through(model, x, sizes, state):
+    """Chain ``streamify.step`` over buffers of ``sizes``; the outputs concatenated, and the last state."""
+    outputs = []
+    start = 0
+    for size in sizes:
+        y, state = streamify.step(model, x[..., start : start + size], state)
+        outputs.append(y)
+        start += size
+    if isinstance(outputs[0], list):
+        return [torch.cat(heads, -1) for heads in zip(*outputs)], state
+    return torch.cat(outputs, -1), state
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_step_chained_from_the_initial_state_equals_the_stateful_stream(kind: str) -> None:
+    model = build(kind)
+    x = signal(3, 24 * model.buffer_multiple)
+    sizes = sizes_of(model, [1, 3, 2, 5, 1, 4, 8])  # short first buffers: inside every warm-up
+    expected = stream(build(kind), x, sizes)
+    state = streamify.initial_state(model, batch=3, channels=2)
+    assert sorted(state) == sorted(slot.name for slot in state_layout(model))
+    before = get_state(model)
+    got, _ = step_through(model, x, sizes, state)
+    # the explicit path (tensor-op masks, per-item recurrent lengths) against the stateful one, float64
+    assert_same(got, expected, tol=1e-12)
+    for name, value in get_state(model).items():  # the model's own stream was not touched
+        assert torch.equal(value, before[name]), name
+    # and it is back in stateful mode: it streams on from a fresh stream, as before
+    assert not any(m.explicit_state for m in model.modules() if isinstance(m, StreamingModule))
+    assert_identical(stream(model, x, sizes), expected)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "nested", "heads"])
+def test_step_leaves_the_given_state_unchanged_and_can_replay_it(kind: str) -> None:
+    model = build(kind)
+    x = signal(2, 2 * model.buffer_multiple)
+    state = streamify.initial_state(model, batch=2, channels=2)
+    copies = {name: value.clone() for name, value in state.items()}
+    y1, next1 = streamify.step(model, x, state)
+    y2, next2 = streamify.step(model, x, state)  # the same state again: the same step
+    assert_identical(y1, y2)
+    for name in state:
+        assert torch.equal(state[name], copies[name]), f"{name} was modified in place"
+        assert torch.equal(next1[name], next2[name])
+    assert any(not torch.equal(next1[name], state[name]) for name in state), "a step moves the state"
+
+
+@pytest.mark.parametrize("kind", ["sequential", "nested"])
+def test_a_stateful_stream_continues_with_step_from_its_snapshot(kind: str) -> None:
+    """The state tensors of get_state are step's state: a stream can move between the two ways."""
+    model = build(kind)
+    x = signal(2, 16 * model.buffer_multiple)
+    sizes = sizes_of(model, [1, 2, 5, 8])
+    expected = stream(build(kind), x, sizes)
+    head = stream(model, x[..., : sizes[0]], sizes[:1])  # stateful, stopped inside the warm-up
+    snapshot = get_state(model)
+    state = {slot.name: snapshot[slot.name] for slot in state_layout(model)}
+    tail, _ = step_through(model, x[..., sizes[0] :], sizes[1:], state)
+    assert_same(cat(head, tail), expected, tol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(units=st.lists(st.integers(1, 6), min_size=1, max_size=8), batch=st.integers(1, 3))
+def test_step_equals_the_stateful_stream_at_any_buffer_schedule(units, batch) -> None:
+    model = build("nested")  # a delayed LSTM (warm-up skipped per item), a pad, a max pool, branches
+    sizes = sizes_of(model, units)
+    x = signal(batch, sum(sizes))
+    expected = stream(build("nested"), x, sizes)
+    got, _ = step_through(model, x, sizes, streamify.initial_state(model, batch=batch))
+    assert_same(got, expected, tol=1e-12)
+
+
+def test_step_refuses_a_state_that_does_not_fit() -> None:
+    model = build("sequential")
+    x = signal(3, 2 * model.buffer_multiple)
+    state = streamify.initial_state(model, batch=3)
+    missing = dict(state)
+    del missing["layers.0.cache"]
+    with pytest.raises(
+        StreamingError, match=r"step: the state does not fit this model \(missing \['layers\.0\.cache'\]"
+    ):
+        streamify.step(model, x, missing)
+    with pytest.raises(StreamingError, match=r"step: the entry 'layers\.0\.cache' has shape \(2, 2, 2\).*batch 3"):
+        streamify.step(model, x, dict(state, **{"layers.0.cache": state["layers.0.cache"][:2]}))
+    with pytest.raises(StreamingError, match=r"step: the state entry 'layers\.0\.cache' has the wrong dtype"):
+        streamify.step(model, x, dict(state, **{"layers.0.cache": state["layers.0.cache"].float()}))
+    with pytest.raises(StreamingError, match=r"accepts any channel count; pass channels="):
+        streamify.initial_state(build("max_pool"), batch=1)
+
+
+def test_the_state_layout_is_declared_once_per_layer() -> None:
+    """state_layout, get_state, initial_state and cache_bytes read the same declaration."""
+    model = build("sequential")
+    names = [slot.name for slot in state_layout(model)]
+    assert "layers.3.hidden" in names and "layers.3.cell" in names and "layers.0.cache" in names
+    assert "warm_pos" in names and "out_warm_pos" in names, "the root's warm-up positions"
+    assert set(names) == set(get_state_names(model)) - {n for n in get_state_names(model) if n.endswith(COUNTERS)}
+    stream(model, signal(2, 4 * model.buffer_multiple), sizes_of(model, [4]))
+    snapshot = get_state(model)
+    assert model.cache_bytes == sum(snapshot[n].nelement() * snapshot[n].element_size() for n in names)

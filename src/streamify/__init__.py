@@ -7,7 +7,7 @@ returns, delayed by a fixed, reported number of frames.
   :func:`register` teaches it a layer of your own;
 * :mod:`streamify.layers` holds the streaming layers for hand-built models;
 * :func:`inspect` reports delays, rates and caches;
-* :mod:`streamify.state` resets, snapshots and restores streams;
+* :mod:`streamify.state` resets, snapshots and restores streams, and steps them with explicit state;
 * :func:`tune` picks, by timing, the fastest kernel of each conv for a host's buffer sizes;
 * :func:`export_nn_tilde`, :func:`export_onnx` and :class:`OnnxStream` serve real-time hosts.
 """
@@ -18,7 +18,7 @@ from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
 from streamify.layers.torch_layers import register
-from streamify.state import get_state, reset, set_state, set_streaming
+from streamify.state import get_state, initial_state, reset, set_state, set_streaming, step
 from streamify.tuning import tune
 
 __all__ = [
@@ -31,11 +31,13 @@ __all__ = [
     "export_nn_tilde",
     "export_onnx",
     "get_state",
+    "initial_state",
     "inspect",
     "register",
     "reset",
     "set_state",
     "set_streaming",
+    "step",
     "tune",
 ]
 

@@ -1,13 +1,25 @@
-"""The state of a streaming model as a whole: reset, snapshot and restore, mode switch.
+"""The state of a streaming model as a whole: reset, snapshot and restore, explicit step, mode switch.
 
 Every streaming module keeps its caches in non-persistent buffers (they are not part
 of ``state_dict``: weights load the same whether a model has streamed or not) and a
-few integer counters. These functions walk a model and handle all of them at once.
+few integer counters. Each layer class declares its state buffers once
+(:meth:`StreamingModule.state_names`); :func:`state_layout` lists them for a whole model,
+and the functions here, the ONNX export and ``cache_bytes`` all read that one layout.
+
+Two ways to stream:
+
+* stateful: ``y = model(x)`` keeps the state inside the model (:func:`reset`,
+  :func:`get_state`, :func:`set_state` manage it);
+* explicit: ``y, state = step(model, x, state)`` runs one buffer from a state given as a
+  dict of tensors (:func:`initial_state` makes a fresh one) and returns the next state,
+  leaving the model's own state untouched. The ONNX export traces exactly this function.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import copy
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -17,10 +29,28 @@ from streamify.layers.base import StreamingError, StreamingModule
 _COUNTERS = ("stream_batch", "warm_left", "out_warm_left")
 
 
-def _streaming_modules(model: nn.Module):
+@dataclass(frozen=True)
+class StateSlot:
+    """One state tensor of a model: buffer ``buffer`` of the streaming module at ``path``."""
+
+    path: str  #: the module's qualified name in the model ("" for the model itself)
+    buffer: str  #: the buffer's name, one of the module's :meth:`~StreamingModule.state_names`
+
+    @property
+    def name(self) -> str:
+        """The entry's key in :func:`get_state` and :func:`step` dicts: ``"path.buffer"``."""
+        return f"{self.path}.{self.buffer}" if self.path else self.buffer
+
+
+def _streaming_modules(model: nn.Module) -> Iterator[Tuple[str, StreamingModule]]:
     for name, module in model.named_modules():
         if isinstance(module, StreamingModule):
             yield name, module
+
+
+def state_layout(model: nn.Module) -> List[StateSlot]:
+    """Every state tensor of ``model``'s streaming modules, in module order."""
+    return [StateSlot(path, buffer) for path, module in _streaming_modules(model) for buffer in module.state_names()]
 
 
 def reset(model: nn.Module, indices: Optional[List[int]] = None) -> None:
@@ -35,7 +65,7 @@ def get_state(model: nn.Module) -> Dict[str, Tensor]:
     state: Dict[str, Tensor] = {}
     for name, module in _streaming_modules(model):
         prefix = f"{name}." if name else ""
-        for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+        for buffer in module.state_names():
             state[prefix + buffer] = getattr(module, buffer).clone()
         for counter in _COUNTERS:
             state[prefix + counter] = torch.tensor(getattr(module, counter))
@@ -70,19 +100,24 @@ def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
         for counter in _COUNTERS:
             _check_counter(state[prefix + counter], prefix + counter)
         batch = int(state[prefix + "stream_batch"])
-        for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+        for buffer in module.state_names():
             _check_entry(module, buffer, state[prefix + buffer], batch, prefix + buffer)
     for name, module in _streaming_modules(model):
         prefix = f"{name}." if name else ""
-        for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+        for buffer in module.state_names():
             setattr(module, buffer, state[prefix + buffer].detach().clone())
         for counter in _COUNTERS:
             setattr(module, counter, int(state[prefix + counter]))
 
 
-def _refuse(entry: str, what: str, expected: str, got: str) -> StreamingError:
+def _refuse(entry: str, what: str, expected: str, got: str, where: str = "set_state") -> StreamingError:
+    if where == "step":
+        return StreamingError(
+            f"streamify: step: the state entry {entry!r} has the wrong {what}: expected {expected}, got {got}; "
+            "start from initial_state(model, batch) and pass each step's returned state to the next"
+        )
     return StreamingError(
-        f"streamify: set_state: the snapshot entry {entry!r} has the wrong {what}: expected {expected}, got {got}; "
+        f"streamify: {where}: the snapshot entry {entry!r} has the wrong {what}: expected {expected}, got {got}; "
         "restore a snapshot taken with get_state() on this model (or one of the same architecture, dtype and "
         "device: move the snapshot's tensors with .to())"
     )
@@ -102,19 +137,21 @@ def _check_counter(value: object, entry: str) -> None:
         raise _refuse(entry, "value", "a batch size >= 0", str(int(value)))
 
 
-def _check_entry(module: StreamingModule, buffer: str, value: object, batch: int, entry: str) -> None:
+def _check_entry(
+    module: StreamingModule, buffer: str, value: object, batch: int, entry: str, where: str = "set_state"
+) -> None:
     """Refuse a snapshot entry that cannot be this module's state: another dtype, device or shape
     (other cache lengths, channels, batch)."""
     current = getattr(module, buffer)
     if not isinstance(value, Tensor):
-        raise _refuse(entry, "type", "a torch.Tensor", type(value).__name__)
+        raise _refuse(entry, "type", "a torch.Tensor", type(value).__name__, where)
     # caches follow the model's dtype and device (those of its weights); positions are int64
     want_dtype = module.dtype_marker.dtype if current.is_floating_point() else current.dtype
     if value.dtype != want_dtype:
-        raise _refuse(entry, "dtype", str(want_dtype), str(value.dtype))
+        raise _refuse(entry, "dtype", str(want_dtype), str(value.dtype), where)
     want_device = module.dtype_marker.device
     if value.device != want_device:
-        raise _refuse(entry, "device", str(want_device), str(value.device))
+        raise _refuse(entry, "device", str(want_device), str(value.device), where)
     fits = value.dim() == current.dim() and value.size(0) == batch
     if fits and value.dim() > 1:
         # the last dimension (cache length, state size) is fixed by the architecture; channel-like
@@ -123,10 +160,15 @@ def _check_entry(module: StreamingModule, buffer: str, value: object, batch: int
         if module.in_channels >= 0:
             fits = fits and value.shape[1:-1] == current.shape[1:-1]
     if not fits:
+        advice = (
+            "start from initial_state(model, batch) with the buffer's batch size"
+            if where == "step"
+            else "take the snapshot with get_state() on a model of the same architecture"
+        )
         raise StreamingError(
-            f"streamify: set_state: the snapshot entry {entry!r} has shape {tuple(value.shape)}, which does not "
+            f"streamify: {where}: the entry {entry!r} has shape {tuple(value.shape)}, which does not "
             f"fit {module.layer_name} (its state has shape [batch, ...] like {tuple(current.shape)}, batch "
-            f"{batch}); take the snapshot with get_state() on a model of the same architecture"
+            f"{batch}); {advice}"
         )
 
 
@@ -135,9 +177,93 @@ def get_state_names(model: nn.Module) -> List[str]:
     names = []
     for name, module in _streaming_modules(model):
         prefix = f"{name}." if name else ""
-        names += [prefix + b for b in module._state_buffers + ("warm_pos", "out_warm_pos")]
+        names += [prefix + b for b in module.state_names()]
         names += [prefix + c for c in _COUNTERS]
     return names
+
+
+def initial_state(model: StreamingModule, batch: int = 1, channels: Optional[int] = None) -> Dict[str, Tensor]:
+    """The state of a fresh stream of ``batch`` items, for :func:`step`: one tensor per :func:`state_layout` slot.
+
+    Tensors in the model's dtype and device (warm-up positions int64), each ``[batch, ...]``.
+    ``channels``: the input's channel count, for a model that accepts any (``in_channels`` -1).
+    ``model``'s own stream state is not touched.
+    """
+    channels = model.in_channels if channels is None else channels
+    if channels < 0:
+        raise StreamingError(
+            f"streamify: initial_state: {model.layer_name} accepts any channel count; pass channels= (the input's)"
+        )
+    if batch < 1:
+        raise StreamingError(f"streamify: initial_state: batch must be >= 1, got {batch}")
+    # allocate by streaming one buffer of zeros through a copy, then return every item to a fresh stream
+    probe = copy.deepcopy(model)
+    reset(probe)
+    marker = probe.dtype_marker
+    x = torch.zeros(batch, channels, int(probe.buffer_multiple), dtype=marker.dtype, device=marker.device)
+    with torch.no_grad():
+        probe(x)
+    reset(probe, list(range(batch)))
+    return {slot.name: getattr(probe.get_submodule(slot.path), slot.buffer).clone() for slot in state_layout(probe)}
+
+
+def step(model: StreamingModule, x: Tensor, state: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """One streaming step with explicit state: ``y, next_state = step(model, x, state)``.
+
+    ``x`` ``[batch, in_channels, n]`` is the next buffer; ``state`` holds one tensor per
+    :func:`state_layout` slot (from :func:`initial_state` or the previous step), each
+    ``[batch, ...]``. Returns the output buffer (what ``model(x)`` returns) and the next
+    state. Chained from :func:`initial_state`, it yields exactly what the stateful
+    ``model(x)`` yields from a fresh stream. ``model``'s own stream state and ``state``'s
+    tensors are left untouched. ONNX export traces this function.
+    """
+    if not isinstance(model, StreamingModule):
+        raise StreamingError(f"streamify: step: expected a streaming model, got {type(model).__name__}")
+    if not model.streaming:
+        raise StreamingError("streamify: step: the model is in offline mode; set_streaming(model, True) first")
+    layout = state_layout(model)
+    given = set(state)
+    expected = {slot.name for slot in layout}
+    if given != expected:
+        missing = sorted(expected - given)[:5]
+        extra = sorted(given - expected)[:5]
+        raise StreamingError(
+            f"streamify: step: the state does not fit this model (missing {missing}, unknown {extra}); "
+            "start from initial_state(model, batch) and pass each step's returned state to the next"
+        )
+    if x.dim() != 3:
+        raise StreamingError(f"streamify: step: expected a buffer [batch, channels, time], got {x.dim()} dimensions")
+    modules = [(slot, model.get_submodule(slot.path)) for slot in layout]
+    for slot, module in modules:
+        _check_entry(module, slot.buffer, state[slot.name], x.size(0), slot.name, "step")
+    slots = [(module, slot.buffer) for slot, module in modules]
+    y, next_values = _explicit_step(model, x, slots, [state[slot.name] for slot in layout])
+    return y, {slot.name: value for slot, value in zip(layout, next_values)}
+
+
+def _explicit_step(
+    model: StreamingModule, x: Tensor, slots: List[Tuple[StreamingModule, str]], values: List[Tensor]
+) -> Tuple[Tensor, List[Tensor]]:
+    """Run ``model(x)`` in explicit-state mode from ``values`` for ``slots``, then put the model back as it was.
+
+    Returns ``y`` and the next value of every slot (the given tensor itself where the step left it).
+    Slots not given keep the model's tensors (the ONNX export passes only those a step replaces).
+    """
+    saved = [(module, buffer, getattr(module, buffer)) for module, buffer in slots]
+    flags = [(module, module.explicit_state) for _, module in _streaming_modules(model)]
+    try:
+        for module, _ in flags:
+            module.explicit_state = True
+        for (module, buffer), value in zip(slots, values):
+            setattr(module, buffer, value)
+        y = model(x)
+        next_values = [getattr(module, buffer) for module, buffer in slots]
+    finally:
+        for module, buffer, value in saved:
+            setattr(module, buffer, value)
+        for module, flag in flags:
+            module.explicit_state = flag
+    return y, next_values
 
 
 def set_streaming(model: nn.Module, streaming: bool) -> None:

@@ -19,6 +19,7 @@ from streamify import StreamingError
 from streamify.convert import convert
 from streamify.exactness import stream_signal
 from streamify.export import describe_file, export_nn_tilde, read_info
+from streamify.layers.base import WARMUP_STATE, StreamingModule
 
 METHODS = ("encode", "decode", "forward")
 
@@ -91,9 +92,21 @@ def test_file_is_saved_fresh(exported):
     for name, module in loaded.named_modules():
         if hasattr(module, "stream_batch"):
             assert module.stream_batch == 0, name
-    for name, buffer in loaded.named_buffers():
-        if name.endswith((".cache", ".tail", ".buffer", ".hidden", ".cell", "warm_pos")):
-            assert buffer.size(0) == 0, f"{name} holds state from the export checks"
+    # every state buffer any streaming layer class declares, and the warm-up positions
+    declared = set(WARMUP_STATE)
+    classes = [StreamingModule]
+    while classes:
+        cls = classes.pop()
+        declared.update(cls._state_buffers)
+        classes += cls.__subclasses__()
+    checked = 0
+    for name, module in loaded.named_modules():
+        if hasattr(module, "stream_batch"):
+            for buffer_name, buffer in module.named_buffers(recurse=False):
+                if buffer_name in declared:
+                    checked += 1
+                    assert buffer.size(0) == 0, f"{name}.{buffer_name} holds state from the export checks"
+    assert checked > 10, "the file's streaming layers and their state buffers were found"
 
 
 def test_fresh_process_reproduces_the_python_stream_exactly(exported, tmp_path):

@@ -8,6 +8,7 @@ import torch
 from export_models import GruPoolNet, LstmNet, PoolNet, PowerOfTwoAutoencoder, ResidualDelayNet, build
 from plain_models import CroppedStack, HiFiGANGenerator, TinyAutoencoder
 
+import streamify
 from streamify import StreamingError
 from streamify.convert import convert
 from streamify.models.demo import build_demo_autoencoder
@@ -243,3 +244,30 @@ def test_a_streaming_model_exports_as_it_is(tmp_path):
     assert info["delay_frames"] == stream.delay
     runner = OnnxStream(tmp_path / "s.onnx")
     assert (runner(x[..., :64]) - first).abs().max() <= REL_TOL * first.abs().max()
+
+
+class _ProjectedLstmNet(torch.nn.Module):
+    """An LSTM with proj_size behind a look-ahead conv: ONNX's LSTM operator has no projection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = torch.nn.Conv1d(1, 4, 3, padding=1)
+        self.lstm = torch.nn.LSTM(4, 6, proj_size=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(self.inp(x).permute(2, 0, 1))
+        return y.permute(1, 2, 0)
+
+
+def test_an_lstm_with_projection_is_refused_and_writes_nothing(tmp_path):
+    model = _ProjectedLstmNet().eval()
+    example = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "projected.onnx"
+    with pytest.raises(StreamingError, match=r"export_onnx: .*LSTM with proj_size.*use an LSTM without projection"):
+        export_onnx(model, path, example)
+    assert not path.exists()
+    # the explicit-state step that the export traces refuses it too (eager users), naming the layer
+    stream = convert(model, example)
+    state = streamify.initial_state(stream, batch=1)
+    with pytest.raises(StreamingError, match=r"LSTM.*proj_size has no explicit-state step"):
+        streamify.step(stream, example, state)

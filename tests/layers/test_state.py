@@ -32,7 +32,7 @@ def state_tensors(model: torch.nn.Module) -> Dict[str, Tensor]:
     found = {}
     for name, module in model.named_modules():
         if isinstance(module, StreamingModule):
-            for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+            for buffer in module.state_names():
                 found[f"{name}.{buffer}"] = getattr(module, buffer)
     return found
 

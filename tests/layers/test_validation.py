@@ -28,7 +28,7 @@ def state_snapshot(model: torch.nn.Module) -> Dict[str, object]:
     found: Dict[str, object] = {}
     for name, module in model.named_modules():
         if isinstance(module, StreamingModule):
-            for buffer in module._state_buffers + ("warm_pos", "out_warm_pos"):
+            for buffer in module.state_names():
                 found[f"{name}.{buffer}"] = getattr(module, buffer).clone()
             for counter in ("stream_batch", "warm_left", "out_warm_left"):
                 found[f"{name}.{counter}"] = getattr(module, counter)

@@ -23,6 +23,11 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+#: the warm-up positions ``[batch]`` that every streaming module carries besides its own state:
+#: input frames received (``warm_pos``) and output frames emitted (``out_warm_pos``, the root's),
+#: each clamped at the warm-up length
+WARMUP_STATE: Tuple[str, ...] = ("warm_pos", "out_warm_pos")
+
 
 class StreamingError(RuntimeError):
     """A streaming call or configuration was refused; the message says where and what to do."""
@@ -58,7 +63,8 @@ class StreamingModule(nn.Module):
     """
 
     __jit_unused_properties__ = ["ratio", "cache_bytes"]
-    #: names of the buffers that make up the state of this module (besides warm-up counters)
+    #: the module's own state: names of its state buffers, each ``[batch, ...]`` (declared once per
+    #: layer class; :meth:`state_names` adds the warm-up positions that every module has)
     _state_buffers: Tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -81,6 +87,10 @@ class StreamingModule(nn.Module):
         self.pad_value: float = 0.0
         self.warm_left: int = 0
         self.out_warm_left: int = 0
+        # explicit state (see :func:`streamify.state.step`): the caller provides the state tensors, the
+        # warm-up masks are computed with tensor ops on every call (no shortcut on the Python counters)
+        # and nothing is allocated; this is the path that ONNX export traces
+        self.explicit_state: bool = False
         self.register_buffer("warm_pos", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("out_warm_pos", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("dtype_marker", torch.zeros(0), persistent=False)
@@ -113,13 +123,17 @@ class StreamingModule(nn.Module):
         """Set the qualified name used in error messages (containers recurse)."""
         self.layer_name = name
 
+    def state_names(self) -> Tuple[str, ...]:
+        """Names of this module's state buffers (its own, then the warm-up positions ``[batch]``), not its children's."""
+        return tuple(self._state_buffers) + WARMUP_STATE
+
     @property
     def cache_bytes(self) -> int:
         """Bytes held now by the caches of this module and its streaming children."""
         total = 0
         for module in self.modules():
             if isinstance(module, StreamingModule):
-                for name in module._state_buffers + ("warm_pos", "out_warm_pos"):
+                for name in module.state_names():
                     total += getattr(module, name).nelement() * getattr(module, name).element_size()
         return total
 
@@ -191,6 +205,8 @@ class StreamingModule(nn.Module):
         pass
 
     def _begin(self, x: Tensor) -> None:
+        if self.explicit_state:
+            return  # the state was given by the caller
         batch = x.size(0)
         if self.stream_batch == 0:
             self.warm_pos = torch.zeros(batch, dtype=torch.long, device=x.device)
@@ -229,25 +245,35 @@ class StreamingModule(nn.Module):
             self.out_warm_left = self.delay
 
     def _mask_input(self, x: Tensor) -> Tensor:
-        """Replace the frames that precede the offline signal's start by the padding value."""
-        if self.warm_left <= 0:
+        """Replace the frames that precede the offline signal's start by the padding value.
+
+        The Python counter ``warm_left`` skips the mask once the warm-up is over; with
+        ``explicit_state`` the mask is computed from ``warm_pos`` on every call.
+        """
+        if not (self.masks_input and self.input_delay > 0):
+            return x
+        if self.warm_left <= 0 and not self.explicit_state:
             return x
         n = x.size(-1)
         position = self.warm_pos.unsqueeze(1) + torch.arange(n, device=x.device).unsqueeze(0)
         x = x.masked_fill((position < self.input_delay).unsqueeze(1), self.pad_value)
         self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
-        self.warm_left -= n
+        if not self.explicit_state:
+            self.warm_left -= n
         return x
 
     def _mask_output(self, y: Tensor) -> Tensor:
-        """Zero the first ``delay`` output frames of a fresh stream (root only)."""
-        if self.out_warm_left <= 0:
+        """Zero the first ``delay`` output frames of a fresh stream (root only; see :meth:`_mask_input`)."""
+        if self.delay <= 0:
+            return y
+        if self.out_warm_left <= 0 and not self.explicit_state:
             return y
         n = y.size(-1)
         position = self.out_warm_pos.unsqueeze(1) + torch.arange(n, device=y.device).unsqueeze(0)
         y = y.masked_fill((position < self.delay).unsqueeze(1), 0.0)
         self.out_warm_pos = torch.clamp(self.out_warm_pos + n, max=self.delay)
-        self.out_warm_left -= n
+        if not self.explicit_state:
+            self.out_warm_left -= n
         return y
 
     # ------------------------------------------------------------------ validation
@@ -281,7 +307,8 @@ class StreamingModule(nn.Module):
                 + str(x.dtype)
                 + "; convert the input, or the model with .to(dtype)"
             )
-        self._check_batch(x.size(0))
+        if not self.explicit_state:  # the state given sets the batch (see streamify.state.step)
+            self._check_batch(x.size(0))
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise StreamingError("streamify: " + self.layer_name + ": the buffer holds NaN or infinite values")
 

@@ -81,6 +81,7 @@ class WindowOp(StreamingModule):
         self.buffer_multiple = self.stride
         self.receptive_field = self.span
         self._configure()
+        self._release_state()  # the empty cache of a fresh stream has its length (state checks read it)
 
     def _configure(self) -> None:
         self.cache_len, self.delay = strided_cache(self.span, self.stride, self.pad_left, self.input_delay)

@@ -6,10 +6,8 @@ precede the offline start are skipped (zero output, state unchanged), so that th
 recurrence starts where the offline one does.
 """
 
-from __future__ import annotations
-
 import copy
-from typing import Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +73,8 @@ class Recurrent(StreamingModule):
         return y.transpose(1, 2)
 
     def stream(self, x: Tensor) -> Tensor:
+        if self.explicit_state:
+            return self._stream_explicit(x)
         if self.warm_left <= 0:
             y, hidden, cell = self._run(x, self.hidden, self.cell)
             self.hidden, self.cell = hidden.detach(), cell.detach()
@@ -94,6 +94,66 @@ class Recurrent(StreamingModule):
                 self.cell[b : b + 1] = item_c.detach()
         self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
         self.warm_left -= n
+        return y
+
+    @torch.jit.unused  # (no ``from __future__ import annotations`` here: TorchScript reads this signature)
+    def _stream_explicit(self, x: Tensor) -> Tensor:
+        """:meth:`stream` with tensor ops only, the warm-up skip done by per-item sequence lengths.
+
+        Item ``b`` skips its first ``skip_b = clamp(input_delay - warm_pos_b, 0, n)`` frames: its
+        valid frames are gathered to the front, run for ``n - skip_b`` steps from its state (one
+        :func:`rnn_with_lengths` per layer, ONNX's LSTM/GRU with ``sequence_lens``), and gathered
+        back behind ``skip_b`` zero frames. Not for TorchScript (nn~ files script :meth:`stream`).
+        """
+        if getattr(self.rnn, "proj_size", 0):
+            raise StreamingError(
+                f"streamify: {self.layer_name}: an LSTM with proj_size has no explicit-state step (ONNX's LSTM "
+                "operator lacks the projection); use an LSTM without projection (or a Linear after it)"
+            )
+        if self.input_delay <= 0:
+            y, hidden, cell = self._run(x, self.hidden, self.cell)
+            self.hidden, self.cell = hidden.detach(), cell.detach()
+            return y
+        rnn = self.rnn
+        lstm = isinstance(self, LSTM)
+        n = x.size(-1)
+        steps = torch.arange(n, device=x.device).unsqueeze(0)  # [1, n]
+        skip = torch.clamp(torch.clamp(self.input_delay - self.warm_pos, min=0), max=n).unsqueeze(1)  # [batch, 1]
+        lengths = (n - skip).squeeze(1)  # [batch]
+        if not torch.jit.is_tracing() and bool((skip == 0).all()):
+            # eager, past every item's warm-up: the whole batch at once, as the stateful stream runs it
+            y, hidden, cell = self._run(x, self.hidden, self.cell)
+            self.hidden, self.cell = hidden.detach(), cell.detach()
+            self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
+            return y
+        front = torch.clamp(steps + skip, max=n - 1)
+        seq = torch.gather(x, 2, front.unsqueeze(1).expand(-1, x.size(1), -1)).permute(2, 0, 1)  # [n, batch, ch]
+        hiddens: List[Tensor] = []
+        cells: List[Tensor] = []
+        for layer in range(self.num_layers):
+            biases = (
+                (getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")) if rnn.bias else (None, None)
+            )
+            seq, h, c = (_LstmWithLengths if lstm else _GruWithLengths).apply(
+                seq,
+                lengths,
+                self.hidden[:, layer],
+                self.cell[:, layer] if lstm else self.hidden[:, layer],
+                getattr(rnn, f"weight_ih_l{layer}"),
+                getattr(rnn, f"weight_hh_l{layer}"),
+                *biases,
+            )
+            hiddens.append(h)
+            cells.append(c)
+        y = seq.permute(1, 2, 0)  # [batch, hidden, n]
+        back = torch.clamp(steps - skip, min=0)
+        y = torch.gather(y, 2, back.unsqueeze(1).expand(-1, y.size(1), -1))
+        y = y.masked_fill((steps < skip).unsqueeze(1), 0.0)
+        active = (lengths > 0).view(-1, 1, 1)
+        self.hidden = torch.where(active, torch.stack(hiddens, 1), self.hidden).detach()
+        if lstm:
+            self.cell = torch.where(active, torch.stack(cells, 1), self.cell).detach()
+        self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
         return y
 
     def offline(self, x: Tensor) -> Tensor:
@@ -127,7 +187,7 @@ class LSTM(Recurrent):
         self._wrap(nn.LSTM(*args, **kwargs))
 
     @classmethod
-    def from_torch(cls, lstm: nn.LSTM) -> LSTM:
+    def from_torch(cls, lstm: nn.LSTM) -> "LSTM":
         """A streaming copy of ``lstm`` (its weights copied)."""
         module = cls.__new__(cls)
         module._wrap(copy.deepcopy(lstm))
@@ -166,7 +226,7 @@ class GRU(Recurrent):
         self._wrap(nn.GRU(*args, **kwargs))
 
     @classmethod
-    def from_torch(cls, gru: nn.GRU) -> GRU:
+    def from_torch(cls, gru: nn.GRU) -> "GRU":
         """A streaming copy of ``gru`` (its weights copied)."""
         module = cls.__new__(cls)
         module._wrap(copy.deepcopy(gru))
@@ -178,3 +238,73 @@ class GRU(Recurrent):
     def _run(self, x: Tensor, hidden: Tensor, cell: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         y, h = self.rnn(self._sequence(x), hidden.transpose(0, 1).contiguous())
         return self._unsequence(y), h.transpose(0, 1), cell
+
+
+def rnn_with_lengths(
+    kind: str,
+    x: Tensor,
+    lengths: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor],
+    b_hh: Optional[Tensor],
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """One LSTM/GRU layer over ``x`` ``[T, batch, channels]`` where item ``b`` runs its first ``lengths[b]`` steps.
+
+    From states ``h0``, ``c0`` ``[batch, hidden]`` (``c0`` ignored by a GRU); returns ``y`` ``[T, batch, hidden]``
+    (zero past each item's length) and the last states ``[batch, hidden]`` (zero for an item of length 0),
+    as ONNX's LSTM and GRU operators with ``sequence_lens`` compute them.
+    """
+    steps, batch = x.size(0), x.size(1)
+    hidden = w_hh.size(1)
+    y = x.new_zeros(steps, batch, hidden)
+    h_out, c_out = h0.clone(), c0.clone()
+    params = [w_ih, w_hh] + ([b_ih, b_hh] if b_ih is not None and b_hh is not None else [])
+    for b in range(batch):
+        length = int(lengths[b])
+        if length <= 0:
+            h_out[b] = 0.0
+            c_out[b] = 0.0
+            continue
+        seq = x[:length, b : b + 1]
+        if kind == "LSTM":
+            out, h, c = torch.lstm(
+                seq, (h0[b : b + 1].unsqueeze(0), c0[b : b + 1].unsqueeze(0)), params, b_ih is not None, 1, 0.0,
+                False, False, False,
+            )  # fmt: skip
+            c_out[b] = c[0, 0]
+        else:
+            out, h = torch.gru(seq, h0[b : b + 1].unsqueeze(0), params, b_ih is not None, 1, 0.0, False, False, False)
+        y[:length, b] = out[:, 0]
+        h_out[b] = h[0, 0]
+    return y, h_out, c_out
+
+
+class _LstmWithLengths(torch.autograd.Function):
+    """:func:`rnn_with_lengths` for an LSTM; exported to ONNX as one ``LSTM`` node."""
+
+    @staticmethod
+    def forward(ctx, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return rnn_with_lengths("LSTM", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def symbolic(g, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        from streamify.export.onnx_export.rnn import rnn_symbolic
+
+        return rnn_symbolic(g, "LSTM", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+
+class _GruWithLengths(torch.autograd.Function):
+    """:func:`rnn_with_lengths` for a GRU; exported to ONNX as one ``GRU`` node."""
+
+    @staticmethod
+    def forward(ctx, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return rnn_with_lengths("GRU", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def symbolic(g, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        from streamify.export.onnx_export.rnn import rnn_symbolic
+
+        return rnn_symbolic(g, "GRU", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
