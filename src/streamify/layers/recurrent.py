@@ -7,7 +7,8 @@ recurrence starts where the offline one does.
 """
 
 import copy
-from typing import List, Optional, Tuple, Union
+import functools
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -134,7 +135,7 @@ class Recurrent(StreamingModule):
             biases = (
                 (getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")) if rnn.bias else (None, None)
             )
-            seq, h, c = (_LstmWithLengths if lstm else _GruWithLengths).apply(
+            seq, h, c = RNN_WITH_LENGTHS["LSTM" if lstm else "GRU"](
                 seq,
                 lengths,
                 self.hidden[:, layer],
@@ -282,29 +283,10 @@ def rnn_with_lengths(
     return y, h_out, c_out
 
 
-class _LstmWithLengths(torch.autograd.Function):
-    """:func:`rnn_with_lengths` for an LSTM; exported to ONNX as one ``LSTM`` node."""
-
-    @staticmethod
-    def forward(ctx, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        return rnn_with_lengths("LSTM", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
-
-    @staticmethod
-    def symbolic(g, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        from streamify.export.onnx_export.rnn import rnn_symbolic
-
-        return rnn_symbolic(g, "LSTM", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
-
-
-class _GruWithLengths(torch.autograd.Function):
-    """:func:`rnn_with_lengths` for a GRU; exported to ONNX as one ``GRU`` node."""
-
-    @staticmethod
-    def forward(ctx, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        return rnn_with_lengths("GRU", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
-
-    @staticmethod
-    def symbolic(g, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        from streamify.export.onnx_export.rnn import rnn_symbolic
-
-        return rnn_symbolic(g, "GRU", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+#: how :meth:`Recurrent._stream_explicit` runs one RNN layer with per-item lengths, by kind ("LSTM", "GRU"):
+#: :func:`rnn_with_lengths` here; the ONNX export (:mod:`streamify.export.onnx_export.rnn`) registers its
+#: autograd functions, which compute the same and export as one ONNX ``LSTM``/``GRU`` node
+RNN_WITH_LENGTHS: Dict[str, Callable[..., Tuple[Tensor, Tensor, Tensor]]] = {
+    "LSTM": functools.partial(rnn_with_lengths, "LSTM"),
+    "GRU": functools.partial(rnn_with_lengths, "GRU"),
+}

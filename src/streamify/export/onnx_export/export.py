@@ -17,6 +17,7 @@ from streamify._version import __version__
 from streamify.convert import StreamingModel
 from streamify.export.files import write_atomically
 from streamify.export.methods import ConvertedMethod, convert_methods
+from streamify.export.onnx_export import rnn  # noqa: F401 (registers the RNN layers' ONNX nodes)
 from streamify.export.onnx_export.runtime import METADATA_KEY, _require
 from streamify.export.onnx_export.verify import LengthMismatch, verify
 from streamify.layers.base import StreamingError, StreamingModule

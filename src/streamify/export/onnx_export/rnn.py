@@ -1,8 +1,10 @@
 """ONNX symbolics of the recurrent layers' explicit-state step: one ``LSTM``/``GRU`` node per layer.
 
-:meth:`streamify.layers.recurrent.Recurrent._stream_explicit` runs each RNN layer as
-:func:`streamify.layers.recurrent.rnn_with_lengths` (item ``b`` runs its first ``lengths[b]``
-steps); the exporter replaces each call by the node built here, with ``sequence_lens``.
+:meth:`streamify.layers.recurrent.Recurrent._stream_explicit` runs each RNN layer through
+:data:`streamify.layers.recurrent.RNN_WITH_LENGTHS` (item ``b`` runs its first ``lengths[b]`` steps).
+Importing this module registers there two autograd functions that compute the same
+(:func:`~streamify.layers.recurrent.rnn_with_lengths`) and that the ONNX exporter writes as one node
+each (built here, with ``sequence_lens``); the layers never import the export.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Sequence
 import torch
 
 from streamify.layers.base import StreamingError
+from streamify.layers.recurrent import RNN_WITH_LENGTHS, rnn_with_lengths
 
 
 def _gate_order(g, weight, hidden: int, order: Sequence[int]):
@@ -66,3 +69,31 @@ def rnn_symbolic(g, kind: str, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
         return _squeeze(g, y, 1), _squeeze(g, h, 0), _squeeze(g, c, 0)
     y, h = g.op("GRU", x, w, r, b, seq_lens, h_init, hidden_size_i=hidden, linear_before_reset_i=1, outputs=2)
     return _squeeze(g, y, 1), _squeeze(g, h, 0), c0
+
+
+class _LstmWithLengths(torch.autograd.Function):
+    """:func:`~streamify.layers.recurrent.rnn_with_lengths` for an LSTM; exported to ONNX as one ``LSTM`` node."""
+
+    @staticmethod
+    def forward(ctx, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return rnn_with_lengths("LSTM", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def symbolic(g, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return rnn_symbolic(g, "LSTM", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+
+class _GruWithLengths(torch.autograd.Function):
+    """:func:`~streamify.layers.recurrent.rnn_with_lengths` for a GRU; exported to ONNX as one ``GRU`` node."""
+
+    @staticmethod
+    def forward(ctx, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return rnn_with_lengths("GRU", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+    @staticmethod
+    def symbolic(g, x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return rnn_symbolic(g, "GRU", x, lengths, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+
+RNN_WITH_LENGTHS["LSTM"] = _LstmWithLengths.apply
+RNN_WITH_LENGTHS["GRU"] = _GruWithLengths.apply
