@@ -38,7 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: exactness bars of streamed against offline output (see docs/streaming-rules.md)
+#: exactness bars of streamed against offline output (the project's bar, see docs/conversion.md, "Verification")
 FLOAT64_MAX_ABS_ERROR = 1e-10
 FLOAT32_MAX_REL_ERROR = 1e-5
 
