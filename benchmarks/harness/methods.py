@@ -5,7 +5,8 @@ next ``n`` output samples, with ``reset()`` (a fresh stream) and ``delay`` (samp
 its output lags the offline output). Methods:
 
 * ``streamify``: :func:`streamify.convert` of the reference model (streamify's RAVE) (eager, TorchScript,
-  frozen TorchScript, ONNX Runtime through :mod:`streamify.export` when that module exists);
+  frozen TorchScript, and ONNX Runtime through :func:`streamify.export.export_onnx` and
+  :class:`~streamify.export.OnnxStream` when onnx and onnxruntime are installed);
 * ``cached_conv``: the same architecture built from cached_conv layers, same weights
   (eager and TorchScript);
 * ``overlap_add``: exact overlap-add of the offline model (:class:`OverlapAddStream`);

@@ -1,10 +1,11 @@
 """The ``streamify`` command line.
 
 One Typer app, one function per command. ``demo`` streams music through the shipped
-trained model (:func:`streamify.models.pretrained`) and checks the result against offline. Later commands
-(``info``, ``export``, ``bench``) are added the same way: a function decorated with
-``@app.command()`` here, doing its work through the library (so that it stays testable
-without the CLI) and printing with :func:`console`.
+trained model (:func:`streamify.models.pretrained`) and checks the result against offline; ``info``
+reports a model's streaming layers. Each command is a function decorated with ``@app.command()``
+(``demo`` and ``info`` here; ``export``, ``data``, ``process``, ``live`` and ``train`` registered by
+their feature's ``register(app)``, see :func:`_register_commands`), doing its work through the library
+(so that it stays testable without the CLI) and printing with :func:`console`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: exactness bars of streamed against offline output (see docs/streaming-rules.md)
+#: exactness bars of streamed against offline output (the project's bar, see docs/conversion.md, "Verification")
 FLOAT64_MAX_ABS_ERROR = 1e-10
 FLOAT32_MAX_REL_ERROR = 1e-5
 
@@ -321,9 +322,10 @@ def info(
     model: Annotated[
         str,
         typer.Argument(
-            help="'demo' (built-in), 'package.module:factory', or an exported .ts / .onnx file. A .ts file is a "
-            "program (TorchScript runs its code when loaded): info reads its metadata from the archive without "
-            "loading it; load only files you trust."
+            help="'demo' or 'pretrained' (built-in), 'package.module:factory', a checkpoint of streamify train "
+            "(.ckpt) or RAVE weights (.pt), or an exported .ts / .onnx file. A .ts file is a program (TorchScript "
+            "runs its code when loaded): info reads its metadata from the archive without loading it; load only "
+            "files you trust."
         ),
     ] = "demo",
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,

@@ -44,7 +44,13 @@ def _sizes(text: Optional[str], option: str) -> Optional[List[int]]:
 
 
 def export(
-    model: Annotated[str, typer.Argument(help="'demo' (built-in) or 'package.module:factory'.")] = "demo",
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="'demo' or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of streamify train "
+            "(.ckpt) or RAVE weights (.pt)."
+        ),
+    ] = "demo",
     output: Annotated[
         Path, typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript) or .onnx.")
     ] = Path("model.ts"),
