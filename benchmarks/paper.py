@@ -113,6 +113,7 @@ def run(
         rows=rows,
         figures={caption: path.name for caption, path in figures.items()},
         quick=quick,
+        parallel=parallel,
     )
     out.write_text(text)
     results = {

@@ -272,3 +272,10 @@ def test_quick_mode_end_to_end(tmp_path):
             )
             == "done"
         )
+
+
+def test_the_setting_paragraph_says_what_claim_two_came_out_as():
+    """The report does not keep a caveat that its own numbers contradict (claim 2: causal training costs quality)."""
+    assert "already costs quality on every set" in " ".join(report._setting_paragraph([True, True]))
+    assert "some sets only" in " ".join(report._setting_paragraph([True, False]))
+    assert "may not have opened yet" in " ".join(report._setting_paragraph([False, False]))
