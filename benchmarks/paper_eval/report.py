@@ -152,12 +152,15 @@ def render(
     """The markdown report (``parallel``: trainings run at once, for the note on training times)."""
     names = list(datasets)
     checks = verdicts(rows, names)
-    lines = [
-        f"# {title}",
-        "",
-        f"Made by `{command}` in {duration_s / 60:.1f} min ({date}).",
-        "",
-    ]
+    reused = [info for info in training.values() if not info.get("trained_now", True)]
+    made = f"Made by `{command}` in {duration_s / 60:.1f} min ({date})"
+    if reused and len(reused) == len(training):
+        minutes = [(info.get("train_seconds") or 0.0) / 60 for info in reused]
+        made += (
+            f", evaluating the trained models of its run folders (their training: {min(minutes):.0f} to "
+            f"{max(minutes):.0f} min of wall time per model, below)"
+        )
+    lines = [f"# {title}", "", made + ".", ""]
     if quick:
         lines += [
             "**Quick mode**: a few training steps on a few seconds of synthetic audio. The numbers check that every",
