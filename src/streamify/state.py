@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +39,24 @@ class StateSlot:
     @property
     def name(self) -> str:
         """The entry's key in :func:`get_state` and :func:`step` dicts: ``"path.buffer"``."""
-        return f"{self.path}.{self.buffer}" if self.path else self.buffer
+        return _entry_name(self.path, self.buffer)
+
+
+def _entry_name(path: str, name: str) -> str:
+    """The key of a module's state tensor or counter ``name`` in state dicts: ``"path.name"`` ("name" at the root)."""
+    return f"{path}.{name}" if path else name
+
+
+def _check_names(given: Iterable[str], expected: Iterable[str], where: str, advice: str) -> None:
+    """Refuse a state dict whose keys are not exactly ``expected``, naming a few missing and unknown ones."""
+    given, expected = set(given), set(expected)
+    if given != expected:
+        missing = sorted(expected - given)[:5]
+        extra = sorted(given - expected)[:5]
+        raise StreamingError(
+            f"streamify: {where}: the {'state' if where == 'step' else 'snapshot'} does not fit this model "
+            f"(missing {missing}, unknown {extra}); {advice}"
+        )
 
 
 def _streaming_modules(model: nn.Module) -> Iterator[Tuple[str, StreamingModule]]:
@@ -64,11 +81,10 @@ def get_state(model: nn.Module) -> Dict[str, Tensor]:
     """A snapshot of the whole stream state of ``model`` (copies), for :func:`set_state`."""
     state: Dict[str, Tensor] = {}
     for name, module in _streaming_modules(model):
-        prefix = f"{name}." if name else ""
         for buffer in module.state_names():
-            state[prefix + buffer] = getattr(module, buffer).clone()
+            state[_entry_name(name, buffer)] = getattr(module, buffer).clone()
         for counter in _COUNTERS:
-            state[prefix + counter] = torch.tensor(getattr(module, counter))
+            state[_entry_name(name, counter)] = torch.tensor(getattr(module, counter))
     return state
 
 
@@ -86,28 +102,21 @@ def set_state(model: nn.Module, state: Dict[str, Tensor]) -> None:
         raise StreamingError(
             f"streamify: set_state: expected a snapshot (the dict that get_state() returns), got {type(state).__name__}"
         )
-    expected = set(get_state_names(model))
-    if set(state) != expected:
-        missing = sorted(expected - set(state))[:5]
-        extra = sorted(set(state) - expected)[:5]
-        raise StreamingError(
-            f"streamify: set_state: the snapshot does not fit this model (missing {missing}, unknown {extra}); "
-            "take it with get_state() on a model of the same architecture"
-        )
+    _check_names(
+        state, get_state_names(model), "set_state", "take it with get_state() on a model of the same architecture"
+    )
     # check every entry before restoring any, so that a refused snapshot leaves the state untouched
     for name, module in _streaming_modules(model):
-        prefix = f"{name}." if name else ""
         for counter in _COUNTERS:
-            _check_counter(state[prefix + counter], prefix + counter)
-        batch = int(state[prefix + "stream_batch"])
+            _check_counter(state[_entry_name(name, counter)], _entry_name(name, counter))
+        batch = int(state[_entry_name(name, "stream_batch")])
         for buffer in module.state_names():
-            _check_entry(module, buffer, state[prefix + buffer], batch, prefix + buffer)
+            _check_entry(module, buffer, state[_entry_name(name, buffer)], batch, _entry_name(name, buffer))
     for name, module in _streaming_modules(model):
-        prefix = f"{name}." if name else ""
         for buffer in module.state_names():
-            setattr(module, buffer, state[prefix + buffer].detach().clone())
+            setattr(module, buffer, state[_entry_name(name, buffer)].detach().clone())
         for counter in _COUNTERS:
-            setattr(module, counter, int(state[prefix + counter]))
+            setattr(module, counter, int(state[_entry_name(name, counter)]))
 
 
 def _refuse(entry: str, what: str, expected: str, got: str, where: str = "set_state") -> StreamingError:
@@ -174,12 +183,11 @@ def _check_entry(
 
 def get_state_names(model: nn.Module) -> List[str]:
     """Names of the entries of :func:`get_state`'s snapshot."""
-    names = []
-    for name, module in _streaming_modules(model):
-        prefix = f"{name}." if name else ""
-        names += [prefix + b for b in module.state_names()]
-        names += [prefix + c for c in _COUNTERS]
-    return names
+    return [
+        _entry_name(name, entry)
+        for name, module in _streaming_modules(model)
+        for entry in (*module.state_names(), *_COUNTERS)
+    ]
 
 
 def initial_state(model: StreamingModule, batch: int = 1, channels: Optional[int] = None) -> Dict[str, Tensor]:
@@ -222,15 +230,12 @@ def step(model: StreamingModule, x: Tensor, state: Dict[str, Tensor]) -> Tuple[T
     if not model.streaming:
         raise StreamingError("streamify: step: the model is in offline mode; set_streaming(model, True) first")
     layout = state_layout(model)
-    given = set(state)
-    expected = {slot.name for slot in layout}
-    if given != expected:
-        missing = sorted(expected - given)[:5]
-        extra = sorted(given - expected)[:5]
-        raise StreamingError(
-            f"streamify: step: the state does not fit this model (missing {missing}, unknown {extra}); "
-            "start from initial_state(model, batch) and pass each step's returned state to the next"
-        )
+    _check_names(
+        state,
+        [slot.name for slot in layout],
+        "step",
+        "start from initial_state(model, batch) and pass each step's returned state to the next",
+    )
     if x.dim() != 3:
         raise StreamingError(f"streamify: step: expected a buffer [batch, channels, time], got {x.dim()} dimensions")
     modules = [(slot, model.get_submodule(slot.path)) for slot in layout]
