@@ -40,6 +40,20 @@ def _plain_log_axis(axis, values, base: int = 10) -> None:
     axis.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _panels(plt, datasets: Sequence[str]):
+    """One figure with a panel per data set, side by side: ``(figure, axes)``, ``axes[0][i]`` the i-th panel."""
+    return plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+
+
+def _save(plt, figure, axes, path: Path) -> Path:
+    """Legend on the first panel, then write ``path`` (PNG) and free the figure."""
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
 def _select(rows: Sequence[Row], dataset: str, model: str, method: str) -> List[Row]:
     chosen = [r for r in rows if r.dataset == dataset and r.model == model and r.method == method]
     return sorted(chosen, key=lambda r: r.buffer or 0)
@@ -48,7 +62,7 @@ def _select(rows: Sequence[Row], dataset: str, model: str, method: str) -> List[
 def quality_latency(rows: Sequence[Row], datasets: Sequence[str], path: Path) -> Path:
     """Multiscale spectral distance (lower is better) against latency, one panel per data set."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    figure, axes = _panels(plt, datasets)
     for axis, dataset in zip(axes[0], datasets):
         for model, method, label, marker in CURVES:
             chosen = _select(rows, dataset, model, method)
@@ -66,17 +80,13 @@ def quality_latency(rows: Sequence[Row], datasets: Sequence[str], path: Path) ->
         axis.set_ylabel("multiscale spectral distance to the input")
         axis.set_title(dataset)
         axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, axes, path)
 
 
 def cost_buffer(rows: Sequence[Row], datasets: Sequence[str], path: Path) -> Path:
     """CPU seconds per second of audio (one thread) against buffer size, one panel per data set."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    figure, axes = _panels(plt, datasets)
     for axis, dataset in zip(axes[0], datasets):
         for model, method, label, marker in CURVES:
             chosen = _select(rows, dataset, model, method)
@@ -90,11 +100,7 @@ def cost_buffer(rows: Sequence[Row], datasets: Sequence[str], path: Path) -> Pat
         axis.set_ylabel("CPU s per s of audio (1 thread)")
         axis.set_title(dataset)
         axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, axes, path)
 
 
 def _log_spectrogram(x: torch.Tensor, size: int = 1024, hop: int = 256) -> torch.Tensor:
