@@ -383,3 +383,23 @@ def test_the_state_layout_is_declared_once_per_layer() -> None:
     stream(model, signal(2, 4 * model.buffer_multiple), sizes_of(model, [4]))
     snapshot = get_state(model)
     assert model.cache_bytes == sum(snapshot[n].nelement() * snapshot[n].element_size() for n in names)
+
+
+@pytest.mark.parametrize(
+    "kind", ["branches", "nested", "lstm", "conv_transpose"]
+)  # no LinearUpsample: inexact at the start
+def test_step_output_is_the_offline_output_delayed_exactly(kind: str) -> None:
+    """``step`` against the offline model itself (not only the stateful stream): exact at the model's
+    delay from the first frame, and far off one frame either side."""
+    from streamify.exactness import compare_streamed
+
+    model = build(kind)
+    x = signal(2, 24 * model.buffer_multiple)
+    sizes = sizes_of(model, [1, 3, 2, 5, 1, 4, 8])
+    got, _ = step_through(model, x, sizes, streamify.initial_state(model, batch=2, channels=2))
+    with torch.no_grad():
+        offline = model.offline(x)
+    exact = compare_streamed(got, offline, model.delay)
+    assert exact.compared_frames > 16 and exact.max_abs_error <= 1e-10, exact
+    for off in (model.delay - 1, model.delay + 1):
+        assert compare_streamed(got, offline, off).max_abs_error > 1e-3, f"one frame off ({off}) matched"
