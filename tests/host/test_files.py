@@ -225,3 +225,14 @@ def test_rates_other_than_audio_as_nn_tilde_runs_them():
     z[:, ::4] = 7.0  # only the last sample of each group of 4 may count
     audio, _ = process_array(dec, z, 1024)
     np.testing.assert_allclose(audio, offline(decoder, frames[None])[0], rtol=0, atol=2e-6)
+
+
+def test_a_ts_is_warmed_at_load_as_nn_tilde_does_and_warming_leaves_a_fresh_stream(codec_ts):
+    from streamify.host.models import ScriptModel
+
+    model = ScriptModel(codec_ts)
+    assert model.module.warmed is True  # get_methods() ran at load: the file compiled its streams there
+    x = signal(1, 2048)[None]
+    first = model(x)
+    model.warm_up(1, 512)  # what process and live do before their first timed buffer
+    np.testing.assert_array_equal(model(x), first)  # and the stream is fresh again

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from streamify._version import __version__
 from streamify.buffering import AnyLengthStream
+from streamify.export.dispatch import StreamInterface, call_layers_through_interface
 from streamify.export.files import write_atomically
 from streamify.export.host_contract import ContractReport, check_host_contract
 from streamify.export.methods import (
@@ -35,6 +36,7 @@ from streamify.export.methods import (
     method_info,
     nn_tilde_sizes,
 )
+from streamify.export.sharing import share_equal_constants
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.native import make_portable
 
@@ -47,17 +49,6 @@ NN_TILDE_SIZES = (256, 8192)
 NN_TILDE_DEFAULT_BUFFER = 4096
 
 _counter = itertools.count()
-
-
-@torch.jit.interface
-class StreamInterface(nn.Module):
-    """What the exported methods call on each method's stream (an :class:`AnyLengthStream`)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        pass
-
-    def reset(self, indices: Optional[List[int]] = None) -> None:
-        pass
 
 
 class _BufferedStream(AnyLengthStream):
@@ -83,8 +74,11 @@ class NnTildeModule(nn.Module):
         self, streams: Sequence[StreamingModule], names: Sequence[str], sample_rate: int, info: Dict[str, str]
     ) -> None:
         super().__init__()
+        # one copy of each weight in the file, one compiled function per layer type at load (see dispatch.py)
+        share_equal_constants(streams)
         for index, (stream, name) in enumerate(zip(streams, names)):
             stream.reset()
+            call_layers_through_interface(stream)
             # any host buffer length: accumulation up to the buffer multiple, validation before any reset
             # scripted here: TorchScript cannot script a submodule typed by an interface from within its parent
             with warnings.catch_warnings():

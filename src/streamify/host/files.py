@@ -97,7 +97,8 @@ def process_array(
     padded[:, :length] = audio
     output = np.empty((layout.output_channels, calls * buffer), dtype=np.float32)
     seconds = np.empty(calls)
-    model.reset()
+    # as nn~ and live do: first-call costs (allocation, TorchScript's compile) before the first timed buffer
+    model.warm_up(layout.batch, buffer)
     try:
         for i in range(calls):
             chunk = layout.to_model(padded[:, i * buffer : (i + 1) * buffer])

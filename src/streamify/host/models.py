@@ -248,6 +248,8 @@ class ScriptModel(HostModel):
             except Exception as error:  # torch raises RuntimeError/ValueError with long C++ traces
                 first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise HostError(f"streamify: cannot load {name} as TorchScript: {first}") from error
+        if hasattr(module, "get_methods"):
+            module.get_methods()  # what nn~ calls at load: a streamify file compiles (warms) itself there
         params = getattr(module, f"{method}_params", None)
         if params is None or not hasattr(module, method):
             methods = [m for m in _script_methods(module)]
@@ -288,6 +290,11 @@ class ScriptModel(HostModel):
     def _run(self, frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return self.method(torch.from_numpy(frames)).numpy()
+
+    def warm_up(self, batch: int, n: int, calls: int = 3) -> None:
+        """Warm a file whose streams reset in place; a file reset by reloading it would lose what warming compiles."""
+        if self._fresh_bytes is None:
+            super().warm_up(batch, n, calls)
 
     def reset(self) -> None:
         if self._fresh_bytes is None:

@@ -15,10 +15,14 @@
 //   INPUT.f32: raw float32 [batch][in_channels][samples] at audio rate
 //   OUTPUT.f32: raw float32 [batch][out_channels][samples] at audio rate
 //   RESET_AT_BUFFER: before this buffer, call set_reset(true) as `set reset 1` would.
-// It prints what it read from the model on stdout ("methods: ...", "params: ...", "info: k=v").
+// It prints what it read from the model on stdout ("methods: ...", "params: ...", "info: k=v"),
+// and what a live set feels: "load_ms: ..." (torch::jit::load), "get_methods_ms: ..." (the call nn~
+// makes on its audio thread when it creates the object), "call_ms: ..." (each call), and
+// "peak_rss_kb: ..." (the process's peak resident memory, VmHWM). Timings are printed, never judged.
 
 #include <torch/script.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -36,6 +40,19 @@ std::vector<std::string> string_list(const c10::IValue &value) {
   auto list = value.toList();
   for (size_t i = 0; i < list.size(); i++) out.push_back(list.get(i).toStringRef());
   return out;
+}
+
+double ms_since(std::chrono::steady_clock::time_point began) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count();
+}
+
+// peak resident memory of this process in kB (Linux: VmHWM in /proc/self/status), -1 where unknown
+long peak_rss_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
 }
 
 // nn~'s Backend::perform, minus the threading and the Max/Pd plumbing.
@@ -85,16 +102,20 @@ int main(int argc, char **argv) {
   const int reset_at = argc > 7 ? std::stoi(argv[7]) : -1;
 
   torch::jit::Module model;
+  auto began = std::chrono::steady_clock::now();
   try {
     model = torch::jit::load(path);
     model.eval();
+    std::cout << "load_ms: " << ms_since(began) << std::endl;
   } catch (const std::exception &e) {
     std::cerr << "cannot load " << path << ": " << e.what() << std::endl;
     return 1;
   }
 
   // what nn~ reads at load time
+  began = std::chrono::steady_clock::now();
   auto methods = string_list(model.get_method("get_methods")(std::vector<c10::IValue>{}));
+  std::cout << "get_methods_ms: " << ms_since(began) << std::endl;
   std::cout << "methods:";
   bool found = false;
   for (const auto &m : methods) {
@@ -154,6 +175,7 @@ int main(int argc, char **argv) {
   for (auto &buffer : out_scratch) out_buffers.push_back(buffer.data());
 
   int calls = 0;
+  std::vector<double> call_ms;
   for (int start = 0, k = 0; start < total; start += n, ++k) {
     if (k == reset_at) {
       auto result = model.get_method("set_reset")(std::vector<c10::IValue>{c10::IValue(true)}).toInt();
@@ -167,7 +189,9 @@ int main(int argc, char **argv) {
       for (int b = 0; b < batch; b++)
         std::memcpy(in_scratch[c * batch + b].data(), &input[(static_cast<size_t>(b) * p.in_dim + c) * total + start],
                     n * sizeof(float));
+    began = std::chrono::steady_clock::now();
     if (!perform(model, method, p, in_buffers, out_buffers, n, batch)) return 1;
+    call_ms.push_back(ms_since(began));
     // nn~'s output buffers: batch-major, one per (batch item, channel)
     for (int b = 0; b < batch; b++)
       for (int c = 0; c < p.out_dim; c++)
@@ -178,5 +202,9 @@ int main(int argc, char **argv) {
   std::ofstream out(output_path, std::ios::binary);
   out.write(reinterpret_cast<const char *>(output.data()), static_cast<std::streamsize>(output.size() * sizeof(float)));
   std::cout << "calls: " << calls << std::endl;
+  std::cout << "call_ms:";
+  for (double ms : call_ms) std::cout << " " << ms;
+  std::cout << std::endl;
+  std::cout << "peak_rss_kb: " << peak_rss_kb() << std::endl;
   return out ? 0 : 1;
 }
