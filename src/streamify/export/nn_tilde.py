@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from streamify._version import __version__
 from streamify.buffering import AnyLengthStream
+from streamify.export.chaining import StartsAtSignal, starts_at_signal
 from streamify.export.dispatch import StreamInterface, call_layers_through_interface
 from streamify.export.files import write_atomically
 from streamify.export.host_contract import ContractReport, check_host_contract
@@ -246,7 +247,8 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
             f"            for length in {lengths}:",
             f"                self.stream_{index}.reset(None)",
             "                for _ in range(2):",
-            f"                    self.stream_{index}(torch.zeros(1, {method.in_channels}, length, device=device))",
+            # not silence: a method that starts at its input's signal (chaining.py) would not run its model on it
+            f"                    self.stream_{index}(torch.full((1, {method.in_channels}, length), 0.01, device=device))",
             f"            self.stream_{index}.reset([0])",
             f"            self.stream_{index}.reset(None)",
         ]
@@ -309,6 +311,8 @@ def _file_info(methods: Sequence[ConvertedMethod], sample_rate: Optional[int], r
                 # frames at the start of a fresh stream that differ from offline (reflect/replicate padding)
                 "start_differs_frames": r.warmup_frames,
                 "max_rel_error": float(f"{r.max_rel_error:.3g}"),
+                # a fresh stream (per batch item) waits for its first input frame that is not all zeros
+                "starts_at_signal": starts_at_signal(m),
             }
             for m, r in zip(methods, reports)
         },
@@ -402,7 +406,9 @@ def export_nn_tilde(
         make_portable(method.stream)
     all_sizes = [nn_tilde_sizes(m, where, *NN_TILDE_SIZES) for m in converted]
     cls = _wrapper_class(converted)
-    wrapper = cls([m.stream for m in converted], [m.name for m in converted], int(sample_rate or 0), {})
+    # a method fed by another method's output (decode after encode) starts where that signal starts (chaining.py)
+    streams = [StartsAtSignal(m.stream) if starts_at_signal(m) else m.stream for m in converted]
+    wrapper = cls(streams, [m.name for m in converted], int(sample_rate or 0), {})
     for method in converted:
         params = [method.in_channels, method.in_ratio, method.out_channels, method.out_ratio]
         wrapper.register_buffer(f"{method.name}_params", torch.tensor(params, dtype=torch.long))

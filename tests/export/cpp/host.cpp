@@ -16,14 +16,15 @@
 //   OUTPUT.f32: raw float32 [batch][out_channels][samples] at audio rate
 //   RESET_AT_BUFFER: before this buffer, call set_reset(true) as `set reset 1` would.
 // It prints what it read from the model on stdout ("methods: ...", "params: ...", "info: k=v"),
-// and what a live set feels: "load_ms: ..." (torch::jit::load), "get_methods_ms: ..." (the call nn~
-// makes on its audio thread when it creates the object), "call_ms: ..." (each call), and
+// and what a live set feels: "load_ms: W (cpu C)" (torch::jit::load), "get_methods_ms: W (cpu C)" (the
+// call nn~ makes on its audio thread when it creates the object), "call_ms: ..." (each call), and
 // "peak_rss_kb: ..." (the process's peak resident memory, VmHWM). Timings are printed, never judged.
 
 #include <torch/script.h>
 
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -45,6 +46,9 @@ std::vector<std::string> string_list(const c10::IValue &value) {
 double ms_since(std::chrono::steady_clock::time_point began) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count();
 }
+
+// CPU time of the process (all its threads) in ms: comparable between runs on a busy machine, where wall time is not
+double cpu_ms() { return 1000.0 * static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
 // peak resident memory of this process in kB (Linux: VmHWM in /proc/self/status), -1 where unknown
 long peak_rss_kb() {
@@ -103,10 +107,11 @@ int main(int argc, char **argv) {
 
   torch::jit::Module model;
   auto began = std::chrono::steady_clock::now();
+  double cpu_began = cpu_ms();
   try {
     model = torch::jit::load(path);
     model.eval();
-    std::cout << "load_ms: " << ms_since(began) << std::endl;
+    std::cout << "load_ms: " << ms_since(began) << " (cpu " << cpu_ms() - cpu_began << ")" << std::endl;
   } catch (const std::exception &e) {
     std::cerr << "cannot load " << path << ": " << e.what() << std::endl;
     return 1;
@@ -114,8 +119,9 @@ int main(int argc, char **argv) {
 
   // what nn~ reads at load time
   began = std::chrono::steady_clock::now();
+  cpu_began = cpu_ms();
   auto methods = string_list(model.get_method("get_methods")(std::vector<c10::IValue>{}));
-  std::cout << "get_methods_ms: " << ms_since(began) << std::endl;
+  std::cout << "get_methods_ms: " << ms_since(began) << " (cpu " << cpu_ms() - cpu_began << ")" << std::endl;
   std::cout << "methods:";
   bool found = false;
   for (const auto &m : methods) {
