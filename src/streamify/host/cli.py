@@ -17,6 +17,13 @@ MODEL_HELP = (
 )
 
 
+class NonFinite(str, Enum):
+    """What ``process`` does with NaN and infinite input samples."""
+
+    refuse = "refuse"
+    zero = "zero"
+
+
 class Backend(str, Enum):
     """Live audio backends."""
 
@@ -52,8 +59,11 @@ def process(
     ] = False,
     resample_back: Annotated[
         bool,
-        typer.Option("--resample-back", help="Write the output at the input's rate (soxr) instead of the model's."),
-    ] = False,
+        typer.Option(
+            "--resample-back/--model-rate",
+            help="Write the output at the input's rate (soxr; default) or at the model's.",
+        ),
+    ] = True,
     channels: Annotated[
         Optional[int], typer.Option(min=1, help="PyTorch models: input channels to convert with (default: guessed).")
     ] = None,
@@ -61,8 +71,20 @@ def process(
         Optional[int], typer.Option(min=1, help="The model's rate in Hz when the model does not record it.")
     ] = None,
     subtype: Annotated[
-        Optional[str], typer.Option(help="soundfile subtype of the output (default: FLOAT where the format has it).")
+        Optional[str],
+        typer.Option(
+            help="Sample format of the output: FLOAT, PCM_16, PCM_24, ... (soundfile subtypes). Default: the input's "
+            "where the output format takes it and it holds the output, else FLOAT where the format has it."
+        ),
     ] = None,
+    nan: Annotated[
+        NonFinite,
+        typer.Option(help="Input samples that are NaN or infinite: refuse the file (default) or zero them."),
+    ] = NonFinite.refuse,
+    overwrite_input: Annotated[
+        bool,
+        typer.Option("--overwrite-input", help="Allow the output to be the input: replaced once the run succeeded."),
+    ] = False,
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the model.")] = 1,
     gain: Annotated[
         float, typer.Option(help="Gain in dB applied to the output before writing (e.g. -6 to avoid clipping).")
@@ -75,12 +97,14 @@ def process(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streamify.host.files import check_destination, process_file
+    from streamify.host.guards import check_not_input
     from streamify.host.models import HostError
 
     out = Console(highlight=False)
     try:
         if not source.is_file():
             raise HostError(f"streamify: input file {source} does not exist")
+        check_not_input(source, destination, overwrite_input)
         check_destination(destination, subtype)
         host_model, said = _load(model, weights, method, channels, sample_rate, threads)
         out.print(f"model: {host_model.describe()}; {said}")
@@ -102,6 +126,8 @@ def process(
                 subtype,
                 on_buffer=on_buffer,
                 gain_db=gain,
+                nan=nan.value,
+                overwrite_input=overwrite_input,
             )
     except Exception as error:  # a command line ends with one line, whatever broke
         raise _fail(error) from error
