@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from enum import Enum
 from pathlib import Path
@@ -172,7 +174,7 @@ def live(
     seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Stop after this long (default: Ctrl-C).")] = None,
     view: Annotated[bool, typer.Option(help="Show the live view (meters, load, lateness).")] = True,
 ) -> None:
-    """Stream live audio through a model: a JACK client or a PortAudio stream, until Ctrl-C.
+    """Stream live audio through a model: a JACK client or a PortAudio stream, until Ctrl-C (or SIGTERM).
 
     The audio callback only copies through preallocated ring buffers; the model runs on a worker thread one buffer behind (double buffering, as nn~): latency = model delay + 2 * max(buffer, block) - block samples, reported. A model error gives silence and a log line. Ends with the report: latency, real-time factor, slowest buffer, late buffers, xruns.
     """
@@ -205,25 +207,62 @@ def live(
     engine = session.engine
     out.print(
         f"{backend.value}: {engine.sample_rate} Hz, blocks of {engine.block}, model buffers of {engine.buffer}; "
-        f"worker: {said} (--threads), {engine.priority}; latency {engine.latency if engine.latency is not None else 'unknown'} samples"
+        f"worker: {said} (--threads), {engine.priority}; latency "
+        f"{f'{engine.latency:g}' if engine.latency is not None else 'unknown'} samples"
     )
     title = f"streamify live: {host_model.name} ({backend.value})"
     began = time.monotonic()
+    stop = _StopOnSignals()
     try:
-        if view:
-            live_view = LiveView(session, title)
-            with Live(live_view.render(), console=out, refresh_per_second=8, transient=False) as screen:
-                while seconds is None or time.monotonic() - began < seconds:
-                    time.sleep(0.125)
-                    screen.update(live_view.render())
-        else:
-            while seconds is None or time.monotonic() - began < seconds:
-                time.sleep(0.1)
+        with stop:
+            if view:
+                live_view = LiveView(session, title)
+                with Live(live_view.render(), console=out, refresh_per_second=8, transient=False) as screen:
+                    while not stop.wait(seconds, began, 0.125):
+                        screen.update(live_view.render())
+            else:
+                while not stop.wait(seconds, began, 0.1):
+                    pass
     except KeyboardInterrupt:
-        out.print("stopping (Ctrl-C)")
+        stop.said = "Ctrl-C"
     finally:
+        if stop.said:
+            out.print(f"stopping ({stop.said})")
         report = session.close()
     out.print(report.table())
+
+
+class _StopOnSignals:
+    """Within ``with``: SIGINT and SIGTERM end the run cleanly (the report printed), even where SIGINT came
+    ignored (a background job of a shell); the previous handlers come back after."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.said = ""
+        self._previous: dict = {}
+
+    def _handle(self, number: int, frame) -> None:
+        self.said = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
+        self.event.set()
+
+    def __enter__(self) -> _StopOnSignals:
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None and threading.current_thread() is threading.main_thread():
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def wait(self, seconds: Optional[float], began: float, step: float) -> bool:
+        """Sleep up to ``step`` seconds; whether the run is over (a signal, or ``seconds`` elapsed)."""
+        if seconds is not None:
+            step = min(step, max(0.0, began + seconds - time.monotonic()))
+        return self.event.wait(step) or (seconds is not None and time.monotonic() - began >= seconds)
 
 
 def register(app: typer.Typer) -> None:

@@ -82,7 +82,8 @@ class LiveEngine:
     Args:
         model: the model (reset and warmed up at :meth:`start`).
         block: host block size in samples (``H``).
-        sample_rate: the host's rate in Hz; must be the model's when the model records one.
+        sample_rate: the host's rate in Hz; a model that records another rate is run through soxr's streaming
+            resamplers (:class:`streamify.host.resampled.ResampledModel`), their latency included.
         channels: host input channels (default: the model's input channels).
         buffer: model buffer ``N`` in samples (default :func:`default_buffer`).
         threads: the worker's intra-op threads (PyTorch, process-wide; ONNX Runtime sessions get theirs at load).
@@ -100,10 +101,9 @@ class LiveEngine:
         realtime: bool = True,
     ) -> None:
         if model.sample_rate and model.sample_rate != sample_rate:
-            raise HostError(
-                f"streamify: the model runs at {model.sample_rate} Hz but the audio device runs at {sample_rate} Hz; "
-                f"run the device at {model.sample_rate} Hz (live audio is not resampled)"
-            )
+            from streamify.host.resampled import ResampledModel
+
+            model = ResampledModel(model, sample_rate)  # the device's rate, resampled to the model's and back
         self.model = model
         self.block = int(block)
         self.sample_rate = int(sample_rate)
@@ -288,6 +288,8 @@ class LiveEngine:
         ]
         if self.stats.overflows:
             notes.append(f"input overflows: {self.stats.overflows}")
+        if hasattr(self.model, "notes"):  # resampled: the resampling and its latency
+            notes += self.model.notes(self.buffer)
         return RunReport(
             self.sample_rate,
             self.buffer,
@@ -340,6 +342,11 @@ class LiveSession:
         self.close()
 
 
+def _rate_hint(model: HostModel) -> str:
+    rate = model.sample_rate
+    return f"; -r {rate} spares the resampling to the model's {rate} Hz" if rate and rate != 48000 else ""
+
+
 class JackSession(LiveSession):
     """A JACK client (JACK-Client) with ports ``in_1..`` and ``out_1..``.
 
@@ -369,8 +376,8 @@ class JackSession(LiveSession):
             client = jack.Client(name, no_start_server=True)
         except jack.JackError as error:
             raise HostError(
-                "streamify: no JACK server is running (start one, e.g. `jackd -d dummy -r 48000 -p 1024` "
-                "or `jackd -d alsa`), or use --backend portaudio"
+                "streamify: no JACK server is running: start one (a sound card: `jackd -d alsa -r 48000 -p 1024 &`; "
+                f"none: `jackd -d dummy -r 48000 -p 1024 &`{_rate_hint(model)}), or use --backend portaudio"
             ) from error
         try:
             engine = LiveEngine(model, client.blocksize, client.samplerate, channels, buffer, threads, realtime)
