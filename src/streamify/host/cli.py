@@ -94,7 +94,7 @@ def process(
 ) -> None:
     """Stream an audio file through a model buffer by buffer, as a host would, and write the result.
 
-    The file is resampled to the model's rate with soxr when they differ. A multichannel file goes through a 1-channel model as batch items (as mc.nn~), or through a model with as many input channels as the file. Ends with the latency, the real-time factor and the slowest buffer against its deadline. The output file is written only on success.
+    The file is resampled to the model's rate with soxr when they differ, and the output back to the input's (--model-rate: left at the model's), in the input's sample format where it holds the output. A multichannel file goes through a 1-channel model as batch items (as mc.nn~), or through a model with as many input channels as the file. Ends with the latency, the real-time factor and the slowest buffer against its deadline. The output file is written only on success, never over the input unless --overwrite-input; an input holding NaN or infinite samples is refused unless --nan zero.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

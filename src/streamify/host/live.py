@@ -471,8 +471,8 @@ class PortAudioSession(LiveSession):
             info = sd.query_devices(device, "input") if device is not None else sd.query_devices(kind="input")
         except (ValueError, sd.PortAudioError) as error:
             raise HostError(f"streamify: no PortAudio input device {device!r}: {error}") from error
-        rate = sample_rate or model.sample_rate or int(info["default_samplerate"])
         layout = channel_layout(model, channels or model.in_channels, "the live input")
+        rate = sample_rate or _portaudio_rate(sd, device, model, layout, int(info["default_samplerate"]))
         engine = LiveEngine(model, block, rate, layout.channels, buffer, threads, realtime)
         super().__init__(engine)
         stats = engine.stats
@@ -511,6 +511,18 @@ class PortAudioSession(LiveSession):
             self.stream.stop()
         finally:
             self.stream.close()
+
+
+def _portaudio_rate(sd, device, model: HostModel, layout: Layout, default: int) -> int:
+    """The model's rate where the device takes it (no resampling), else the device's default rate."""
+    if not model.sample_rate or model.sample_rate == default:
+        return model.sample_rate or default
+    try:
+        sd.check_input_settings(device, channels=layout.channels, samplerate=model.sample_rate)
+        sd.check_output_settings(device, channels=layout.output_channels, samplerate=model.sample_rate)
+    except (ValueError, sd.PortAudioError):
+        return default  # resampled to the model's rate and back (ResampledModel)
+    return model.sample_rate
 
 
 def start_live(
