@@ -72,6 +72,14 @@ def test_the_input_is_never_the_output_unless_asked(tmp_path, link):
         assert source.read_bytes() == before
 
 
+def test_demo_does_not_write_over_its_input_either(tmp_path):
+    sf.write(str(tmp_path / "in.wav"), tone(), RATE, subtype="PCM_16")
+    before = (tmp_path / "in.wav").read_bytes()
+    result = runner.invoke(app, ["demo", "--input", str(tmp_path / "in.wav"), "--output", str(tmp_path / "in.wav")])
+    assert result.exit_code == 2 and "is the input" in " ".join(result.output.split()), result.output
+    assert (tmp_path / "in.wav").read_bytes() == before
+
+
 def test_stale_partials_of_dead_processes_are_removed_and_no_others(tmp_path):
     sf.write(str(tmp_path / "in.wav"), tone(), RATE)
     stale = partial_path(tmp_path / "out.wav", dead_pid())

@@ -19,6 +19,9 @@ from streamify.host.models import HostError
 #: ``.NAME.PID.partial``: the temporary name an output is written under before it is renamed
 PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.partial$")
 
+#: the option of ``streamify process`` that allows an output that is the input
+OVERWRITE = "--overwrite-input"
+
 #: what ``--nan`` may ask for with samples that are not finite
 NON_FINITE_CHOICES = ("refuse", "zero")
 
@@ -72,9 +75,12 @@ def same_file(source: Union[str, Path], destination: Union[str, Path]) -> bool:
         return False
 
 
-def check_not_input(source: Union[str, Path], destination: Union[str, Path], overwrite_input: bool) -> Path:
+def check_not_input(
+    source: Union[str, Path], destination: Union[str, Path], overwrite_input: bool, option: Optional[str] = OVERWRITE
+) -> Path:
     """Refuse (:class:`HostError`) to write over the input unless ``overwrite_input``; the path to write.
 
+    ``option``: the option that allows it, named in the message (``None``: the command has none).
     When the output is the input and overwriting it was asked for, the path written is the input's own
     (links resolved), so that the input is what gets replaced, atomically, at the end.
     """
@@ -83,9 +89,10 @@ def check_not_input(source: Union[str, Path], destination: Union[str, Path], ove
         return destination
     if not overwrite_input:
         link = "" if Path(source).absolute() == destination.absolute() else " (through a link)"
+        allow = f", or pass {option} to replace it once the run succeeded" if option else ""
         raise HostError(
             f"streamify: the output {destination} is the input {source}{link}: writing it would replace your "
-            "input; give another output file, or pass --overwrite-input to replace it once the run succeeded"
+            f"input; give another output file{allow}"
         )
     return Path(os.path.realpath(destination))
 
