@@ -14,7 +14,7 @@ import torch
 from host_models import small_codec
 from test_engine import run_engine
 
-from streamify.host import HostModel, LiveEngine, load_host_model
+from streamify.host import HostModel, LiveEngine, load_host_model, start_live
 from streamify.host.resampled import LIVE_QUALITY, ResampledModel, plan_prefill
 
 DEVICE, MODEL = 48000, 22050
@@ -114,8 +114,6 @@ def test_jack_at_48k_runs_a_22k_model_and_equals_the_resampled_path(jack_server)
     pytest.importorskip("jack")
     from test_live import _run_rig
 
-    from streamify.host import start_live
-
     model = load_host_model("host_models:small_codec", sample_rate=MODEL)
     with start_live(model, "jack", name="streamify-resampled") as session:
         engine = session.engine
@@ -136,3 +134,26 @@ def test_jack_at_48k_runs_a_22k_model_and_equals_the_resampled_path(jack_server)
     assert valid.sum() > 0.9 * len(signal)
     np.testing.assert_allclose(recorder.data[valid], expected[index[valid]], rtol=0, atol=1e-5)
     assert np.abs(expected[index[valid]]).max() > 0.05
+
+
+@pytest.mark.slow
+def test_portaudio_on_a_device_without_the_models_rate_resamples(jack_server):
+    sd = pytest.importorskip("sounddevice")
+    import time
+
+    sd._terminate()
+    sd._initialize()  # PortAudio lists the JACK host API only if a server ran when it initialised
+    try:
+        devices = [d for d in sd.query_devices() if "JACK" in sd.query_hostapis(d["hostapi"])["name"]]
+        assert devices, "PortAudio sees no JACK device (libportaudio2 without JACK?)"
+        if int(devices[0]["default_samplerate"]) != DEVICE:
+            pytest.skip(f"the JACK server runs at {devices[0]['default_samplerate']} Hz, not {DEVICE}")
+        model = load_host_model("host_models:small_codec", sample_rate=MODEL)
+        with start_live(model, "portaudio", device=devices[0]["index"], block=1024) as session:
+            assert session.engine.sample_rate == DEVICE and isinstance(session.engine.model, ResampledModel)
+            time.sleep(1.0)
+            report = session.close()
+    finally:
+        sd._terminate()
+    assert report.sample_rate == DEVICE and report.errors == 0 and report.buffer_seconds.size > 10
+    assert any("soxr" in note for note in report.notes)

@@ -138,8 +138,9 @@ class LiveEngine:
 
     # ------------------------------------------------------------------ latency
     @property
-    def latency(self) -> Optional[int]:
-        """Total latency in samples: the model's delay plus the buffering (``None``: delay unknown)."""
+    def latency(self) -> Optional[float]:
+        """Total latency in samples: the model's delay plus the buffering (``None``: delay unknown; not a whole
+        number where the model is resampled, see :mod:`streamify.host.resampled`)."""
         delay = self.model.delay_at(self.buffer)
         return None if delay is None else delay + self.buffering
 
@@ -319,7 +320,7 @@ class LiveSession:
         return self.engine.stats
 
     @property
-    def latency(self) -> Optional[int]:
+    def latency(self) -> Optional[float]:
         return self.engine.latency
 
     def _stop_backend(self) -> None:
