@@ -102,6 +102,46 @@ def test_a_burst_later_than_planned_plays_silence_and_grows_the_delay_said():
     assert any("resampler underruns: 1" in note for note in wrapped.notes(1024))
 
 
+class Failing(Through):
+    """Gives its input back, except at call ``at``, where it raises."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__("failing", 1, 1, 1, 1, 256, 0, MODEL)
+        self.at, self.calls = at, 0
+
+    def _run(self, frames: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("the model broke")
+        return frames.copy()
+
+
+def test_a_model_error_gives_silence_and_the_stream_stays_aligned():
+    from streamify.host.models import HostError
+
+    x = probe(1, 80 * 1024)[None]
+    clean, broken = (
+        ResampledModel(Through("through", 1, 1, 1, 1, 256, 0, MODEL), DEVICE),
+        ResampledModel(Failing(20), DEVICE),
+    )
+    expected = np.concatenate([clean(x[..., i : i + 1024]) for i in range(0, x.shape[-1], 1024)], -1)
+    got, failures = [], 0
+    for i in range(0, x.shape[-1], 1024):
+        try:
+            got.append(broken(x[..., i : i + 1024]))
+        except HostError:
+            failures += 1
+            got.append(np.zeros((1, 1, 1024), np.float32))  # what the engine plays instead
+    got = np.concatenate(got, -1)
+    assert failures == 1
+    differs = np.flatnonzero(np.abs(got - expected)[0, 0] > 1e-5)  # beyond float32 rounding
+    # the buffer the host silenced, and the model buffer's silence when it comes out, the FIFO's delay later,
+    # each spread by soxr's filters; after them the output is back in line (misaligned, it would differ to the end)
+    reach = broken.plan(1024)[1] + 4 * 1024
+    assert differs.size > 0 and differs[-1] - differs[0] < reach, (differs[0], differs[-1], reach)
+    assert differs[-1] < x.shape[-1] - 20 * 1024
+
+
 def test_methods_with_latent_frames_are_not_resampled():
     from streamify.host.models import HostError
 

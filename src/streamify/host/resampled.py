@@ -71,7 +71,8 @@ class ResampledModel:
     Only for methods at audio rate both ways (latent frames cannot be resampled). Takes any device buffer
     ``n`` (:attr:`any_length`); its delay (:meth:`delay_at`) is in device samples and includes the
     resampling's. ``underruns``: bursts that came later than planned (silence played, the delay grew by
-    ``grown`` samples).
+    ``grown`` samples). A model buffer that raises is replaced by silence and the error raised after the
+    call has taken its samples: the stream stays aligned.
 
     Shape:
         ``[batch, in_channels, n]`` float32 at ``device_rate`` → ``[batch, out_channels, n]`` float32.
@@ -180,10 +181,15 @@ class ResampledModel:
         waiting = np.concatenate(self._waiting) if len(self._waiting) > 1 else self._waiting[0]
         given = [self._fifo]
         used = 0
+        failed: Optional[Exception] = None
         while len(waiting) - used >= m:
             chunk = np.ascontiguousarray(waiting[used : used + m].T).reshape(batch, channels, m)
             used += m
-            y = self.model(chunk)
+            try:
+                y = self.model(chunk)
+            except Exception as error:  # silence in its place: the stream and its delay go on unchanged
+                failed = failed or error
+                y = np.zeros((batch, self.out_channels, m), np.float32)
             given.append(up.resample_chunk(np.ascontiguousarray(y.reshape(batch * self.out_channels, m).T)))
         self._waiting = [waiting[used:]]
         fifo = np.concatenate(given) if len(given) > 1 else self._fifo
@@ -193,6 +199,8 @@ class ResampledModel:
             self.grown += missing
             fifo = np.concatenate([np.zeros((missing, fifo.shape[1]), np.float32), fifo])
         self._fifo = fifo[n:]
+        if failed is not None:  # said after the FIFO moved on: the host plays silence for this buffer
+            raise failed
         return np.ascontiguousarray(fifo[:n].T).reshape(batch, self.out_channels, n)
 
     def describe(self) -> str:
