@@ -197,3 +197,16 @@ def test_portaudio_on_a_device_without_the_models_rate_resamples(jack_server):
         sd._terminate()
     assert report.sample_rate == DEVICE and report.errors == 0 and report.buffer_seconds.size > 10
     assert any("soxr" in note for note in report.notes)
+
+
+def test_without_a_jack_server_the_hint_starts_one_that_now_works(monkeypatch):
+    pytest.importorskip("jack")
+    from streamify.host.models import HostError
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "streamify-test-no-such-server")  # no server by that name runs
+    model = load_host_model("host_models:small_codec", sample_rate=MODEL)
+    with pytest.raises(HostError) as raised:
+        start_live(model, "jack")
+    said = str(raised.value)
+    assert "no JACK server is running" in said and "`jackd -d dummy -r 48000 -p 1024 &`" in said
+    assert f"-r {MODEL} spares the resampling" in said and "--backend portaudio" in said
