@@ -190,6 +190,10 @@ def demo(
     out = console()
     torch.set_num_threads(threads if threads is not None else 1)
     try:
+        if input is not None and output is not None:
+            from streamify.host.guards import check_not_input
+
+            check_not_input(input, output, overwrite_input=False, option=None)  # never over the input
         model = pretrained()
         model.use_noise = False  # the deterministic path: every streamed sample is checked against offline
         rate, multiple = model.sample_rate, model.ratio

@@ -235,7 +235,10 @@ def test_live_command_refusals_one_line_exit_2(jack_server):
 
 
 @pytest.mark.slow
-def test_ctrl_c_closes_cleanly(jack_server):
+@pytest.mark.parametrize("stop, said", [("SIGINT", "Ctrl-C"), ("SIGINT-background", "Ctrl-C"), ("SIGTERM", "SIGTERM")])
+def test_signals_close_cleanly_with_the_report(jack_server, stop, said):
+    """Ctrl-C, SIGINT to a background job (which starts with SIGINT ignored, as a shell's ``&`` does) and SIGTERM
+    all stop the client, join the worker and print the report, exit status 0."""
     import os
     import signal
     import subprocess
@@ -244,28 +247,34 @@ def test_ctrl_c_closes_cleanly(jack_server):
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(Path(__file__).parent)])}
+    name = f"streamify-{stop.lower()}"
+
+    def as_background_job() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamify", "live", "-m", "host_models:small_codec", "--name", "streamify-sigint"],
+        [sys.executable, "-m", "streamify", "live", "-m", "host_models:small_codec", "--name", name, "--no-view"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=as_background_job if stop.endswith("background") else None,
     )
     try:
-        probe = jack.Client("test-probe-sigint", no_start_server=True)
+        probe = jack.Client(f"test-probe-{stop.lower()}", no_start_server=True)
         try:
             deadline = time.monotonic() + 60
-            while not probe.get_ports("streamify-sigint:out_1") and time.monotonic() < deadline:
+            while not probe.get_ports(f"{name}:out_1") and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert probe.get_ports("streamify-sigint:out_1"), "the live client did not start"
+            assert probe.get_ports(f"{name}:out_1"), "the live client did not start"
             time.sleep(1.0)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
             output, _ = process.communicate(timeout=30)
-            assert not probe.get_ports("streamify-sigint")  # the client is gone
+            assert not probe.get_ports(name)  # the client is gone
         finally:
             probe.close()
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
-    assert "stopping (Ctrl-C)" in output and "total latency" in output and "Traceback" not in output, output
+    assert f"stopping ({said})" in output and "total latency" in output and "Traceback" not in output, output

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from enum import Enum
 from pathlib import Path
@@ -15,6 +17,13 @@ MODEL_HELP = (
     "A factory 'package.module:factory' (with --weights), a checkpoint of our models, 'demo', "
     "an nn~ TorchScript file (.ts) or an ONNX file with explicit state (.onnx)."
 )
+
+
+class NonFinite(str, Enum):
+    """What ``process`` does with NaN and infinite input samples."""
+
+    refuse = "refuse"
+    zero = "zero"
 
 
 class Backend(str, Enum):
@@ -52,8 +61,11 @@ def process(
     ] = False,
     resample_back: Annotated[
         bool,
-        typer.Option("--resample-back", help="Write the output at the input's rate (soxr) instead of the model's."),
-    ] = False,
+        typer.Option(
+            "--resample-back/--model-rate",
+            help="Write the output at the input's rate (soxr; default) or at the model's.",
+        ),
+    ] = True,
     channels: Annotated[
         Optional[int], typer.Option(min=1, help="PyTorch models: input channels to convert with (default: guessed).")
     ] = None,
@@ -61,8 +73,20 @@ def process(
         Optional[int], typer.Option(min=1, help="The model's rate in Hz when the model does not record it.")
     ] = None,
     subtype: Annotated[
-        Optional[str], typer.Option(help="soundfile subtype of the output (default: FLOAT where the format has it).")
+        Optional[str],
+        typer.Option(
+            help="Sample format of the output: FLOAT, PCM_16, PCM_24, ... (soundfile subtypes). Default: the input's "
+            "where the output format takes it and it holds the output, else FLOAT where the format has it."
+        ),
     ] = None,
+    nan: Annotated[
+        NonFinite,
+        typer.Option(help="Input samples that are NaN or infinite: refuse the file (default) or zero them."),
+    ] = NonFinite.refuse,
+    overwrite_input: Annotated[
+        bool,
+        typer.Option("--overwrite-input", help="Allow the output to be the input: replaced once the run succeeded."),
+    ] = False,
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the model.")] = 1,
     gain: Annotated[
         float, typer.Option(help="Gain in dB applied to the output before writing (e.g. -6 to avoid clipping).")
@@ -70,17 +94,19 @@ def process(
 ) -> None:
     """Stream an audio file through a model buffer by buffer, as a host would, and write the result.
 
-    The file is resampled to the model's rate with soxr when they differ. A multichannel file goes through a 1-channel model as batch items (as mc.nn~), or through a model with as many input channels as the file. Ends with the latency, the real-time factor and the slowest buffer against its deadline. The output file is written only on success.
+    The file is resampled to the model's rate with soxr when they differ, and the output back to the input's (--model-rate: left at the model's), in the input's sample format where it holds the output. A multichannel file goes through a 1-channel model as batch items (as mc.nn~), or through a model with as many input channels as the file. Ends with the latency, the real-time factor and the slowest buffer against its deadline. The output file is written only on success, never over the input unless --overwrite-input; an input holding NaN or infinite samples is refused unless --nan zero.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streamify.host.files import check_destination, process_file
+    from streamify.host.guards import check_not_input
     from streamify.host.models import HostError
 
     out = Console(highlight=False)
     try:
         if not source.is_file():
             raise HostError(f"streamify: input file {source} does not exist")
+        check_not_input(source, destination, overwrite_input)
         check_destination(destination, subtype)
         host_model, said = _load(model, weights, method, channels, sample_rate, threads)
         out.print(f"model: {host_model.describe()}; {said}")
@@ -102,6 +128,8 @@ def process(
                 subtype,
                 on_buffer=on_buffer,
                 gain_db=gain,
+                nan=nan.value,
+                overwrite_input=overwrite_input,
             )
     except Exception as error:  # a command line ends with one line, whatever broke
         raise _fail(error) from error
@@ -146,7 +174,7 @@ def live(
     seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Stop after this long (default: Ctrl-C).")] = None,
     view: Annotated[bool, typer.Option(help="Show the live view (meters, load, lateness).")] = True,
 ) -> None:
-    """Stream live audio through a model: a JACK client or a PortAudio stream, until Ctrl-C.
+    """Stream live audio through a model: a JACK client or a PortAudio stream, until Ctrl-C (or SIGTERM).
 
     The audio callback only copies through preallocated ring buffers; the model runs on a worker thread one buffer behind (double buffering, as nn~): latency = model delay + 2 * max(buffer, block) - block samples, reported. A model error gives silence and a log line. Ends with the report: latency, real-time factor, slowest buffer, late buffers, xruns.
     """
@@ -179,25 +207,62 @@ def live(
     engine = session.engine
     out.print(
         f"{backend.value}: {engine.sample_rate} Hz, blocks of {engine.block}, model buffers of {engine.buffer}; "
-        f"worker: {said} (--threads), {engine.priority}; latency {engine.latency if engine.latency is not None else 'unknown'} samples"
+        f"worker: {said} (--threads), {engine.priority}; latency "
+        f"{f'{engine.latency:g}' if engine.latency is not None else 'unknown'} samples"
     )
     title = f"streamify live: {host_model.name} ({backend.value})"
     began = time.monotonic()
+    stop = _StopOnSignals()
     try:
-        if view:
-            live_view = LiveView(session, title)
-            with Live(live_view.render(), console=out, refresh_per_second=8, transient=False) as screen:
-                while seconds is None or time.monotonic() - began < seconds:
-                    time.sleep(0.125)
-                    screen.update(live_view.render())
-        else:
-            while seconds is None or time.monotonic() - began < seconds:
-                time.sleep(0.1)
+        with stop:
+            if view:
+                live_view = LiveView(session, title)
+                with Live(live_view.render(), console=out, refresh_per_second=8, transient=False) as screen:
+                    while not stop.wait(seconds, began, 0.125):
+                        screen.update(live_view.render())
+            else:
+                while not stop.wait(seconds, began, 0.1):
+                    pass
     except KeyboardInterrupt:
-        out.print("stopping (Ctrl-C)")
+        stop.said = "Ctrl-C"
     finally:
+        if stop.said:
+            out.print(f"stopping ({stop.said})")
         report = session.close()
     out.print(report.table())
+
+
+class _StopOnSignals:
+    """Within ``with``: SIGINT and SIGTERM end the run cleanly (the report printed), even where SIGINT came
+    ignored (a background job of a shell); the previous handlers come back after."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.said = ""
+        self._previous: dict = {}
+
+    def _handle(self, number: int, frame) -> None:
+        self.said = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
+        self.event.set()
+
+    def __enter__(self) -> _StopOnSignals:
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None and threading.current_thread() is threading.main_thread():
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def wait(self, seconds: Optional[float], began: float, step: float) -> bool:
+        """Sleep up to ``step`` seconds; whether the run is over (a signal, or ``seconds`` elapsed)."""
+        if seconds is not None:
+            step = min(step, max(0.0, began + seconds - time.monotonic()))
+        return self.event.wait(step) or (seconds is not None and time.monotonic() - began >= seconds)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 
+from streamify.host.guards import check_not_input, non_finite, partial_path, remove_stale_partials
 from streamify.host.models import HostError, HostModel
 from streamify.host.report import RunReport
 
@@ -242,7 +243,7 @@ def write_audio(path: Union[str, Path], audio: np.ndarray, rate: int, subtype: O
 def _write(path: Path, audio: np.ndarray, rate: int, chosen: str) -> None:
     import soundfile as sf
 
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = partial_path(path)
     try:
         sf.write(str(temporary), audio.T, rate, format=_format_of(path), subtype=chosen)
         os.replace(temporary, path)
@@ -251,6 +252,24 @@ def _write(path: Path, audio: np.ndarray, rate: int, chosen: str) -> None:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def output_subtype(path: Path, requested: Optional[str], input_subtype: Optional[str], audio: np.ndarray) -> str:
+    """The subtype to write ``audio`` ``[channels, time]`` to ``path`` in.
+
+    ``requested`` when given. Otherwise the input's subtype where the output's format takes it and it holds
+    the output (a float subtype, or no sample beyond full scale); else ``FLOAT`` where the format has it;
+    else the format's default (which may clip: said by :func:`clipping`).
+    """
+    import soundfile as sf
+
+    fmt = _format_of(path)
+    if requested is not None:
+        return _subtype_for(fmt, path, requested)
+    takes = bool(input_subtype) and sf.check_format(fmt, input_subtype)
+    if takes and (input_subtype in UNCLIPPED_SUBTYPES or not clipping(audio, input_subtype).clipped):
+        return input_subtype
+    return _subtype_for(fmt, path, None)
 
 
 @dataclass
@@ -276,26 +295,35 @@ def process_file(
     model: HostModel,
     buffer: int = 2048,
     compensate: bool = False,
-    resample_back: bool = False,
+    resample_back: bool = True,
     subtype: Optional[str] = None,
     on_buffer: Optional[Callable[[int, int], None]] = None,
     gain_db: float = 0.0,
+    nan: str = "refuse",
+    overwrite_input: bool = False,
 ) -> FileResult:
     """Read ``source``, resample it to the model's rate (soxr), stream it through ``model``, write ``destination``.
 
-    ``resample_back`` writes the output at the input's rate; otherwise at the model's. ``gain_db`` scales the
-    output (dB). ``destination`` is checked before the work and written only when everything succeeded
-    (temporary file, renamed). Samples beyond full scale that the subtype clips are written clipped, counted
-    in :attr:`FileResult.clipping` and said in a report note (as sox does). Errors are :class:`HostError`.
+    ``resample_back`` (default) writes the output at the input's rate; ``False``: at the model's. ``subtype``:
+    see :func:`output_subtype` (default: the input's where it holds the output). ``gain_db`` scales the output
+    (dB). ``nan``: ``"refuse"`` an input holding NaN or infinite samples (default), or ``"zero"`` them.
+    ``destination`` is checked before the work (never the input itself, unless ``overwrite_input``) and written
+    only when everything succeeded (temporary file, renamed); partial files of killed runs in its folder are
+    removed first. Samples beyond full scale that the subtype clips are written clipped, counted in
+    :attr:`FileResult.clipping` and said in a report note (as sox does). Errors are :class:`HostError`.
     """
-    destination = Path(destination)
-    chosen = check_destination(destination, subtype)  # refuse a path that cannot be written before the work
+    destination = check_not_input(source, destination, overwrite_input)
+    check_destination(destination, subtype)  # refuse a path that cannot be written before the work
+    remove_stale_partials(destination.parent)
     audio, rate = read_audio(source)
     if audio.shape[1] == 0:
         raise HostError(f"streamify: input file {source} holds no samples")
+    repaired = non_finite(audio, rate, f"input file {source}", nan)
     model_rate = model.sample_rate or rate
     audio = resample(audio, rate, model_rate)
     output, report = process_array(model, audio, buffer, model_rate, compensate, on_buffer)
+    if repaired:
+        report.notes.append(repaired)
     out_rate = model_rate
     if model_rate != rate:
         report.notes.append(f"resampled {rate} Hz -> {model_rate} Hz (soxr, very high quality)")
@@ -306,9 +334,22 @@ def process_file(
     if gain_db:
         output = output * np.float32(10 ** (gain_db / 20))
         report.notes.append(f"gain {gain_db:+g} dB")
+    input_subtype = _subtype_of(source)
+    chosen = output_subtype(destination, subtype, input_subtype, output)
+    if subtype is None and input_subtype and chosen != input_subtype:
+        report.notes.append(f"written as {chosen}: the input's {input_subtype} does not fit this output (--subtype)")
     clipped = clipping(output, chosen)
     said = clipped.warning(destination)
     if said:
         report.notes.append(said)
     _write(destination, output, out_rate, chosen)
     return FileResult(report, rate, out_rate, output.shape[0], chosen, clipped)
+
+
+def _subtype_of(path: Union[str, Path]) -> Optional[str]:
+    import soundfile as sf
+
+    try:
+        return sf.info(str(path)).subtype
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None

@@ -82,7 +82,8 @@ class LiveEngine:
     Args:
         model: the model (reset and warmed up at :meth:`start`).
         block: host block size in samples (``H``).
-        sample_rate: the host's rate in Hz; must be the model's when the model records one.
+        sample_rate: the host's rate in Hz; a model that records another rate is run through soxr's streaming
+            resamplers (:class:`streamify.host.resampled.ResampledModel`), their latency included.
         channels: host input channels (default: the model's input channels).
         buffer: model buffer ``N`` in samples (default :func:`default_buffer`).
         threads: the worker's intra-op threads (PyTorch, process-wide; ONNX Runtime sessions get theirs at load).
@@ -100,10 +101,9 @@ class LiveEngine:
         realtime: bool = True,
     ) -> None:
         if model.sample_rate and model.sample_rate != sample_rate:
-            raise HostError(
-                f"streamify: the model runs at {model.sample_rate} Hz but the audio device runs at {sample_rate} Hz; "
-                f"run the device at {model.sample_rate} Hz (live audio is not resampled)"
-            )
+            from streamify.host.resampled import ResampledModel
+
+            model = ResampledModel(model, sample_rate)  # the device's rate, resampled to the model's and back
         self.model = model
         self.block = int(block)
         self.sample_rate = int(sample_rate)
@@ -138,8 +138,9 @@ class LiveEngine:
 
     # ------------------------------------------------------------------ latency
     @property
-    def latency(self) -> Optional[int]:
-        """Total latency in samples: the model's delay plus the buffering (``None``: delay unknown)."""
+    def latency(self) -> Optional[float]:
+        """Total latency in samples: the model's delay plus the buffering (``None``: delay unknown; not a whole
+        number where the model is resampled, see :mod:`streamify.host.resampled`)."""
         delay = self.model.delay_at(self.buffer)
         return None if delay is None else delay + self.buffering
 
@@ -288,6 +289,8 @@ class LiveEngine:
         ]
         if self.stats.overflows:
             notes.append(f"input overflows: {self.stats.overflows}")
+        if hasattr(self.model, "notes"):  # resampled: the resampling and its latency
+            notes += self.model.notes(self.buffer)
         return RunReport(
             self.sample_rate,
             self.buffer,
@@ -317,7 +320,7 @@ class LiveSession:
         return self.engine.stats
 
     @property
-    def latency(self) -> Optional[int]:
+    def latency(self) -> Optional[float]:
         return self.engine.latency
 
     def _stop_backend(self) -> None:
@@ -338,6 +341,11 @@ class LiveSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _rate_hint(model: HostModel) -> str:
+    rate = model.sample_rate
+    return f"; -r {rate} spares the resampling to the model's {rate} Hz" if rate and rate != 48000 else ""
 
 
 class JackSession(LiveSession):
@@ -369,8 +377,8 @@ class JackSession(LiveSession):
             client = jack.Client(name, no_start_server=True)
         except jack.JackError as error:
             raise HostError(
-                "streamify: no JACK server is running (start one, e.g. `jackd -d dummy -r 48000 -p 1024` "
-                "or `jackd -d alsa`), or use --backend portaudio"
+                "streamify: no JACK server is running: start one (a sound card: `jackd -d alsa -r 48000 -p 1024 &`; "
+                f"none: `jackd -d dummy -r 48000 -p 1024 &`{_rate_hint(model)}), or use --backend portaudio"
             ) from error
         try:
             engine = LiveEngine(model, client.blocksize, client.samplerate, channels, buffer, threads, realtime)
@@ -464,8 +472,8 @@ class PortAudioSession(LiveSession):
             info = sd.query_devices(device, "input") if device is not None else sd.query_devices(kind="input")
         except (ValueError, sd.PortAudioError) as error:
             raise HostError(f"streamify: no PortAudio input device {device!r}: {error}") from error
-        rate = sample_rate or model.sample_rate or int(info["default_samplerate"])
         layout = channel_layout(model, channels or model.in_channels, "the live input")
+        rate = sample_rate or _portaudio_rate(sd, device, model, layout, int(info["default_samplerate"]))
         engine = LiveEngine(model, block, rate, layout.channels, buffer, threads, realtime)
         super().__init__(engine)
         stats = engine.stats
@@ -504,6 +512,18 @@ class PortAudioSession(LiveSession):
             self.stream.stop()
         finally:
             self.stream.close()
+
+
+def _portaudio_rate(sd, device, model: HostModel, layout: Layout, default: int) -> int:
+    """The model's rate where the device takes it (no resampling), else the device's default rate."""
+    if not model.sample_rate or model.sample_rate == default:
+        return model.sample_rate or default
+    try:
+        sd.check_input_settings(device, channels=layout.channels, samplerate=model.sample_rate)
+        sd.check_output_settings(device, channels=layout.output_channels, samplerate=model.sample_rate)
+    except (ValueError, sd.PortAudioError):
+        return default  # resampled to the model's rate and back (ResampledModel)
+    return model.sample_rate
 
 
 def start_live(

@@ -22,7 +22,8 @@ class RunReport:
     Attributes:
         sample_rate: the rate the model ran at, Hz.
         buffer: samples per model call.
-        model_delay: the model's own delay, samples (``None``: unknown).
+        model_delay: the model's own delay, samples (``None``: unknown; live through a resampler, it includes
+            the resampling and need not be whole).
         buffering: samples the host's buffering adds live (double buffering: ``2 * max(buffer, block) - block``).
         buffer_seconds: compute time of each model call, seconds.
         audio_seconds: audio processed, seconds.
@@ -33,7 +34,7 @@ class RunReport:
 
     sample_rate: int
     buffer: int
-    model_delay: Optional[int]
+    model_delay: Optional[float]
     buffering: int
     buffer_seconds: np.ndarray
     audio_seconds: float
@@ -44,7 +45,7 @@ class RunReport:
     notes: List[str] = field(default_factory=list)
 
     @property
-    def latency(self) -> Optional[int]:
+    def latency(self) -> Optional[float]:
         """Total latency live, samples: the model's delay plus the buffering (``None`` if the delay is unknown)."""
         return None if self.model_delay is None else self.model_delay + self.buffering
 

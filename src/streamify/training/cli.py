@@ -19,6 +19,10 @@ def train_command(
     causal: Annotated[bool, typer.Option("--causal", help="Train the causal variant (left padding only).")] = False,
     max_steps: Annotated[int, typer.Option(help="Stop after this many steps (batches); -1: no limit.")] = -1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN_DIR/checkpoints/last.ckpt.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Start over in a RUN_DIR that holds a run: deletes its checkpoints and logs."),
+    ] = False,
     max_minutes: Annotated[float, typer.Option(min=0.0, help="Stop after this many minutes (0: no limit).")] = 0.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per step and process.")] = 8,
     window: Annotated[float, typer.Option(min=0.01, help="Seconds of audio per example.")] = 0.5,
@@ -41,7 +45,8 @@ def train_command(
     r"""Train a RAVE-style model on a folder of audio (PyTorch Lightning: checkpoints, resume, TensorBoard, DDP).
 
     Needs the 'train' extra: pip install 'streamify\[train]'. Checkpoints go to RUN_DIR/checkpoints
-    (last.ckpt is the newest); 'streamify export RUN_DIR/checkpoints/last.ckpt' makes an nn~ file of it.
+    (last.ckpt is the newest). A RUN_DIR that holds a run is refused unless --resume (continue) or
+    --overwrite (start over); 'streamify export RUN_DIR/checkpoints/last.ckpt' makes an nn~ file of it.
     """
     try:
         import lightning  # noqa: F401
@@ -85,11 +90,12 @@ def train_command(
         workers=workers,
         seed=seed,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
     )
     try:
         train(config)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error
 

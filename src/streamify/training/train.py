@@ -50,6 +50,7 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False  # start over in a folder that holds a run: its checkpoints and logs are deleted
     progress: bool = True
 
 
@@ -64,6 +65,47 @@ def last_checkpoint(out: Path) -> Optional[Path]:
     return path if path.exists() else None
 
 
+def run_files(out: Path) -> List[Path]:
+    """What a run left in ``out``: its checkpoints and TensorBoard logs (the dataset cache does not count)."""
+    found: List[Path] = []
+    for folder in (out / "checkpoints", out / "logs"):
+        if folder.is_dir():
+            found += sorted(p for p in folder.rglob("*") if p.is_file())
+    return found
+
+
+def check_run_folder(config: TrainConfig) -> None:
+    """Never lose a run: a folder that holds one is continued (``resume``) or started over (``overwrite``, which
+    deletes its checkpoints and logs), never silently written over.
+
+    Raises:
+        FileExistsError: ``out`` holds a run and neither was asked for.
+        ValueError: both were asked for.
+        FileNotFoundError: ``resume`` without ``checkpoints/last.ckpt``.
+    """
+    import shutil
+
+    out = Path(config.out)
+    if config.resume and config.overwrite:
+        raise ValueError("--resume continues the run in the folder and --overwrite deletes it: choose one")
+    if config.resume:
+        if last_checkpoint(out) is None:
+            raise FileNotFoundError(f"--resume: no {out / 'checkpoints' / 'last.ckpt'} to resume from")
+        return
+    found = run_files(out)
+    if found and not config.overwrite:
+        checkpoints = [p for p in found if p.suffix == ".ckpt"]
+        what = f"{len(checkpoints)} checkpoint{'s' if len(checkpoints) != 1 else ''}" if checkpoints else "logs"
+        raise FileExistsError(
+            f"{out} already holds a run ({what}, e.g. {found[-1].relative_to(out)}): pass --resume to continue it, "
+            "--overwrite to start over (its checkpoints and logs are deleted), or another --out"
+        )
+    if config.overwrite:
+        for folder in (out / "checkpoints", out / "logs"):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+
+
 def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     """Run (or resume) a training run; returns the Lightning Trainer after ``fit``.
 
@@ -71,7 +113,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
 
     Raises:
         FileNotFoundError: no audio under ``config.data_dir``, or ``resume`` without a checkpoint.
-        ValueError: fp16 mixed precision (use bf16-mixed).
+        FileExistsError: ``config.out`` holds a run and neither ``resume`` nor ``overwrite`` was asked for.
+        ValueError: fp16 mixed precision (use bf16-mixed); ``resume`` with ``overwrite``.
     """
     import lightning as L
 
@@ -85,12 +128,9 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
+    check_run_folder(config)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = None
-    if config.resume:
-        ckpt_path = last_checkpoint(out)
-        if ckpt_path is None:
-            raise FileNotFoundError(f"--resume: no {out / 'checkpoints' / 'last.ckpt'} to resume from")
+    ckpt_path = last_checkpoint(out) if config.resume else None
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     spec = preset(config.preset)
     prepared = prepare(Path(config.data_dir), out / "data", spec.sample_rate)
