@@ -84,11 +84,14 @@ class StreamingModule(nn.Module):
         self.ratio_den: int = 1
         self.buffer_multiple: int = 1
         self.receptive_field: int = 1
-        # the rank of the buffers the module takes (time last; -1: any from 2 on) and whether they are
+        # the rank of the buffers the module takes (time last; -k: any from k on) and whether they are
         # complex (a spectrogram): checked at the root; the message that refuses a buffer names the layout
         self.input_rank: int = 3
         self.complex_input: bool = False
         self.input_layout: str = "[batch, channels, time]"
+        # whether the output's axes differ from the input's (frames, spectra): containers then stop
+        # following the channel count through the module
+        self.changes_layout: bool = False
         self.in_channels: int = -1
         self.out_channels: int = -1
         self.stream_batch: int = 0
@@ -128,6 +131,12 @@ class StreamingModule(nn.Module):
     def _configure(self) -> None:
         """Derive ``delay`` and cache sizes from ``input_delay`` (subclasses)."""
         self.delay = self.input_delay
+
+    def _adopt_input(self, first: StreamingModule) -> None:
+        """Take the buffers that ``first`` takes (containers: their first module; see ``input_rank``)."""
+        self.input_rank = first.input_rank
+        self.complex_input = first.complex_input
+        self.input_layout = first.input_layout
 
     def set_name(self, name: str) -> None:
         """Set the qualified name used in error messages (containers recurse)."""
@@ -289,7 +298,7 @@ class StreamingModule(nn.Module):
     # ------------------------------------------------------------------ validation
     def _validate(self, x: Tensor) -> None:
         """Refuse a buffer the module cannot take, before any state changes."""
-        if x.dim() != self.input_rank and (self.input_rank >= 0 or x.dim() < 2):
+        if x.dim() != self.input_rank and (self.input_rank > 0 or x.dim() < -self.input_rank):
             raise StreamingError(
                 "streamify: " + self.layer_name + f": expected a buffer {self.input_layout}, got {x.dim()} dimensions"
             )

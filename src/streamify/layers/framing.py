@@ -66,8 +66,9 @@ class Frame(WindowOp):
         super().__init__(size, step, 1, 0, -1)
         self.size = int(size)
         self.step = int(step)
-        self.input_rank = -1
+        self.input_rank = -2
         self.input_layout = "[batch, ..., time]"
+        self.changes_layout = True
 
     def _allocate(self, x: Tensor) -> None:
         rows = _flat_channels(x, 1)

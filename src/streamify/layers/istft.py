@@ -103,9 +103,10 @@ class ISTFT(OverlapAdd):
         self.steady_from = max(self.n_fft - hop, 0)
         self._check_envelope()
         self.register_buffer("position", torch.zeros(0, dtype=torch.long), persistent=False)
-        self.input_rank = -1
+        self.input_rank = -3
         self.complex_input = True
         self.input_layout = "[batch, ..., freqs, time]"
+        self.changes_layout = True
 
     def _check_envelope(self) -> None:
         table = envelope_table(self.window.double(), self.hop_length)

@@ -65,8 +65,9 @@ class OverlapAddFrames(OverlapAdd):
             )
         super().__init__(size, step, padding, -1)
         self.size = int(size)
-        self.input_rank = -1
+        self.input_rank = -3
         self.input_layout = "[batch, ..., size, time]"
+        self.changes_layout = True
 
     def _tail_channels(self, x: Tensor) -> int:
         return _flat_channels(x, 2)

@@ -110,8 +110,9 @@ class STFT(WindowOp):
         self.pad_mode = pad_mode
         self.normalized = bool(normalized)
         self.onesided = bool(onesided)
-        self.input_rank = -1
+        self.input_rank = -2
         self.input_layout = "[batch, ..., time]"
+        self.changes_layout = True
 
     def _allocate(self, x: Tensor) -> None:
         rows = _flat_channels(x, 1)
