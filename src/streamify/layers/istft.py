@@ -109,9 +109,21 @@ class ISTFT(OverlapAdd):
         self.changes_layout = True
 
     def _check_envelope(self) -> None:
-        table = envelope_table(self.window.double(), self.hop_length)
-        # the kept samples start at ``padding``; from ``steady_from`` on the table's last period repeats
-        low = table[min(self.padding, self.steady_from) :].min().item()
+        """Refuse what torch.istft refuses for every signal: a hop over the window, a vanishing envelope.
+
+        torch checks the envelope over all the samples it keeps, the end included: the table of the
+        reversed window is the envelope counted from the end.
+        """
+        if self.hop_length > self.win_length:
+            raise StreamingError(
+                f"streamify: ISTFT: hop_length {self.hop_length} exceeds win_length {self.win_length}, which "
+                "torch.istft refuses (0 < hop_length <= win_length)"
+            )
+        low = float("inf")
+        for window in (self.window.double(), self.window.double().flip(0)):
+            table = envelope_table(window, self.hop_length)
+            # the kept samples start at ``padding``; from ``steady_from`` on the table's last period repeats
+            low = min(low, table[min(self.padding, self.steady_from) :].min().item())
         if low < NOLA_MIN:
             raise StreamingError(
                 f"streamify: ISTFT: the window overlap-added every {self.hop_length} samples falls to {low:.3g} "
@@ -139,10 +151,9 @@ class ISTFT(OverlapAdd):
     def _frames(self, spec: Tensor) -> Tensor:
         """Windowed inverse FFT of every frame: ``[..., freqs, n]`` complex to ``[..., n_fft, n]`` real."""
         norm = "ortho" if self.normalized else "backward"
-        if self.onesided:
-            frames = torch.fft.irfft(spec, n=self.n_fft, dim=-2, norm=norm)
-        else:
-            frames = torch.real(torch.fft.ifft(spec, n=self.n_fft, dim=-2, norm=norm))
+        if not self.onesided:  # a real output reads only the first half, as torch.istft does
+            spec = spec.narrow(-2, 0, self.n_fft // 2 + 1)
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-2, norm=norm)
         return frames * self.window.unsqueeze(-1)
 
     def _envelope(self, first: Tensor, n: int, dtype: torch.dtype) -> Tensor:
