@@ -58,9 +58,13 @@ def test_frame_timing_follows_the_strided_cache_rule(size, step, input_delay, ca
 
 @pytest.mark.parametrize("pad", [1, 3, 7])
 def test_frame_after_a_pad_streams_the_padded_frames(pad):
-    """A stream ahead of offline (negative delay): the cache stands for the pad's zeros, as for convs."""
-    model = Sequential(Pad(pad, 0), Frame(6, 2)).double()
+    """A stream ahead of offline (negative delay): the cache stands for the pad's zeros, as for convs.
+
+    ``F.unfold`` with padding ``(0, pad)`` (``aten.im2col``) is this pad then the framing."""
+    model = Sequential(Pad(pad, pad), Frame(6, 2)).double()
     x = _signal([2, 3, 80])
+    cols = F.unfold(x.unsqueeze(2), (1, 6), padding=(0, pad), stride=(1, 2))
+    assert torch.equal(model.offline(x).reshape(2, 3 * 6, -1), cols)
     assert_stream_matches(model, x)
 
 
@@ -70,6 +74,23 @@ def test_frame_is_f_unfold_reshaped():
     cols = F.unfold(x.unsqueeze(2), (1, 7), stride=(1, 3))
     assert torch.equal(frames.reshape(2, 3 * 7, -1), cols)
     assert torch.equal(frames.movedim(-1, -2), x.unfold(-1, 7, 3))
+
+
+def test_explicit_steps_equal_the_stateful_stream():
+    """streamify.step from initial_state (the ONNX path: masks and positions computed as tensors)."""
+    import streamify
+
+    model = Sequential(Conv1d(1, 2, 3, padding=1), Frame(6, 2), OverlapAddFrames(6, 2, 1)).double()
+    x = _signal([2, 1, 48])
+    sizes = schedule(48, model.buffer_multiple, seed=5)
+    expected = stream_signal(model, x, sizes)
+    state = streamify.initial_state(model, batch=2)
+    outputs, start = [], 0
+    for size in sizes:
+        y, state = streamify.step(model, x[..., start : start + size], state)
+        outputs.append(y)
+        start += size
+    assert torch.equal(torch.cat(outputs, -1), expected)
 
 
 # ---------------------------------------------------------------- OverlapAddFrames

@@ -169,6 +169,24 @@ def test_istft_state_snapshot_and_item_reset():
     assert torch.allclose(y[1], whole[1, :, 32:], rtol=0, atol=1e-12)
 
 
+def test_explicit_steps_equal_the_stateful_stream():
+    """streamify.step from initial_state (the ONNX path: masks and the ISTFT's position as tensors)."""
+    import streamify
+
+    window = torch.hann_window(16, dtype=torch.float64)
+    model = Sequential(Conv1d(1, 1, 3, padding=1), STFT(16, 4, window=window), ISTFT(16, 4, window=window)).double()
+    x = _signal([2, 1, 96])
+    sizes = schedule(96, model.buffer_multiple, seed=5)
+    expected = stream_signal(model, x, sizes)
+    state = streamify.initial_state(model, batch=2)
+    outputs, start = [], 0
+    for size in sizes:
+        y, state = streamify.step(model, x[..., start : start + size], state)
+        outputs.append(y)
+        start += size
+    assert torch.equal(torch.cat(outputs, -1), expected)
+
+
 @pytest.mark.parametrize("center", [True, False])
 def test_spectral_layers_script_and_stream_as_eager(center):
     window = torch.hann_window(12, dtype=torch.float64)

@@ -53,6 +53,9 @@ class StreamingModule(nn.Module):
             as for recurrent layers).
         in_channels, out_channels: channel counts (-1 where any count is accepted or
             the count follows the input).
+        input_rank, complex_input: the buffers a root module takes (rank 3 by default; ``-k``: any rank
+            from ``k`` on, time last; complex for spectrograms). Containers take their first module's.
+        changes_layout: True where the output's axes differ from the input's (frames, spectra).
         streaming: when False, ``forward`` runs the offline computation (training).
         check_finite: when True, a root module refuses buffers with NaN or inf.
 
