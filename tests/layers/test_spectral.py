@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from time_axis_checks import assert_scripted_streams_as_eager, assert_stream_matches, schedule, stream_signal
 from torch import nn
 
+from helpers import assert_streams_exactly
 from streamify.layers import (
     ISTFT,
     STFT,
@@ -147,6 +148,12 @@ def test_stft_then_istft_rebuild_the_signal(pad_mode, warmup):
     comparison = assert_stream_matches(model, x, warmup=warmup, min_compared=300)
     assert torch.allclose(model.offline(x), x, atol=1e-12)
     assert comparison.max_abs_error < 1e-12
+
+
+def test_stft_then_istft_in_float32_is_as_close_as_float32_rounding():
+    window = torch.hann_window(64)
+    model = Sequential(STFT(64, 16, window=window, pad_mode="constant"), ISTFT(64, 16, window=window))
+    assert_streams_exactly(model, 1, frames=1024, dtype=torch.float32)
 
 
 def test_istft_state_snapshot_and_item_reset():
