@@ -240,3 +240,47 @@ def test_refusals_name_the_layout():
         Frame(4, 3)(torch.zeros(1, 1, 8))
     with pytest.raises(StreamingError, match="size must be >= 1"):
         OverlapAddFrames(0, 2)
+
+
+# ---------------------------------------------------------------- reading a reshape's effect on time
+
+
+def _shapes(pattern, lengths=(64, 96)):
+    """Input and output shapes of ``pattern`` (a function of the time length) at two lengths."""
+    pairs = [pattern(t) for t in lengths]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.mark.parametrize(
+    "name, pattern, dim, expected",
+    [
+        ("b c (t m) -> b c t m", lambda t: ((2, 3, t), (2, 3, t // 4, 4)), 2, ("split", 4, 2)),
+        ("b (t m) c -> b t (m c)", lambda t: ((2, t, 3), (2, t // 4, 12)), 1, ("split", 4, 1)),
+        ("b c (t m) -> b (c t) m", lambda t: ((2, 3, t), (2, 3 * t // 4, 4)), 2, None),
+        ("b c t m -> b c (t m)", lambda t: ((2, 3, t, 4), (2, 3, 4 * t)), 2, ("merge", 4, 2)),
+        ("b t m c -> b (t m) c", lambda t: ((2, t, 4, 3), (2, 4 * t, 3)), 1, ("merge", 4, 1)),
+        ("b t (m c) -> b (t m) c", lambda t: ((2, t, 12), (2, 4 * t, 3)), 1, ("merge", 4, 1)),
+        ("b c t -> b c 1 t", lambda t: ((2, 3, t), (2, 3, 1, t)), 2, ("keep", 1, 3)),
+        ("b 1 t -> b t", lambda t: ((2, 1, t), (2, t)), 2, ("keep", 1, 1)),
+        ("b c t -> b (c t)", lambda t: ((2, 3, t), (2, 3 * t)), 2, None),
+        ("b (m t) -> b m t", lambda t: ((2, t), (2, 4, t // 4)), 1, None),
+        ("b c t m -> b (c t m)", lambda t: ((2, 3, t, 4), (2, 12 * t)), 2, None),
+    ],
+)
+def test_time_reshape_reads_splits_merges_and_refusals(name, pattern, dim, expected):
+    from streamify.layers.time_fold import time_reshape
+
+    found = time_reshape(*_shapes(pattern), dim)
+    assert (None if found is None else (found.kind, found.factor, found.dim)) == expected, name
+
+
+def test_time_reshape_split_is_what_split_time_streams():
+    """The reading of PQMF's ``"b c (t m) -> b c t m"`` and SplitTime agree on the data, not only the shapes."""
+    from streamify.layers.time_fold import time_reshape
+
+    x = _signal([2, 3, 64])
+    reading = time_reshape([(2, 3, 64), (2, 3, 96)], [(2, 3, 16, 4), (2, 3, 24, 4)], 2)
+    layer = SplitTime(reading.factor)
+    assert torch.equal(layer.offline(x).movedim(-1, reading.dim), x.view(2, 3, 16, 4))
+    merged = MergeTime(reading.factor).offline(layer.offline(x))
+    assert torch.equal(merged, x)

@@ -12,10 +12,14 @@ by ``(-d_in) mod m`` samples (the phase delay line, kept as the cache)::
 The reverse, merging a time axis (slow) with an axis of ``m`` (fast) into one (``"b c t m -> b c (t m)"``,
 ``CachedPQMF.inverse``'s last reshape, a 1-D pixel shuffle, a noise synthesiser's frames laid end to end), is
 :class:`MergeTime`: stateless, ``delay = d_in * m`` samples, ratio / m. Time as the fast index of a split
-(``"(m t) -> m t"``) would need the whole signal: it cannot stream.
+(``"(m t) -> m t"``) would need the whole signal: it cannot stream. :func:`time_reshape` reads which of
+these a reshape is from its shapes at two signal lengths.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Set
 
 from streamify.layers.framing import Frame
 from streamify.layers.overlap_add import OverlapAddFrames
@@ -64,3 +68,81 @@ class MergeTime(OverlapAddFrames):
     def __init__(self, factor: int) -> None:
         super().__init__(factor, factor)
         self.masks_input = False  # a reshape: frames before the offline start stay before it
+
+
+@dataclass(frozen=True)
+class TimeReshape:
+    """How a contiguous reshape moves the time axis (see :func:`time_reshape`).
+
+    Attributes:
+        kind: ``'keep'`` (time stays one axis of its own), ``'split'`` (time, slow, and an axis of
+            ``factor``: :class:`SplitTime`) or ``'merge'`` (time, slow, with the next ``factor`` values:
+            :class:`MergeTime`).
+        factor: ``m`` (1 for ``'keep'``).
+        dim: the output's time axis.
+    """
+
+    kind: str
+    factor: int
+    dim: int
+
+
+def _product(sizes: Sequence[int]) -> int:
+    result = 1
+    for size in sizes:
+        result *= int(size)
+    return result
+
+
+def _reading(size: int, length: int, rest: int, after: int, j: int) -> Optional[TimeReshape]:
+    """Output axis ``j`` of ``size`` (``rest`` values after it), where the input has time ``length``, then ``after``."""
+    if size == length and rest == after:
+        return TimeReshape("keep", 1, j)
+    if size < length and length % size == 0 and rest == (length // size) * after:
+        return TimeReshape("split", length // size, j)
+    if size > length and size % length == 0 and rest * (size // length) == after:
+        return TimeReshape("merge", size // length, j)
+    return None
+
+
+def _candidates(in_shape: Sequence[int], out_shape: Sequence[int], dim: int) -> Set[TimeReshape]:
+    """The readings of one reshape of ``in_shape`` (time axis ``dim``) into ``out_shape`` that keep time slow."""
+    before, length, after = _product(in_shape[:dim]), int(in_shape[dim]), _product(in_shape[dim + 1 :])
+    found: Set[TimeReshape] = set()
+    running = 1
+    for j, size in enumerate(out_shape):
+        if running == before and size > 0:
+            reading = _reading(int(size), length, _product(out_shape[j + 1 :]), after, j)
+            if reading is not None:
+                found.add(reading)
+        running *= int(size)
+    return found
+
+
+def time_reshape(
+    in_shapes: Sequence[Sequence[int]], out_shapes: Sequence[Sequence[int]], dim: int
+) -> Optional[TimeReshape]:
+    """How a reshape (``view``, ``_unsafe_view``, ``reshape``, ``flatten``) moves time, or None if it cannot stream.
+
+    ``in_shapes`` and ``out_shapes`` are the shapes of the input and output for two signal lengths (the
+    example's and a probe's: time is what changes between them), ``dim`` the input's time axis. Time
+    must stay the slow index: split into ``(t / m, m)`` (ratio x ``m``), merged with the ``m`` values that
+    follow it (ratio / ``m``), or kept. The axes around it may be regrouped freely (pointwise in time).
+    None where time would become a fast index (``(m t)``), merge with what precedes it, or the readings of
+    the two lengths disagree.
+
+    >>> from streamify.layers.time_fold import time_reshape
+    >>> time_reshape([(2, 1, 64), (2, 1, 96)], [(2, 1, 16, 4), (2, 1, 24, 4)], 2)  # "b c (t m) -> b c t m"
+    TimeReshape(kind='split', factor=4, dim=2)
+    >>> time_reshape([(2, 3, 10, 4), (2, 3, 15, 4)], [(2, 3, 40), (2, 3, 60)], 2)  # "b c t m -> b c (t m)"
+    TimeReshape(kind='merge', factor=4, dim=2)
+    >>> time_reshape([(2, 64), (2, 96)], [(2, 4, 16), (2, 4, 24)], 1) is None  # "(m t) -> m t": time fast
+    True
+    """
+    readings: Optional[Set[TimeReshape]] = None
+    for in_shape, out_shape in zip(in_shapes, out_shapes):
+        found = _candidates(in_shape, out_shape, dim)
+        readings = found if readings is None else readings & found
+    if not readings or len(readings) != 1:
+        return None
+    return readings.pop()
