@@ -284,3 +284,40 @@ def test_time_reshape_split_is_what_split_time_streams():
     assert torch.equal(layer.offline(x).movedim(-1, reading.dim), x.view(2, 3, 16, 4))
     merged = MergeTime(reading.factor).offline(layer.offline(x))
     assert torch.equal(merged, x)
+
+
+def _through_layer(x, out_shape, dim, reading):
+    """The recipe in docs/streaming-rules.md section 10: a reshape of ``x`` (time axis ``dim``) through the layer
+    that streams it, with time moved last around the layer and the other axes regrouped (pointwise)."""
+    lead = list(x.shape[:dim])
+    if reading.kind == "split":
+        y = SplitTime(reading.factor).offline(x.movedim(dim, -1))  # [*lead, *tail, m, n]
+        y = y.movedim(-1, dim).movedim(-1, dim + 1)  # [*lead, n, m, *tail]
+    else:
+        m = reading.factor
+        z = x.reshape(lead + [x.size(dim), m, -1])  # [*lead, t, m, rest]
+        y = MergeTime(m).offline(z.movedim(dim, -1).movedim(dim, -2))  # [*lead, rest, t * m]
+        y = y.movedim(-1, dim)  # [*lead, t * m, rest]
+    return y.reshape(out_shape)
+
+
+@pytest.mark.parametrize(
+    "pattern, dim",
+    [
+        (lambda t: ((2, 3, t), (2, 3, t // 4, 4)), 2),
+        (lambda t: ((2, t, 3), (2, t // 4, 12)), 1),
+        (lambda t: ((2, 1, t), (2, t // 4, 4)), 2),
+        (lambda t: ((2, 3, t, 4), (2, 3, 4 * t)), 2),
+        (lambda t: ((2, t, 4, 3), (2, 4 * t, 3)), 1),
+        (lambda t: ((2, t, 12), (2, 4 * t, 3)), 1),
+    ],
+)
+def test_reshapes_through_split_and_merge_layers_equal_torch(pattern, dim):
+    from streamify.layers.time_fold import time_reshape
+
+    in_shapes, out_shapes = _shapes(pattern)
+    reading = time_reshape(in_shapes, out_shapes, dim)
+    assert reading is not None and reading.kind in ("split", "merge")
+    x = _signal(in_shapes[0])
+    expected = x.reshape(out_shapes[0])
+    assert torch.equal(_through_layer(x, out_shapes[0], dim, reading), expected)
