@@ -14,7 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from time_axis_checks import assert_scripted_streams_as_eager, assert_stream_matches, schedule, stream_signal
 
-from streamify.layers import Conv1d, Frame, MergeTime, OverlapAddFrames, Pad, Sequential, SplitTime, StreamingError
+from streamify.layers import (
+    STFT,
+    Conv1d,
+    Frame,
+    MergeTime,
+    OverlapAddFrames,
+    Pad,
+    Sequential,
+    SplitTime,
+    StreamingError,
+)
 from streamify.state import get_state, set_state
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
@@ -179,7 +189,11 @@ def test_pixel_shuffle_around_a_conv_streams_exactly():
 # ---------------------------------------------------------------- state, TorchScript, refusals
 
 
-@pytest.mark.parametrize("make", [lambda: Frame(6, 4), lambda: SplitTime(4)], ids=["Frame", "SplitTime"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Frame(6, 4), lambda: SplitTime(4), lambda: STFT(8, 4, window=torch.hann_window(8))],
+    ids=["Frame", "SplitTime", "STFT"],
+)
 def test_framing_state_snapshot_resumes_the_stream(make):
     layer = make().double()
     layer.configure(3)
