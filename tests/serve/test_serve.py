@@ -48,8 +48,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray of one CPU (the other core stays free), Serve's proxy, and two applications of two replicas
-    each: a conv model (replay recovery) and a recurrent one (snapshots every 4 buffers of 256)."""
+    """A local Ray of one CPU (the other core stays free) and Serve's proxy; yields its port."""
     port = free_port()
     path = os.pathsep.join([str(SRC), str(HERE), os.environ.get("PYTHONPATH", "")])
     ray.init(
@@ -60,24 +59,32 @@ def cluster():
         runtime_env={"env_vars": {"PYTHONPATH": path}},
     )
     try:
-        servers = {
-            "conv": start_server(
-                ServeConfig(CONV, buffer=256), 2, port, route="/conv", app="conv", replica_cpus=0.2, drain_s=1
-            ),
-            "rnn": start_server(
-                ServeConfig(RECURRENT, buffer=256, snapshot_seconds=4 * 256 / RATE, sample_rate=RATE),
-                2,
-                port,
-                route="/rnn",
-                app="rnn",
-                replica_cpus=0.2,
-                drain_s=1,
-            ),
-        }
-        yield servers, port
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield port
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def servers(cluster):
+    """Two applications of two replicas each: a conv model (replay recovery) and a recurrent one (a snapshot
+    every 4 buffers of 256)."""
+    port = cluster
+    return {
+        "conv": start_server(
+            ServeConfig(CONV, buffer=256), 2, port, route="/conv", app="conv", replica_cpus=0.2, drain_s=1
+        ),
+        "rnn": start_server(
+            ServeConfig(RECURRENT, buffer=256, snapshot_seconds=4 * 256 / RATE, sample_rate=RATE),
+            2,
+            port,
+            route="/rnn",
+            app="rnn",
+            replica_cpus=0.2,
+            drain_s=1,
+        ),
+    }
 
 
 def signal_of(channels: int, seconds: float, seed: int) -> np.ndarray:
@@ -99,8 +106,7 @@ def expected(spec: str, audio: np.ndarray, buffer: int) -> np.ndarray:
 @pytest.mark.parametrize(
     "app,spec,channels,buffer", [("conv", CONV, 1, 256), ("conv", CONV, 2, 200), ("rnn", RECURRENT, 1, 256)]
 )
-def test_session_equals_process(cluster, app, spec, channels, buffer):
-    servers, _ = cluster
+def test_session_equals_process(servers, app, spec, channels, buffer):
     audio = signal_of(channels, 1.0, seed=buffer)
     output, report = stream_array(servers[app].url, audio, RATE, ClientOptions(buffer=buffer))
     np.testing.assert_array_equal(output, expected(spec, audio, buffer))
@@ -108,8 +114,7 @@ def test_session_equals_process(cluster, app, spec, channels, buffer):
     print(f"\n{app} {channels} ch / {buffer}:\n{report.text()}")
 
 
-def test_six_realtime_sessions(cluster):
-    servers, _ = cluster
+def test_six_realtime_sessions(servers):
     audio = [signal_of(1, 1.5, seed=i) for i in range(6)]
     results = [None] * 6
 
@@ -149,10 +154,9 @@ def run_clients(url: str, signals, options: ClientOptions):
 
 
 @pytest.mark.parametrize("app,spec", [("conv", CONV), ("rnn", RECURRENT)])
-def test_replica_killed_mid_stream(cluster, app, spec):
+def test_replica_killed_mid_stream(servers, app, spec):
     """SIGKILL the process of the replica that serves session 0, mid-stream: every session still exact,
     session 0 resumed on another replica, nothing duplicated or missing."""
-    servers, _ = cluster
     signals = [signal_of(1, 2.0, seed=10 + i) for i in range(4)]
     clients, threads, errors = run_clients(servers[app].url, signals, ClientOptions(buffer=256, realtime=True))
     began = time.monotonic()
@@ -183,10 +187,10 @@ def test_replica_killed_mid_stream(cluster, app, spec):
     )
 
 
-def test_graceful_shutdown(cluster, tmp_path):
+def test_graceful_shutdown(cluster):
     """`streamify serve` on a running cluster, stopped by SIGINT while two sessions run: the short one ends
     exactly within the drain, the long one is closed with a reason, new sessions are refused, exit status 0."""
-    _, port = cluster
+    port = cluster
     address = ray.get_runtime_context().gcs_address
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
     command = [sys.executable, "-m", "streamify", "serve", CONV, "--address", address, "--port", str(port)]

@@ -10,6 +10,7 @@ no new session, let running ones end until the deadline, and close those left wi
 """
 
 import asyncio
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from streamify.serve import protocol as p
 from streamify.serve.session import Session, fork, plan_recovery
 
 CONTROL_NAMESPACE = "streamify"
+LOG = logging.getLogger("ray.serve")
 CONSISTENT_HASH_ROUTER = "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter"
 #: seconds a new connection may take to send its start message (and snapshot)
 START_TIMEOUT_S = 10.0
@@ -101,6 +103,16 @@ class StreamServer:
         self.draining = False
         self.watcher: Optional[asyncio.Task] = None
 
+    @staticmethod
+    async def _refuse(ws: WebSocket, text: str, code: int, retry: bool) -> None:
+        """Send ``error`` and close with ``code``; a connection already gone is left alone."""
+        LOG.warning("streamify: session refused or ended (close code %d): %s", code, text)
+        try:
+            await ws.send_text(p.message("error", message=text, retry=retry))
+            await ws.close(code)
+        except (RuntimeError, WebSocketDisconnect):
+            pass
+
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
 
@@ -142,7 +154,7 @@ class StreamServer:
             self.watcher = asyncio.get_running_loop().create_task(self._watch_drain())
         await ws.accept()
         if self.draining:
-            await _refuse(
+            await self._refuse(
                 ws, "the server is shutting down and takes no new session; try another server", p.CLOSE_TRY_LATER, True
             )
             return
@@ -155,13 +167,13 @@ class StreamServer:
         except WebSocketDisconnect:
             pass  # the client left (or lost its connection): it resumes on a new one
         except p.ProtocolError as error:
-            await _refuse(ws, f"protocol: {error}", p.CLOSE_PROTOCOL, False)
+            await self._refuse(ws, f"protocol: {error}", p.CLOSE_PROTOCOL, False)
         except asyncio.TimeoutError:
-            await _refuse(ws, f"protocol: no start message within {START_TIMEOUT_S:g} s", p.CLOSE_PROTOCOL, False)
+            await self._refuse(ws, f"protocol: no start message within {START_TIMEOUT_S:g} s", p.CLOSE_PROTOCOL, False)
         except StreamingError as error:
-            await _refuse(ws, str(error).removeprefix("streamify: "), p.CLOSE_PROTOCOL, False)
+            await self._refuse(ws, str(error).removeprefix("streamify: "), p.CLOSE_PROTOCOL, False)
         except Exception as error:  # the model failed: say so, the session cannot go on
-            await _refuse(ws, f"server error: {type(error).__name__}: {error}", p.CLOSE_SERVER_ERROR, False)
+            await self._refuse(ws, f"server error: {type(error).__name__}: {error}", p.CLOSE_SERVER_ERROR, False)
         finally:
             self.sessions.discard(stop)
             self._report()
@@ -219,15 +231,6 @@ class StreamServer:
         await ws.send_text(p.message("done", buffers=session.next_in))
         await ws.close(p.CLOSE_DONE)
         return True
-
-
-async def _refuse(ws: WebSocket, text: str, code: int, retry: bool) -> None:
-    """Send ``error`` and close with ``code``; a connection already gone is left alone."""
-    try:
-        await ws.send_text(p.message("error", message=text, retry=retry))
-        await ws.close(code)
-    except (RuntimeError, WebSocketDisconnect):
-        pass
 
 
 def application(config: ServeConfig, replicas: int, replica_cpus: float, max_sessions: int, drain_s: float):

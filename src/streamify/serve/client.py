@@ -140,13 +140,22 @@ class ClientOptions:
     retry_s: float = 30.0
 
 
+def endpoint(url: str) -> str:
+    """``url`` with its path ending in ``/``: the endpoint is the application's root (``ws://HOST:PORT/ROUTE/``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
 class _Client:
     """One session's state across its connections (see the module docstring)."""
 
     def __init__(self, url: str, audio: np.ndarray, rate: int, options: ClientOptions) -> None:
         if audio.ndim != 2 or audio.shape[1] == 0:
             raise ServeError(f"streamify: expected audio [channels, time] with samples, got shape {audio.shape}")
-        self.url, self.audio, self.rate, self.options = url, audio.astype(np.float32), rate, options
+        self.url, self.audio, self.rate, self.options = endpoint(url), audio.astype(np.float32), rate, options
         self.session = options.session or uuid.uuid4().hex
         self.ready: Optional[Dict] = None
         self.snapshot: Optional[Tuple[int, bytes]] = None

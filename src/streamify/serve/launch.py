@@ -115,4 +115,4 @@ def start_server(
         blocking=False,
     )
     shown = "127.0.0.1" if host == "0.0.0.0" else host
-    return Server(app, f"ws://{shown}:{port}{route.rstrip('/')}", control, owns, drain_s)
+    return Server(app, f"ws://{shown}:{port}{route.rstrip('/')}/", control, owns, drain_s)
