@@ -73,6 +73,33 @@ def model_compute_ms(spec: str, buffer: int, calls: int = 40) -> float:
     return 1000 * float(np.median(times))
 
 
+def serving_overhead(url: str, spec: str, rate: int, buffer: int, rounds: int = 5, calls: int = 30) -> dict:
+    """The model's compute per buffer here and a served round trip with one buffer in flight (no queue),
+    alternated ``rounds`` times; medians in ms. Their difference is what serving adds to a buffer."""
+    import torch
+
+    from streamify.host import load_host_model
+    from streamify.serve.client import ClientOptions, _Client
+
+    torch.set_num_threads(1)
+    model = load_host_model(spec)
+    x = (0.3 * np.random.default_rng(1).standard_normal((1, 1, buffer * calls))).astype(np.float32)
+    compute, trips = [], []
+    for _ in range(rounds):
+        model.reset()
+        for i in range(calls):
+            began = time.perf_counter()
+            model(x[..., i * buffer : (i + 1) * buffer])
+            compute.append(time.perf_counter() - began)
+        client = _Client(url, x[0], rate, ClientOptions(buffer=buffer, window=1))
+        asyncio.run(client.run())
+        trips.extend(client.report.round_trips[5:])  # after the first calls of the session
+    return {
+        "compute_ms": round(1000 * float(np.median(compute)), 2),
+        "round_trip_ms": round(1000 * float(np.median(trips)), 2),
+    }
+
+
 async def sessions(url: str, count: int, seconds: float, rate: int, buffer: int):
     from streamify.serve.client import ClientOptions, _Client
 
@@ -152,6 +179,8 @@ def main() -> None:
     results = []
     try:
         measure(server.url, 1, 1.0, rate, args.buffer, pids, proxy)  # warm-up: first calls, connections
+        overhead = serving_overhead(server.url, args.model, rate, args.buffer)
+        print(json.dumps(overhead), flush=True)
         for count in counts + counts[::-1]:
             row = measure(server.url, count, args.seconds, rate, args.buffer, pids, proxy)
             results.append(row)
@@ -166,6 +195,7 @@ def main() -> None:
         "period_ms": round(1000 * args.buffer / rate, 2),
         "replicas": args.replicas,
         "compute_ms_before_after": [round(compute_before, 2), round(compute_after, 2)],
+        "overhead": overhead,
         "load_average_at_end": os.getloadavg(),
         "runs": results,
     }
