@@ -10,6 +10,7 @@ no new session, let running ones end until the deadline, and close those left wi
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -109,7 +110,7 @@ class StreamServer:
         LOG.warning("streamify: session refused or ended (close code %d): %s", code, text)
         try:
             await ws.send_text(p.message("error", message=text, retry=retry))
-            await ws.close(code)
+            await ws.close(code, reason=text.encode()[:120].decode(errors="ignore"))
         except (RuntimeError, WebSocketDisconnect):
             pass
 
@@ -153,10 +154,11 @@ class StreamServer:
         if self.watcher is None:
             self.watcher = asyncio.get_running_loop().create_task(self._watch_drain())
         await ws.accept()
-        if self.draining:
-            await self._refuse(
-                ws, "the server is shutting down and takes no new session; try another server", p.CLOSE_TRY_LATER, True
-            )
+        if self.draining:  # read the start message first: the refusal then answers it, in order
+            with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect):
+                await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
+            text = "the server is shutting down and takes no new session; try another server"
+            await self._refuse(ws, text, p.CLOSE_TRY_LATER, True)
             return
         stop = asyncio.Event()
         self.sessions.add(stop)
