@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -247,4 +248,6 @@ def test_graceful_shutdown(cluster):
     assert server.returncode == 0, output
     np.testing.assert_array_equal(clients[0].result(), expected(CONV, short, 256))
     assert 1 in errors and "the server shuts down" in str(errors[1]), errors
-    assert "2 session(s) served, 1 closed at the drain deadline" in output, output
+    said = re.search(r"stopped: (\d+) session\(s\) served, (\d+) closed at the drain deadline", output)
+    # the probes the replica took before it learned of the drain count as sessions served too
+    assert said and int(said.group(1)) >= 2 and int(said.group(2)) == 1, output
