@@ -110,6 +110,9 @@ def send(
         Optional[str], typer.Option(help="soundfile subtype of the output (default: FLOAT where the format has it).")
     ] = None,
     retry: Annotated[float, typer.Option(min=0.0, help="Seconds to find a replica again after a loss.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="A connection silent this long while outputs are due is taken as lost.")
+    ] = 10.0,
 ) -> None:
     """Send an audio file to `streamify serve` as one session and write what comes back.
 
@@ -122,7 +125,7 @@ def send(
     try:
         chosen = check_destination(destination, subtype)
         audio, rate = read_audio(source)
-        options = ClientOptions(buffer, realtime, compensate, session, retry_s=retry)
+        options = ClientOptions(buffer, realtime, compensate, session, timeout_s=timeout, retry_s=retry)
         output, report = stream_array(url, audio, rate, options)
         write_audio(destination, output, report.sample_rate, chosen)
     except Exception as error:  # a command line ends with one line, whatever broke
