@@ -217,7 +217,7 @@ def test_graceful_shutdown(cluster):
     address = ray.get_runtime_context().gcs_address
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)])}
     command = [sys.executable, "-m", "streamify", "serve", CONV, "--address", address, "--port", str(port)]
-    command += ["--route", "/g", "--name", "g", "--buffer", "256", "--drain", "1.5", "--replica-cpus", "0.1"]
+    command += ["--route", "/g", "--name", "g", "--buffer", "256", "--drain", "3", "--replica-cpus", "0.1"]
     server = subprocess.Popen(command, cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
@@ -228,11 +228,13 @@ def test_graceful_shutdown(cluster):
                 break
         assert any("serving at" in line for line in lines), "".join(lines)
         url = f"ws://127.0.0.1:{port}/g"
-        short, long = signal_of(1, 1.2, seed=1), signal_of(1, 8.0, seed=2)
+        short, long = signal_of(1, 1.2, seed=1), signal_of(1, 10.0, seed=2)
         options = ClientOptions(buffer=256, realtime=True, retry_s=0.5)
         clients, threads, errors = run_clients(url, [short, long], options)
-        while any(client.report is None for client in clients):
+        began = time.monotonic()
+        while any(client.report is None for client in clients) and time.monotonic() - began < 60:
             time.sleep(0.02)
+        assert not errors and all(client.report is not None for client in clients), errors
         time.sleep(0.3)
         server.send_signal(signal.SIGINT)
         refusal = refused_while_draining(url)
