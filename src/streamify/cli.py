@@ -3,7 +3,7 @@
 One Typer app, one function per command. ``demo`` streams music through the shipped
 trained model (:func:`streamify.models.pretrained`) and checks the result against offline; ``info``
 reports a model's streaming layers. Each command is a function decorated with ``@app.command()``
-(``demo`` and ``info`` here; ``export``, ``data``, ``process``, ``live`` and ``train`` registered by
+(``demo`` and ``info`` here; ``export``, ``data``, ``process``, ``live``, ``train``, ``serve`` and ``send`` registered by
 their feature's ``register(app)``, see :func:`_register_commands`), doing its work through the library
 (so that it stays testable without the CLI) and printing with :func:`console`.
 """
@@ -412,7 +412,8 @@ def _describe_exported(model: str):
 
 def _register_commands() -> None:
     """Commands that live with their feature: ``export`` (streamify.export), ``data`` (streamify.data),
-    ``process`` and ``live`` (streamify.host), ``train`` (streamify.training). The benchmarks are not part of
+    ``process`` and ``live`` (streamify.host), ``train`` (streamify.training), ``serve`` and ``send``
+    (streamify.serve). The benchmarks are not part of
     the package: ``python benchmarks/run.py`` in a checkout."""
     from streamify.export.commands import register as register_export
 
@@ -426,6 +427,9 @@ def _register_commands() -> None:
     from streamify.training.cli import register as register_train  # imports lightning only when run
 
     register_train(app)
+    from streamify.serve.cli import register as register_serve  # serve, send: imports ray only when run
+
+    register_serve(app)
 
 
 _register_commands()

@@ -233,6 +233,54 @@ class TorchModel(HostModel):
         self.stream.reset()
         self._runner = None
 
+    def get_state(self) -> dict:
+        """A snapshot of this stream (copies): the model's :func:`streamify.state.get_state`, and the
+        any-length wrapper's held-back input and queued output when buffers are not multiples of :attr:`multiple`.
+
+        Tensors and integers only, keyed by name; :meth:`set_state` restores it on this model or an identical one.
+        """
+        from streamify.state import get_state
+
+        state = {f"stream.{key}": value for key, value in get_state(self.stream).items()}
+        if self._runner is not None and self._runner is self._any:
+            any_stream = self._any
+            if any_stream.queued:
+                raise HostError(f"streamify: {self.name}: a snapshot cannot hold a pending per-item reset")
+            state["any.pending"] = any_stream.pending.clone()
+            state["any.ready"] = any_stream.ready.clone()
+            state["any.stream_batch"] = torch.tensor(any_stream.stream_batch)
+            state["any.extra"] = torch.tensor(any_stream.extra)
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore a :meth:`get_state` snapshot (checked by :func:`streamify.state.set_state`; a snapshot of another
+        model or buffer kind raises :class:`StreamingError` and leaves the stream fresh)."""
+        from streamify.buffering import AnyLengthStream
+        from streamify.state import set_state
+
+        any_keys = {"any.pending", "any.ready", "any.stream_batch", "any.extra"}
+        prefix = "stream."
+        unknown = sorted(key for key in state if not key.startswith(prefix) and key not in any_keys)
+        given = any_keys & set(state)
+        if unknown or given not in (set(), any_keys):
+            raise HostError(
+                f"streamify: {self.name}: the snapshot does not fit this model (unknown {unknown[:5]}, "
+                f"any-length entries {sorted(given)}); restore a snapshot taken with get_state() on this model"
+            )
+        self.reset()
+        set_state(self.stream, {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)})
+        if "any.pending" in state:
+            if self._any is None:
+                self._any = AnyLengthStream(self.stream, self.name).eval()
+            any_stream = self._any
+            any_stream.stream_batch = int(state["any.stream_batch"])
+            any_stream.extra = int(state["any.extra"])
+            any_stream.pending = state["any.pending"].detach().clone().float()
+            any_stream.ready = state["any.ready"].detach().clone().float()
+            self._runner = any_stream
+        else:
+            self._runner = None  # the next buffer picks it (its length is the snapshot's)
+
 
 class ScriptModel(HostModel):
     """A TorchScript file following the nn~ contract (``METHOD_params`` = [in_ch, in_ratio, out_ch, out_ratio])."""
