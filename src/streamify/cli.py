@@ -182,7 +182,7 @@ def demo(
 ) -> None:
     """Stream music through the shipped trained model, buffer by buffer, and check it against offline.
 
-    The model is the 'small' RAVE-style autoencoder trained on generated music (docs/models.md), streamed by streamify.convert; the input is a built-in clip of held-out music unless --input is given. Prints the latency, the threads, the real-time factor (flagged above 1) and the error of the stream against the offline output shifted by the latency. Exits with status 1 if the error exceeds 1e-10 absolute (float64), or in float32 1e-5 of the peak plus 8 times the model's own float32 rounding (its float32 offline output against float64).
+    The model is the 'small' RAVE-style autoencoder trained on generated music (docs/models.md), streamed by streamify.convert; the input is a built-in clip of held-out music unless --input is given. Prints the latency, the threads, the real-time factor (flagged above 1) and the error of the stream against the offline output shifted by the latency. Exits with status 1 if the error exceeds 1e-10 absolute (float64), or in float32 1e-5 of the peak plus 16 times the model's own float32 rounding (its float32 offline output against float64).
     """
     from streamify.models.clip import write_audio
     from streamify.models.shipped import pretrained

@@ -38,8 +38,11 @@ def stream_signal(model: Callable[[Tensor], Tensor], x: Tensor, sizes: Sequence[
 
 
 #: how many times the model's own rounding (its offline output in its dtype against float64) a stream in that
-#: dtype may differ from the offline output: streamed and offline sums round differently, by about as much
-ROUNDING_MULTIPLE = 8.0
+#: dtype may differ from the offline output. Streamed and offline sums round differently: measured, the stream
+#: is 2 to 3.5 times as far from offline as offline is from float64 (the shipped model in float32, on music and
+#: on a sine); 16 leaves room for other CPUs' kernels. An off-by-one frame is orders of magnitude beyond, and the
+#: float64 check, which proves the structure, comes first.
+ROUNDING_MULTIPLE = 16.0
 #: the floor of the bar in float32 and other dtypes: relative to the offline output's peak
 RELATIVE_FLOOR = 1e-5
 
