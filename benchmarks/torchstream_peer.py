@@ -13,7 +13,8 @@ For each model and each tool, in a fresh process (1 torch thread, float32):
   conversion of a one-layer model in the same process (lazy imports and first-call costs left out);
 * latency: output frames still owed once the input is in, at steady state (input fed / ratio - output
   emitted), counted the same way for both; streamify's is its reported ``delay``;
-* CPU per buffer: median seconds of one call on a buffer of ``--buffer`` input frames;
+* CPU per buffer: median seconds of one call on a buffer of ``--buffer`` input frames (eager; for
+  streamify also its TorchScript form, what nn~ and the exports run, after 4 warm-up calls);
 * error: max abs difference of the stream to the offline output (aligned).
 
 Rounds alternate the order of the tools. Timings are of this machine at the time of the run; other
@@ -112,12 +113,22 @@ def run_streamify(name: str, buffer: int, calls: int) -> Dict:
     reset(stream)
     with torch.no_grad():
         per_call = _time_calls(stream, buffers, calls)
+    try:  # what a host runs: the TorchScript form (nn~, the exports)
+        scripted = torch.jit.script(stream)
+        scripted.reset(None)
+        with torch.no_grad():
+            _time_calls(scripted, buffers, 4)  # TorchScript's first calls profile and optimise
+            scripted.reset(None)
+            per_call_script = _time_calls(scripted, buffers, calls)
+    except Exception:  # noqa: BLE001 - a model that does not script: eager only
+        per_call_script = None
     return {
         "converts": True,
         "conversion_s": seconds,
         "latency_frames": _lag(x.size(-1), streamed.size(-1) - delay, ratio),
         "buffer": buffer,
         "cpu_per_buffer_s": per_call,
+        "cpu_per_buffer_script_s": per_call_script,
         "max_error": error,
     }
 
@@ -205,10 +216,12 @@ def _spawn(tool: str, name: str, buffer: int, calls: int, limit: float) -> Dict:
 
 def _row(name: str, tool: str, result: Dict) -> str:
     if not result["converts"]:
-        return f"| {name} | {tool} | no | {result['conversion_s']:.1f} | | | {result.get('why', '')[:90]} |"
+        return f"| {name} | {tool} | no | {result['conversion_s']:.1f} | | | | {result.get('why', '')[:90]} |"
+    script = result.get("cpu_per_buffer_script_s")
     return (
         f"| {name} | {tool} | yes | {result['conversion_s']:.2f} | {result['latency_frames']:g} | "
-        f"{1000 * result['cpu_per_buffer_s']:.3f} | max error {result['max_error']:.1e} |"
+        f"{1000 * result['cpu_per_buffer_s']:.3f} | {'' if script is None else f'{1000 * script:.3f}'} | "
+        f"max error {result['max_error']:.1e} |"
     )
 
 
@@ -227,8 +240,11 @@ def main() -> None:
         _worker(args.worker, args.model, args.buffer, args.calls)
         return
     results: List[Dict] = []
-    print("| model | tool | converts | conversion (s) | latency (output frames) | CPU per buffer (ms) | note |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| model | tool | converts | conversion (s) | latency (output frames) | CPU per buffer (ms) "
+        "| TorchScript (ms) | note |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for round_index in range(args.rounds):
         tools = ("streamify", "torchstream") if round_index % 2 == 0 else ("torchstream", "streamify")
         for name in args.models:
