@@ -1,8 +1,10 @@
 """Imports of the corpus's published packages: their model modules only, without their heavy ``__init__``.
 
 Each package is installed with ``pip install --no-deps`` (extra ``convert``; see ``.ci/run``). Some
-model modules import, for code the corpus never runs, packages this machine does not have (``h5py``
-for parallel-wavegan's checkpoint reader, ``huggingface_hub`` for asteroid's hub download): those are
+model modules import, for code the corpus never runs, packages that CI does not install (``h5py``
+for parallel-wavegan's checkpoint reader, ``huggingface_hub`` for asteroid's hub download,
+``torchaudio`` for the audio I/O of openunmix, diffsptk and speechbrain, which has no build for the
+pinned CPU torch): those are
 replaced by empty stand-in modules while the model module is imported. parallel-wavegan imports ``scipy.signal.kaiser``, which scipy moved
 to ``scipy.signal.windows``: the name is given back before the import.
 """
@@ -28,8 +30,14 @@ _STUB_ATTRIBUTES: Dict[str, Dict[str, object]] = {
 
 
 def _stand_in(name: str) -> bool:
-    if name in sys.modules or importlib.util.find_spec(name) is not None:
+    """Put an empty module in place of ``name`` where it cannot be imported; whether one was put."""
+    if sys.modules.get(name) is not None:
         return False
+    try:
+        importlib.import_module(name)
+        return False
+    except Exception:  # absent, or installed but broken (torchaudio built for another torch): stand in
+        pass
     module = types.ModuleType(name)
     module.__path__ = []  # type: ignore[attr-defined]
     module.__spec__ = importlib.machinery.ModuleSpec(name, None)

@@ -210,7 +210,7 @@ class Unmix(nn.Module):
 
     def __init__(self, unidirectional: bool) -> None:
         super().__init__()
-        model = load("openunmix", "model")
+        model = load("openunmix", "model", stubs=("torchaudio",))
         self.unmix = model.OpenUnmix(
             nb_bins=16, nb_channels=1, hidden_size=16, nb_layers=1, unidirectional=unidirectional
         )
@@ -224,7 +224,7 @@ class UnmixSpectrogram(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        transforms = load("openunmix", "transforms")
+        transforms = load("openunmix", "transforms", stubs=("torchaudio",))
         self.stft = transforms.TorchSTFT(n_fft=32, n_hop=8, center=False)
         self.norm = transforms.ComplexNorm(mono=False)
 
@@ -236,7 +236,7 @@ class UnmixSpectrogram(nn.Module):
 
 
 def dsptk(name: str, *args, **kwargs) -> nn.Module:
-    return getattr(load("diffsptk"), name)(*args, **kwargs)
+    return getattr(load("diffsptk", stubs=("torchaudio",)), name)(*args, **kwargs)
 
 
 class FramesLast(nn.Module):
@@ -261,7 +261,7 @@ def vq(name: str, **kwargs) -> nn.Module:
 
 
 def _speechbrain(module: str, name: str):
-    return getattr(load("speechbrain", module, skip_init=True), name)
+    return getattr(load("speechbrain", module, stubs=("torchaudio",), skip_init=True), name)
 
 
 def sb_hifigan() -> nn.Module:
