@@ -14,7 +14,8 @@ For each model and each tool, in a fresh process (1 torch thread, float32):
 * latency: output frames still owed once the input is in, at steady state (input fed / ratio - output
   emitted), counted the same way for both; streamify's is its reported ``delay``;
 * CPU per buffer: median seconds of one call on a buffer of ``--buffer`` input frames (eager; for
-  streamify also its TorchScript form, what nn~ and the exports run, after 4 warm-up calls);
+  streamify also its TorchScript form, what nn~ and the exports run, timed after one pass over the signal
+  whose output must equal the eager stream's);
 * error: max abs difference of the stream to the offline output (aligned).
 
 Rounds alternate the order of the tools. Timings are of this machine at the time of the run; other
@@ -117,9 +118,9 @@ def run_streamify(name: str, buffer: int, calls: int) -> Dict:
         scripted = torch.jit.script(stream)
         scripted.reset(None)
         with torch.no_grad():
-            _time_calls(scripted, buffers, 4)  # TorchScript's first calls profile and optimise
+            same = torch.equal(torch.cat([scripted(chunk) for chunk in buffers], -1), streamed)
             scripted.reset(None)
-            per_call_script = _time_calls(scripted, buffers, calls)
+            per_call_script = _time_calls(scripted, buffers, calls) if same else None
     except Exception:  # noqa: BLE001 - a model that does not script: eager only
         per_call_script = None
     return {
