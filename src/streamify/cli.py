@@ -216,8 +216,7 @@ def demo(
         if output is not None:
             write_audio(output, run.streamed[..., stream.delay : stream.delay + length], rate)
     except streamify.StreamingError as error:
-        out.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from error
+        fail(error)
 
     audio_seconds = x.size(-1) / rate  # what was streamed: the input, then silence up to whole buffers
     passed, bar = _demo_verdict(model, x, run, stream.delay, dtype)

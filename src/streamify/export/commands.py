@@ -103,6 +103,11 @@ def export(
     kind = _format_of(output, format)
     example: Optional[torch.Tensor] = None
     try:
+        if kind is ExportFormat.onnx:  # a missing package is said before the model loads and converts
+            from streamify.export.onnx_export.runtime import _require
+
+            _require("onnx")
+            _require("onnxruntime")
         loaded = load_model(model, weights)
         if channels is None:
             channels = guess_channels(loaded)

@@ -22,14 +22,9 @@ METADATA_KEY = "streamify"
 
 def _require(name: str):
     """Import an optional dependency of the ONNX export, or say how to install it."""
-    import importlib
+    from streamify.extras import require
 
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise StreamingError(
-            f"streamify: the ONNX export needs {name}: pip install 'streamify[export]' (onnx, onnxruntime)"
-        ) from error
+    return require(name, "the ONNX export", "export")
 
 
 def read_onnx_info(path: Union[str, Path, bytes]) -> Dict[str, Any]:
