@@ -68,3 +68,17 @@ def test_a_conv_then_pad_then_max_pool_streams_exactly(left: int) -> None:
 def test_an_avg_pool_after_a_pad_counts_the_zeros() -> None:
     model = Sequential(Pad(3, 1), AvgPool1d(4, 2, 2)).double()
     assert_exact_from_the_start(model, negative_signal(2, 2, 96, seed=2), model.buffer_multiple)
+
+
+@pytest.mark.parametrize("left", [3, 4, 5])
+def test_a_strided_conv_after_a_pad_keeps_the_frames_of_the_pad_itself(left: int) -> None:
+    """Offline, a strided conv's first windows over the pad's zeros give its bias (not zero): the stream must
+    emit them too (delay >= 0), since the next conv reads them through its own padding."""
+    torch.manual_seed(2)
+    strided = Conv1d(2, 2, 3, stride=2)
+    with torch.no_grad():
+        strided.bias.copy_(torch.tensor([0.7, -0.4]))
+    model = Sequential(Pad(left), strided, Conv1d(2, 2, 3, padding=1)).double()
+    assert model.layers[1].delay >= 0
+    x = torch.randn(2, 2, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    assert_exact_from_the_start(model, x, model.buffer_multiple)

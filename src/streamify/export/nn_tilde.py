@@ -470,6 +470,12 @@ def read_info(path: Union[str, Path]) -> Dict[str, object]:
             if not names:
                 raise StreamingError(f"streamify: {path} was not written by streamify (no extra/{EXTRA_FILE} inside)")
             text = archive.read(names[0]).decode("utf-8")
+            damaged = archive.testzip()  # every member against its CRC: a damaged file fails here, not in a host
+            if damaged is not None:
+                raise StreamingError(
+                    f"streamify: {path} is damaged: its member {damaged} does not match its checksum (the file was "
+                    "altered or copied incompletely); export the model again"
+                )
     except FileNotFoundError as error:
         raise StreamingError(f"streamify: {path}: no such file") from error
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as error:
