@@ -104,3 +104,17 @@ def test_every_optional_module_belongs_to_an_extra_of_the_package() -> None:
     assert missing_message("soundfile", "train").endswith(install_line("train"))
     assert missing_message("soundfile", "data").endswith(install_line("data"))
     assert missing_message("torch.nn", "process") is None  # not optional: no extra to name
+
+
+def test_skip_hints_name_packages_that_exist() -> None:
+    """The tests' skip messages name what pip installs: every published model package the tests import is in the
+    ``convert`` extra (or the bench extra) under the name the hint gives."""
+    from helpers import DISTRIBUTIONS, install_hint
+
+    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    for module in ("dac", "rave", "cached_conv", "gin", "vocos", "encodec", "snac", "moshi", "bigvgan", "demucs"):
+        distribution = install_hint(module).split()[-1]
+        assert f'"{distribution}==' in text or f'"{distribution}>=' in text, (module, distribution)
+    assert install_hint("dac") == "pip install --no-deps descript-audio-codec"
+    assert install_hint("rave") == "pip install --no-deps acids-rave"
+    assert set(DISTRIBUTIONS) >= {"dac", "rave"}

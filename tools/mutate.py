@@ -242,7 +242,7 @@ MUTANTS: List[Mutant] = [
         "src/streamify/buffering.py",
         "                self.ready = self.ready.index_fill(0, index, 0.0)",
         "                self.ready = self.ready",
-        ["tests/test_buffering.py"],
+        ["tests/test_buffering.py", "tests/test_buffering_reset.py"],
         "a reset item keeps the queued output of its old stream",
     ),
     # ---------------------------------------------------------------- models

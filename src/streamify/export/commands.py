@@ -43,14 +43,38 @@ def _sizes(text: Optional[str], option: str) -> Optional[List[int]]:
     return sizes
 
 
+#: the methods export knows by name (what ``-m`` meant in export before it meant ``--model`` everywhere)
+METHOD_NAMES = ("forward", "encode", "decode")
+
+
+def chosen_model(argument: Optional[str], option: Optional[str], default: str = "demo") -> str:
+    """The model a command was given: the MODEL argument or ``--model`` / ``-m`` (the same meaning in every
+    command), ``default`` when neither. Refuses (one line, exit 2) both given and different, and a method name
+    given with ``-m``: ``-m`` once meant ``--method`` in ``export``, and must not silently mean something else."""
+    if argument is not None and option is not None and argument != option:
+        fail(f"give the model once: as the MODEL argument ({argument!r}) or with --model/-m ({option!r}), not both")
+    spec = option if option is not None else argument if argument is not None else default
+    if option is not None and option in METHOD_NAMES and not Path(option).exists():
+        fail(
+            f"-m {option}: -m means --model (as in process and live), and {option!r} is a method, not a model; "
+            f"choose the method with --method {option}"
+        )
+    return spec
+
+
 def export(
     model: Annotated[
-        str,
+        Optional[str],
         typer.Argument(
-            help="'demo' or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of streamify train "
-            "(.ckpt) or RAVE weights (.pt)."
+            help="'demo' (the default) or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of "
+            "streamify train (.ckpt) or RAVE weights (.pt). Also --model/-m.",
+            show_default=False,
         ),
-    ] = "demo",
+    ] = None,
+    model_option: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="The model, as the MODEL argument (-m is --model everywhere)."),
+    ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript) or .onnx.")
     ] = Path("model.ts"),
@@ -71,7 +95,6 @@ def export(
         Optional[List[str]],
         typer.Option(
             "--method",
-            "-m",
             help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one. Default: forward; for an autoencoder with encode and decode (RAVE checkpoints), nn~: all three.",
         ),
     ] = None,
@@ -99,6 +122,7 @@ def export(
     from streamify.models.loading import guess_channels, input_refusal, load_model
 
     out = Console(highlight=False)
+    model = chosen_model(model, model_option)
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
     example: Optional[torch.Tensor] = None
@@ -119,6 +143,7 @@ def export(
             and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
         ):
             methods = ["encode", "decode", "forward"]
+        _check_methods(loaded, model, methods)
         if sample_rate is None:
             sample_rate = int(getattr(loaded, "sample_rate", 48000))
         generator = torch.Generator().manual_seed(0)
@@ -153,6 +178,17 @@ def export(
             fail(error)
         raise
     out.print(f"[green]wrote[/green] {output}")
+
+
+def _check_methods(loaded: torch.nn.Module, spec: str, methods: List[str]) -> None:
+    """Refuse a ``--method`` the model does not have, naming those it has."""
+    missing = [m for m in methods if not callable(getattr(loaded, m, None))]
+    if missing:
+        has = [m for m in METHOD_NAMES if callable(getattr(loaded, m, None))]
+        raise StreamingError(
+            f"streamify: export: the model {spec} ({type(loaded).__name__}) has no method {missing[0]!r}; "
+            f"it has {', '.join(has) or 'no method streamify knows'} (--method)"
+        )
 
 
 def register(app: typer.Typer) -> None:
