@@ -133,3 +133,19 @@ def test_dash_m_is_the_model_in_export_and_never_silently_a_method(app, tmp_path
     )
     assert result.exit_code == 2 and "has no method 'decode'; it has forward" in result.output, result.output
     assert not (tmp_path / "x.ts").exists() and not (tmp_path / "y.ts").exists()
+
+
+def test_export_says_each_stage_as_it_begins(app, tmp_path, factory_module, capsys):
+    result = runner.invoke(app, ["export", f"{factory_module}:codec", "-o", str(tmp_path / "c.ts"), "--length", "512"])
+    assert result.exit_code == 0, result.output
+    stages = [line for line in result.output.splitlines() if line.startswith("export [")]
+    wanted = ["loading the model", "converting forward", "compiling the file", "checking forward as nn~", "writing"]
+    assert len(stages) == len(wanted), stages
+    assert all(w in line for w, line in zip(wanted, stages)), stages
+    # the library itself stays silent: only the command installs a reporter
+    from export_factories import codec
+
+    from streamify.export import export_nn_tilde
+
+    export_nn_tilde(codec(), tmp_path / "quiet.ts", torch.randn(1, 1, 512))
+    assert capsys.readouterr().err == ""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Iterator, List, Optional
 
 import torch
 import typer
 from rich.console import Console
 
 from streamify.cli_errors import fail
+from streamify.export.progress import stage
 from streamify.layers.base import StreamingError
 
 
@@ -126,58 +129,83 @@ def export(
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
     example: Optional[torch.Tensor] = None
-    try:
-        if kind is ExportFormat.onnx:  # a missing package is said before the model loads and converts
-            from streamify.export.onnx_export.runtime import _require
+    with said_stages():
+        try:
+            if kind is ExportFormat.onnx:  # a missing package is said before the model loads and converts
+                from streamify.export.onnx_export.runtime import _require
 
-            _require("onnx")
-            _require("onnxruntime")
-        loaded = load_model(model, weights)
-        if channels is None:
-            channels = guess_channels(loaded)
-            if channels != 1:
-                out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
-        if (
-            not method
-            and kind is ExportFormat.nn_tilde
-            and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
-        ):
-            methods = ["encode", "decode", "forward"]
-        _check_methods(loaded, model, methods)
-        if sample_rate is None:
-            sample_rate = int(getattr(loaded, "sample_rate", 48000))
-        generator = torch.Generator().manual_seed(0)
-        example = torch.randn(1, channels, length, generator=generator)
-        if kind is ExportFormat.onnx:
-            if len(methods) != 1:
-                raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
-            from streamify.export.onnx_export import describe_onnx, export_onnx
+                _require("onnx")
+                _require("onnxruntime")
+            stage(f"loading the model {model}")
+            loaded = load_model(model, weights)
+            if channels is None:
+                channels = guess_channels(loaded)
+                if channels != 1:
+                    out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
+            if (
+                not method
+                and kind is ExportFormat.nn_tilde
+                and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
+            ):
+                methods = ["encode", "decode", "forward"]
+            _check_methods(loaded, model, methods)
+            if sample_rate is None:
+                sample_rate = int(getattr(loaded, "sample_rate", 48000))
+            generator = torch.Generator().manual_seed(0)
+            example = torch.randn(1, channels, length, generator=generator)
+            if kind is ExportFormat.onnx:
+                if len(methods) != 1:
+                    raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
+                from streamify.export.onnx_export import describe_onnx, export_onnx
 
-            export_onnx(loaded, output, example, method=methods[0], sample_rate=sample_rate, buffer_size=buffer_size)
-            out.print(describe_onnx(output))
-        else:
-            from streamify.export.nn_tilde import describe_file, export_nn_tilde
+                export_onnx(
+                    loaded, output, example, method=methods[0], sample_rate=sample_rate, buffer_size=buffer_size
+                )
+                out.print(describe_onnx(output))
+            else:
+                from streamify.export.nn_tilde import describe_file, export_nn_tilde
 
-            export_nn_tilde(
-                loaded,
-                output,
-                example,
-                methods=methods,
-                sample_rate=sample_rate,
-                tune_buffers=_sizes(tune, "--tune"),
-                tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
-            )
-            out.print(describe_file(output))
-    except Exception as error:
-        # the model itself failing on the audio example (a wrong --channels) is the cause to report
-        audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
-        refusal = input_refusal(loaded, example, audio_methods) if example is not None else None
-        if refusal is not None:
-            fail(refusal)
-        if isinstance(error, StreamingError):
-            fail(error)
-        raise
+                export_nn_tilde(
+                    loaded,
+                    output,
+                    example,
+                    methods=methods,
+                    sample_rate=sample_rate,
+                    tune_buffers=_sizes(tune, "--tune"),
+                    tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
+                )
+                out.print(describe_file(output))
+        except Exception as error:
+            # the model itself failing on the audio example (a wrong --channels) is the cause to report
+            audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
+            refusal = input_refusal(loaded, example, audio_methods) if example is not None else None
+            if refusal is not None:
+                fail(refusal)
+            if isinstance(error, StreamingError):
+                fail(error)
+            raise
     out.print(f"[green]wrote[/green] {output}")
+
+
+@contextlib.contextmanager
+def said_stages() -> Iterator[None]:
+    """Inside the block, each stage of an export (:mod:`streamify.export.progress`) is said as a line on stderr,
+    with the seconds since the start; on a terminal a spinner also shows the running stage."""
+    from rich.markup import escape
+
+    from streamify.export.progress import reporting
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    began = time.perf_counter()
+    status = err.status("export") if err.is_terminal else None
+
+    def report(text: str) -> None:
+        err.print(f"export [{time.perf_counter() - began:6.1f} s] {escape(text)}")
+        if status is not None:
+            status.update(escape(text))
+
+    with status if status is not None else contextlib.nullcontext(), reporting(report):
+        yield
 
 
 def _check_methods(loaded: torch.nn.Module, spec: str, methods: List[str]) -> None:
