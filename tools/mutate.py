@@ -110,7 +110,7 @@ MUTANTS: List[Mutant] = [
         "        if self.tail_len > 0:\n            next_tail = full.narrow(2, emitted, self.tail_len).detach()\n"
         "            # out of place",
         ["tests/layers/test_overlap_add_paths.py"],
-        "with the replacement below: the autograd/traced path takes the next tail before adding the old one",
+        "the autograd/traced path of a transposed conv takes the next tail before adding the old one",
     ),
     _m(
         "overlap-add-tail-length",

@@ -32,6 +32,9 @@ def read_audio(path: Union[str, Path], sample_rate: int) -> Tensor:
         StreamingError: soundfile or soxr is missing, or the file cannot be read.
     """
     soundfile = require("soundfile", "reading audio files", "host")
+    if not Path(path).is_file():
+        state = "is a folder" if Path(path).exists() else "does not exist"
+        raise StreamingError(f"streamify: cannot read {path}: it {state}; give an audio file")
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError, OSError...
