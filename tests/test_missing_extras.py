@@ -118,3 +118,16 @@ def test_skip_hints_name_packages_that_exist() -> None:
     assert install_hint("dac") == "pip install --no-deps descript-audio-codec"
     assert install_hint("rave") == "pip install --no-deps acids-rave"
     assert set(DISTRIBUTIONS) >= {"dac", "rave"}
+
+
+def test_native_products_without_ninja_name_the_native_extra(tmp_path, monkeypatch) -> None:
+    import torch.utils.cpp_extension
+
+    from streamify.native import build
+
+    def no_ninja(*args, **kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions (pip install ninja to get it)")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_ninja)
+    reason = build._compile_and_load([], tmp_path)
+    assert reason is not None and install_line("native") in reason and "package ninja" in reason
