@@ -158,7 +158,7 @@ MUTANTS: List[Mutant] = [
         LAYERS + "containers.py",
         "        target = max(delays)\n        for path, delay in zip(self.paths, delays):",
         "        target = max(delays[0], delays[-1])\n        for path, delay in zip(self.paths, delays):",
-        ["tests/layers/test_branch_alignment.py"],
+        ["tests/layers/test_branches_three_way.py"],
         "branch alignment reads only the first and the last branch",
     ),
     _m(
