@@ -206,6 +206,21 @@ def assert_heads_stream_exactly(
     return comparisons
 
 
+#: import name -> the name pip installs it by, where they differ (``pip install --no-deps dac`` installs nothing useful)
+DISTRIBUTIONS = {
+    "dac": "descript-audio-codec",
+    "rave": "acids-rave",
+    "cached_conv": "cached-conv",
+    "gin": "gin-config",
+    "jack": "JACK-Client",
+}
+
+
+def install_hint(package: str) -> str:
+    """``pip install --no-deps <distribution>`` for the import name ``package`` (the name on PyPI)."""
+    return f"pip install --no-deps {DISTRIBUTIONS.get(package, package)}"
+
+
 def skip_or_fail_in_ci(message: str) -> None:
     """Skip the calling test for want of an optional package; on CI (``CI=true``), where every extra the
     tests use is installed, fail instead: a missing package there is a broken install, not an option."""

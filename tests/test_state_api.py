@@ -403,3 +403,42 @@ def test_step_output_is_the_offline_output_delayed_exactly(kind: str) -> None:
     assert exact.compared_frames > 16 and exact.max_abs_error <= 1e-10, exact
     for off in (model.delay - 1, model.delay + 1):
         assert compare_streamed(got, offline, off).max_abs_error > 1e-3, f"one frame off ({off}) matched"
+
+
+def _warming_model() -> StreamingModule:
+    """Inner layers that mask their first input frames (input delay 4 and 5) under a root that zeroes 5 frames."""
+    torch.manual_seed(5)
+    return Sequential(
+        Conv1d(2, 3, 5, padding=(0, 4)), Conv1d(3, 3, 3, padding=1), AvgPool1d(3, 1, 1), Conv1d(3, 2, 3, padding=1)
+    ).double()
+
+
+@pytest.mark.parametrize("first", [1, 2, 3])
+def test_a_snapshot_taken_during_the_warm_up_restores_both_counters(first: int) -> None:
+    """Each warm-up counter (input mask of inner layers, output zeros of the root) is restored as it was."""
+    x = signal(2, 40)
+    sizes = [first, 1, 2, 5, 40 - first - 8]
+    reference = stream(_warming_model(), x, sizes)
+    model = _warming_model()
+    head = stream(model, x[..., :first], sizes[:1])
+    snapshot = get_state(model)
+    inner = {k: int(v) for k, v in snapshot.items() if k.endswith(".warm_left")}
+    assert snapshot["out_warm_left"] > 0 and any(v > 0 for v in inner.values()), "not taken during the warm-up"
+    assert any(int(snapshot[k.replace(".warm_left", ".out_warm_left")]) != v for k, v in inner.items())
+    other = _warming_model()
+    stream(other, signal(2, 12, seed=3), [12])  # a stream long past its warm-up, then the snapshot
+    set_state(other, snapshot)
+    assert_identical(cat(head, stream(other, x[..., first:], sizes[1:])), reference)
+
+
+def test_step_refuses_an_unknown_state_entry() -> None:
+    model = build("sequential")
+    x = signal(3, 2 * model.buffer_multiple)
+    state = streamify.initial_state(model, batch=3)
+    with pytest.raises(
+        StreamingError, match=r"step: the state does not fit this model \(missing \[\], unknown \['lyers"
+    ):
+        streamify.step(model, x, dict(state, **{"lyers.0.cache": state["layers.0.cache"]}))
+    renamed = {("layers.9.cache" if k == "layers.0.cache" else k): v for k, v in state.items()}
+    with pytest.raises(StreamingError, match=r"unknown \['layers\.9\.cache'\]"):
+        streamify.step(model, x, renamed)

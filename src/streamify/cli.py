@@ -220,8 +220,7 @@ def demo(
         if output is not None:
             write_audio(output, run.streamed[..., stream.delay : stream.delay + length], rate)
     except streamify.StreamingError as error:
-        out.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from error
+        fail(error)
 
     audio_seconds = x.size(-1) / rate  # what was streamed: the input, then silence up to whole buffers
     passed, bar = _demo_verdict(model, x, run, stream.delay, dtype)
@@ -329,14 +328,19 @@ def _demo_table(
 @app.command()
 def info(
     model: Annotated[
-        str,
+        Optional[str],
         typer.Argument(
             help="'demo' or 'pretrained' (built-in), 'package.module:factory', a checkpoint of streamify train "
             "(.ckpt) or RAVE weights (.pt), or an exported .ts / .onnx file. A .ts file is a program (TorchScript "
             "runs its code when loaded): info reads its metadata from the archive without loading it; load only "
-            "files you trust."
+            "files you trust. Also --model/-m (default: demo).",
+            show_default=False,
         ),
-    ] = "demo",
+    ] = None,
+    model_option: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="The model, as the MODEL argument (-m is --model everywhere)."),
+    ] = None,
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
     channels: Annotated[
         Optional[int],
@@ -354,10 +358,12 @@ def info(
 
     For an exported .ts or .onnx file: its methods, rates, delays and versions, read from the file's metadata without running the file (.ts files are programs: load only files you trust).
     """
+    from streamify.export.commands import chosen_model
     from streamify.inspect import inspect as inspect_model
     from streamify.models.loading import guess_channels, load_model, streaming_model
 
     out = console()
+    model = chosen_model(model, model_option)
     if model.lower().endswith((".ts", ".onnx")):
         out.print(_describe_exported(model))
         return

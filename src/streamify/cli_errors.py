@@ -9,6 +9,7 @@ else that escapes a command into the same one line, the traceback shown only wit
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from typing import Callable, NoReturn, Optional
@@ -18,10 +19,13 @@ import typer
 #: exit status of a refused command (Click's own usage errors use it too)
 EXIT_REFUSED = 2
 
+#: terminal control sequences (colours, bold) that other libraries put in their messages
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
 
 def one_line(text: str, limit: int = 600) -> str:
-    """``text`` on one line (its lines joined), at most ``limit`` characters."""
-    joined = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    """``text`` on one line (its lines joined, terminal escape codes removed), at most ``limit`` characters."""
+    joined = " ".join(part.strip() for part in _ANSI.sub("", str(text)).splitlines() if part.strip())
     return joined if len(joined) <= limit else joined[: limit - 3] + "..."
 
 
@@ -47,6 +51,12 @@ def where(error: BaseException, in_file: Optional[str] = None) -> str:
     return f"{frame.filename}, line {frame.lineno}"
 
 
+def command_name(argv: Optional[list] = None) -> Optional[str]:
+    """The streamify command of a command line (its first word that is not an option), or None."""
+    words = [word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-")]
+    return words[0] if words else None
+
+
 def run_guarded(app: Callable[[], object]) -> None:
     """Run the Typer ``app``; an exception it lets escape ends as one line and status 2."""
     try:
@@ -57,10 +67,14 @@ def run_guarded(app: Callable[[], object]) -> None:
     except Exception as error:
         if os.environ.get("STREAMIFY_TRACEBACK", "").strip() not in ("", "0"):
             raise
+        from streamify.extras import missing_message
         from streamify.layers.base import StreamingError
 
+        missing = missing_message(error.name, command_name()) if isinstance(error, ModuleNotFoundError) else None
         if isinstance(error, StreamingError):
             message = str(error)
+        elif missing is not None:
+            message = missing
         else:
             message = (
                 f"unexpected {type(error).__name__}: {one_line(str(error), 400)} ({where(error)}); "

@@ -20,7 +20,7 @@ import types
 import pytest
 from torch import nn
 
-from helpers import skip_or_fail_in_ci
+from helpers import install_hint, skip_or_fail_in_ci
 
 
 def import_model_module(package: str, submodule: str) -> types.ModuleType:
@@ -35,7 +35,7 @@ def import_model_module(package: str, submodule: str) -> types.ModuleType:
         return sys.modules[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        skip_or_fail_in_ci(f"{package} is not installed (pip install --no-deps {package})")
+        skip_or_fail_in_ci(f"{package} is not installed ({install_hint(package)})")
     if package not in sys.modules:
         stub = types.ModuleType(package)
         stub.__path__ = list(spec.submodule_search_locations)
@@ -74,7 +74,7 @@ def published_module(package: str, submodule: str, stubs: tuple = ()) -> types.M
     tests do not use (e.g. ``audiotools`` for DAC's I/O helpers), replaced by empty modules when absent.
     """
     if importlib.util.find_spec(package) is None:
-        message = f"{package} is not installed (pip install --no-deps {package})"
+        message = f"{package} is not installed ({install_hint(package)})"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -106,9 +106,55 @@ def test_schedules_cover_the_probe_with_valid_buffers():
         assert plans[0][0] == multiple
 
 
-def test_tolerances_are_the_project_bar():
-    assert tolerance(torch.float64, 0.5) == 1e-10
-    assert tolerance(torch.float32, 2.0) == pytest.approx(2e-5)
+class WrongAtLength(Conv1d):
+    """A streaming conv whose calls of ``length`` input frames come out scaled by ``1 + error`` (``length`` 0: all),
+    in ``only`` dtype (None: any)."""
+
+    length = 5
+    error = 1e-3
+    only = None
+
+    def stream(self, x):
+        y = super().stream(x)
+        wrong = self.length in (0, x.size(-1)) and self.only in (None, x.dtype)
+        return y * (1 + self.error) if wrong else y
+
+
+def _wrong(length: int, error: float, only=None):
+    return type("Wrong", (WrongAtLength,), {"length": length, "error": error, "only": only})
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("length", [1, 5])
+def test_verification_streams_every_schedule(registered, length, dtype):
+    """A layer wrong only in calls of one buffer length: 1 frame (first schedule) or 5 (the irregular one)."""
+    registered(Smoother, lambda m: _wrong(length, 1e-3).from_torch(m.conv))
+    with pytest.raises(StreamingError, match="verification failed.*Wrong"):
+        streamify.convert(_model().to(dtype), torch.randn(1, 2, 64, dtype=dtype))
+
+
+def _converts(registered, error: float, dtype: torch.dtype) -> bool:
+    registered(Smoother, lambda m: _wrong(0, error, dtype).from_torch(m.conv))
+    x = 4 * torch.randn(1, 2, 64, dtype=dtype, generator=torch.Generator().manual_seed(0))  # output peak > 1
+    try:
+        streamify.convert(_model().to(dtype), x)
+    except StreamingError as error:
+        assert "verification failed" in str(error)
+        return False
+    return True
+
+
+def test_the_float64_bar_refuses_10_times_the_bar_and_accepts_a_tenth(registered):
+    """Verification's bar is the project's: 1e-10 of the peak in float64 (a stream off by 1e-9 of it is refused)."""
+    assert tolerance(torch.float64, 2.0) == pytest.approx(2e-10)
+    assert not _converts(registered, 1e-9, torch.float64)
+    assert _converts(registered, 1e-11, torch.float64)
+
+
+def test_the_float32_bar_refuses_10_times_the_bar_and_accepts_a_tenth(registered):
+    """1e-5 of the peak in float32 (a layer wrong in float32 only: the float64 pass sees nothing)."""
+    assert not _converts(registered, 1e-4, torch.float32)
+    assert _converts(registered, 1e-6, torch.float32)
 
 
 class ReflectThenConv(nn.Module):

@@ -71,5 +71,5 @@ def test_missing_mido_is_one_line_naming_the_extra(monkeypatch, tmp_path: Path) 
     monkeypatch.delitem(sys.modules, "streamify.data.midi", raising=False)
     result = CliRunner().invoke(data_cli.app, ["music", str(tmp_path / "set"), "--minutes", "0.1"])
     assert result.exit_code == 2
-    assert "'mido'" in result.output and "pip install -e '.[data]'" in result.output
+    assert "package mido" in result.output and "pip install 'streamify[data]'" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "set").exists()

@@ -80,7 +80,9 @@ def test_export_refusal_exits_with_the_reason(app, tmp_path, factory_module):
     result = runner.invoke(app, ["export", f"{factory_module}:odd", "-o", str(tmp_path / "odd.ts"), "--length", "300"])
     assert result.exit_code == 2
     assert "power of two" in result.output
-    result = runner.invoke(app, ["export", "demo", "-o", str(tmp_path / "x.onnx"), "-m", "forward", "-m", "forward2"])
+    result = runner.invoke(
+        app, ["export", "demo", "-o", str(tmp_path / "x.onnx"), "--method", "forward", "--method", "forward"]
+    )
     assert result.exit_code == 2 and "one method" in result.output
     result = runner.invoke(app, ["export", "demo", "-o", str(tmp_path / "model.bin")])
     assert result.exit_code != 0 and "cannot tell the format" in result.output
@@ -115,3 +117,35 @@ def test_export_guesses_the_input_channels_as_process_does(app, tmp_path, monkey
 
     assert load_host_model("stereo_factories:stereo").in_channels == 2
     sys.modules.pop("stereo_factories", None)
+
+
+def test_dash_m_is_the_model_in_export_and_never_silently_a_method(app, tmp_path, factory_module):
+    path = tmp_path / "codec.ts"
+    result = runner.invoke(app, ["export", "-m", f"{factory_module}:codec", "-o", str(path), "--length", "512"])
+    assert result.exit_code == 0, result.output
+    assert read_info(path)["methods"].keys() == {"forward"}
+    result = runner.invoke(app, ["export", "-m", "encode", "-o", str(tmp_path / "x.ts")])
+    assert result.exit_code == 2 and "--method encode" in result.output, result.output
+    result = runner.invoke(app, ["export", "demo", "-m", "pretrained", "-o", str(tmp_path / "x.ts")])
+    assert result.exit_code == 2 and "give the model once" in result.output, result.output
+    result = runner.invoke(
+        app, ["export", f"{factory_module}:codec", "--method", "decode", "-o", str(tmp_path / "y.ts")]
+    )
+    assert result.exit_code == 2 and "has no method 'decode'; it has forward" in result.output, result.output
+    assert not (tmp_path / "x.ts").exists() and not (tmp_path / "y.ts").exists()
+
+
+def test_export_says_each_stage_as_it_begins(app, tmp_path, factory_module, capsys):
+    result = runner.invoke(app, ["export", f"{factory_module}:codec", "-o", str(tmp_path / "c.ts"), "--length", "512"])
+    assert result.exit_code == 0, result.output
+    stages = [line for line in result.output.splitlines() if line.startswith("export [")]
+    wanted = ["loading the model", "converting forward", "compiling the file", "checking forward as nn~", "writing"]
+    assert len(stages) == len(wanted), stages
+    assert all(w in line for w, line in zip(wanted, stages)), stages
+    # the library itself stays silent: only the command installs a reporter
+    from export_factories import codec
+
+    from streamify.export import export_nn_tilde
+
+    export_nn_tilde(codec(), tmp_path / "quiet.ts", torch.randn(1, 1, 512))
+    assert capsys.readouterr().err == ""

@@ -47,11 +47,13 @@ def _load(module: str, *names: str) -> list:
     try:
         loaded = importlib.import_module(f"streamify.data.{module}")
     except ImportError as error:
-        Console(highlight=False, soft_wrap=True).print(
-            f"[red]error:[/red] the {module} recipe needs the Python package '{error.name}': "
-            "install the data extra, `pip install -e '.\\[data]'`"
+        from streamify.cli_errors import fail
+        from streamify.extras import install_line, missing_message
+
+        fail(
+            missing_message(error.name, "data", f"the {module} recipe")
+            or f"the {module} recipe cannot import {error.name or error}: {install_line('data')}"
         )
-        raise typer.Exit(code=2) from error
     return [getattr(loaded, name) for name in names]
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Iterator, List, Optional
 
 import torch
 import typer
 from rich.console import Console
 
 from streamify.cli_errors import fail
+from streamify.export.progress import stage
 from streamify.layers.base import StreamingError
 
 
@@ -43,14 +46,38 @@ def _sizes(text: Optional[str], option: str) -> Optional[List[int]]:
     return sizes
 
 
+#: the methods export knows by name (what ``-m`` meant in export before it meant ``--model`` everywhere)
+METHOD_NAMES = ("forward", "encode", "decode")
+
+
+def chosen_model(argument: Optional[str], option: Optional[str], default: str = "demo") -> str:
+    """The model a command was given: the MODEL argument or ``--model`` / ``-m`` (the same meaning in every
+    command), ``default`` when neither. Refuses (one line, exit 2) both given and different, and a method name
+    given with ``-m``: ``-m`` once meant ``--method`` in ``export``, and must not silently mean something else."""
+    if argument is not None and option is not None and argument != option:
+        fail(f"give the model once: as the MODEL argument ({argument!r}) or with --model/-m ({option!r}), not both")
+    spec = option if option is not None else argument if argument is not None else default
+    if option is not None and option in METHOD_NAMES and not Path(option).exists():
+        fail(
+            f"-m {option}: -m means --model (as in process and live), and {option!r} is a method, not a model; "
+            f"choose the method with --method {option}"
+        )
+    return spec
+
+
 def export(
     model: Annotated[
-        str,
+        Optional[str],
         typer.Argument(
-            help="'demo' or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of streamify train "
-            "(.ckpt) or RAVE weights (.pt)."
+            help="'demo' (the default) or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of "
+            "streamify train (.ckpt) or RAVE weights (.pt). Also --model/-m.",
+            show_default=False,
         ),
-    ] = "demo",
+    ] = None,
+    model_option: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="The model, as the MODEL argument (-m is --model everywhere)."),
+    ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript) or .onnx.")
     ] = Path("model.ts"),
@@ -71,7 +98,6 @@ def export(
         Optional[List[str]],
         typer.Option(
             "--method",
-            "-m",
             help="Method to export; repeat for several (nn~: encode, decode, forward). ONNX: one. Default: forward; for an autoencoder with encode and decode (RAVE checkpoints), nn~: all three.",
         ),
     ] = None,
@@ -99,55 +125,98 @@ def export(
     from streamify.models.loading import guess_channels, input_refusal, load_model
 
     out = Console(highlight=False)
+    model = chosen_model(model, model_option)
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
     example: Optional[torch.Tensor] = None
-    try:
-        loaded = load_model(model, weights)
-        if channels is None:
-            channels = guess_channels(loaded)
-            if channels != 1:
-                out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
-        if (
-            not method
-            and kind is ExportFormat.nn_tilde
-            and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
-        ):
-            methods = ["encode", "decode", "forward"]
-        if sample_rate is None:
-            sample_rate = int(getattr(loaded, "sample_rate", 48000))
-        generator = torch.Generator().manual_seed(0)
-        example = torch.randn(1, channels, length, generator=generator)
-        if kind is ExportFormat.onnx:
-            if len(methods) != 1:
-                raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
-            from streamify.export.onnx_export import describe_onnx, export_onnx
+    with said_stages():
+        try:
+            if kind is ExportFormat.onnx:  # a missing package is said before the model loads and converts
+                from streamify.export.onnx_export.runtime import _require
 
-            export_onnx(loaded, output, example, method=methods[0], sample_rate=sample_rate, buffer_size=buffer_size)
-            out.print(describe_onnx(output))
-        else:
-            from streamify.export.nn_tilde import describe_file, export_nn_tilde
+                _require("onnx")
+                _require("onnxruntime")
+            stage(f"loading the model {model}")
+            loaded = load_model(model, weights)
+            if channels is None:
+                channels = guess_channels(loaded)
+                if channels != 1:
+                    out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
+            if (
+                not method
+                and kind is ExportFormat.nn_tilde
+                and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
+            ):
+                methods = ["encode", "decode", "forward"]
+            _check_methods(loaded, model, methods)
+            if sample_rate is None:
+                sample_rate = int(getattr(loaded, "sample_rate", 48000))
+            generator = torch.Generator().manual_seed(0)
+            example = torch.randn(1, channels, length, generator=generator)
+            if kind is ExportFormat.onnx:
+                if len(methods) != 1:
+                    raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
+                from streamify.export.onnx_export import describe_onnx, export_onnx
 
-            export_nn_tilde(
-                loaded,
-                output,
-                example,
-                methods=methods,
-                sample_rate=sample_rate,
-                tune_buffers=_sizes(tune, "--tune"),
-                tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
-            )
-            out.print(describe_file(output))
-    except Exception as error:
-        # the model itself failing on the audio example (a wrong --channels) is the cause to report
-        audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
-        refusal = input_refusal(loaded, example, audio_methods) if example is not None else None
-        if refusal is not None:
-            fail(refusal)
-        if isinstance(error, StreamingError):
-            fail(error)
-        raise
+                export_onnx(
+                    loaded, output, example, method=methods[0], sample_rate=sample_rate, buffer_size=buffer_size
+                )
+                out.print(describe_onnx(output))
+            else:
+                from streamify.export.nn_tilde import describe_file, export_nn_tilde
+
+                export_nn_tilde(
+                    loaded,
+                    output,
+                    example,
+                    methods=methods,
+                    sample_rate=sample_rate,
+                    tune_buffers=_sizes(tune, "--tune"),
+                    tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
+                )
+                out.print(describe_file(output))
+        except Exception as error:
+            # the model itself failing on the audio example (a wrong --channels) is the cause to report
+            audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
+            refusal = input_refusal(loaded, example, audio_methods) if example is not None else None
+            if refusal is not None:
+                fail(refusal)
+            if isinstance(error, StreamingError):
+                fail(error)
+            raise
     out.print(f"[green]wrote[/green] {output}")
+
+
+@contextlib.contextmanager
+def said_stages() -> Iterator[None]:
+    """Inside the block, each stage of an export (:mod:`streamify.export.progress`) is said as a line on stderr,
+    with the seconds since the start; on a terminal a spinner also shows the running stage."""
+    from rich.markup import escape
+
+    from streamify.export.progress import reporting
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    began = time.perf_counter()
+    status = err.status("export") if err.is_terminal else None
+
+    def report(text: str) -> None:
+        err.print(f"export [{time.perf_counter() - began:6.1f} s] {escape(text)}")
+        if status is not None:
+            status.update(escape(text))
+
+    with status if status is not None else contextlib.nullcontext(), reporting(report):
+        yield
+
+
+def _check_methods(loaded: torch.nn.Module, spec: str, methods: List[str]) -> None:
+    """Refuse a ``--method`` the model does not have, naming those it has."""
+    missing = [m for m in methods if not callable(getattr(loaded, m, None))]
+    if missing:
+        has = [m for m in METHOD_NAMES if callable(getattr(loaded, m, None))]
+        raise StreamingError(
+            f"streamify: export: the model {spec} ({type(loaded).__name__}) has no method {missing[0]!r}; "
+            f"it has {', '.join(has) or 'no method streamify knows'} (--method)"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from streamify.convert import StreamingModel, convert
+from streamify.export.progress import stage
 from streamify.layers.base import StreamingError
 
 #: an example for one method: a tensor, or a tensor and its in_ratio (audio samples per frame)
@@ -134,6 +135,7 @@ def convert_methods(
     done: List[Tuple[ConvertedMethod, Tensor]] = []
     for name in methods:
         method_example, given_ratio, output = _method_example(model, name, example, examples, done, where)
+        stage(f"converting {name} (capture, streaming layers, verification)")
         stream = convert(model, method_example, method=name)
         if given_ratio is None:
             given_ratio = stream.ratio.denominator

@@ -37,6 +37,7 @@ from streamify.export.methods import (
     method_info,
     nn_tilde_sizes,
 )
+from streamify.export.progress import stage
 from streamify.export.sharing import share_equal_constants
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.native import make_portable
@@ -401,6 +402,7 @@ def export_nn_tilde(
         check_method_name(name, _RESERVED, where)
     converted = convert_methods(model, example, methods, examples, where)
     if tune_buffers:
+        stage(f"tuning the convs for buffers of {', '.join(str(n) for n in tune_buffers)} samples (timing)")
         _tune_methods(converted, tune_buffers, tune_batches, where)
     for method in converted:  # the file must load in any libtorch: PyTorch's products only
         make_portable(method.stream)
@@ -415,6 +417,7 @@ def export_nn_tilde(
         setattr(wrapper, f"{method.name}_input_labels", [f"(signal) input {i}" for i in range(method.in_channels)])
         setattr(wrapper, f"{method.name}_output_labels", [f"(signal) output {i}" for i in range(method.out_channels)])
     wrapper.eval()
+    stage("compiling the file (TorchScript)")
     try:
         with warnings.catch_warnings():
             # TorchScript is what nn~ loads: its deprecation notice is not the user's concern here
@@ -426,6 +429,7 @@ def export_nn_tilde(
     reports: List[ContractReport] = []
     for method, sizes in zip(converted, all_sizes):
         call = getattr(scripted, method.name)
+        stage(f"checking {method.name} as nn~ calls it (buffers {sizes[0]} to {sizes[-1]}, batch 1 and 2)")
 
         def extra_frames(n: int, method: ConvertedMethod = method) -> int:
             return extra_latency_samples(method, n) // method.out_ratio
@@ -438,6 +442,7 @@ def export_nn_tilde(
     _check_fresh(scripted, where)
     # saved into memory, then written through a temporary file and a rename: a failed write (disk full, a
     # size limit) raises and leaves the old file intact, where libtorch's own writer aborts or truncates
+    stage(f"writing {path}")
     data = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=DeprecationWarning)
@@ -470,6 +475,12 @@ def read_info(path: Union[str, Path]) -> Dict[str, object]:
             if not names:
                 raise StreamingError(f"streamify: {path} was not written by streamify (no extra/{EXTRA_FILE} inside)")
             text = archive.read(names[0]).decode("utf-8")
+            damaged = archive.testzip()  # every member against its CRC: a damaged file fails here, not in a host
+            if damaged is not None:
+                raise StreamingError(
+                    f"streamify: {path} is damaged: its member {damaged} does not match its checksum (the file was "
+                    "altered or copied incompletely); export the model again"
+                )
     except FileNotFoundError as error:
         raise StreamingError(f"streamify: {path}: no such file") from error
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as error:

@@ -34,9 +34,16 @@ class Backend(str, Enum):
 
 
 def _fail(error: BaseException) -> typer.Exit:
-    """Print ``error`` as one line on stderr; the exit (status 2) to raise."""
-    message = " ".join(str(error).split()) or type(error).__name__
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {message}", markup=True)
+    """Print ``error`` as one line on stderr; the exit (status 2) to raise. A missing optional package names
+    the extra that installs it."""
+    from rich.markup import escape
+
+    from streamify.cli_errors import command_name, one_line
+    from streamify.extras import missing_message
+
+    missing = missing_message(error.name, command_name()) if isinstance(error, ModuleNotFoundError) else None
+    message = one_line(missing or str(error)) or type(error).__name__
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {escape(message)}", markup=True)
     return typer.Exit(code=2)
 
 
@@ -180,6 +187,7 @@ def live(
     """
     from rich.live import Live
 
+    from streamify.host.devices import backend_module
     from streamify.host.live import start_live
     from streamify.host.view import LiveView
 
@@ -187,6 +195,7 @@ def live(
     logging.basicConfig(format="streamify: %(message)s", level=logging.WARNING)
     chosen_device = int(device) if device is not None and device.isdigit() else device
     try:
+        backend_module(backend.value)  # a missing backend is said before the model loads (seconds)
         host_model, said = _load(model, weights, method, None, sample_rate, threads)
         out.print(f"model: {host_model.describe()}")
         session = start_live(

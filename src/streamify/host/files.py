@@ -247,8 +247,8 @@ def _write(path: Path, audio: np.ndarray, rate: int, chosen: str) -> None:
     try:
         sf.write(str(temporary), audio.T, rate, format=_format_of(path), subtype=chosen)
         os.replace(temporary, path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise HostError(f"streamify: cannot write {path}: {str(error).splitlines()[0]}") from error
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as error:
+        raise HostError(write_failure(path, error, audio.nbytes)) from error
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -270,6 +270,35 @@ def output_subtype(path: Path, requested: Optional[str], input_subtype: Optional
     if takes and (input_subtype in UNCLIPPED_SUBTYPES or not clipping(audio, input_subtype).clipped):
         return input_subtype
     return _subtype_for(fmt, path, None)
+
+
+def write_failure(path: Path, error: BaseException, size: int = 0) -> str:
+    """Why writing ``path`` failed, as a message: the system's own cause where libsndfile says only "System
+    error." (its errno, read through soundfile's C interface), a full disk named as such. ``size``: bytes the
+    file needed, about (a folder with less space left than that is full)."""
+    import errno
+    import shutil
+
+    import soundfile as sf
+
+    code = getattr(error, "errno", None)
+    if code is None and isinstance(error, sf.LibsndfileError):
+        code = getattr(getattr(sf, "_ffi", None), "errno", None)  # the C call's errno, right after it failed
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and size and free < size):
+        space = f"{free} bytes left" if free is not None else "no space left"
+        why = "your disk quota is used up" if code == errno.EDQUOT else "the disk is full"
+        return (
+            f"streamify: cannot write {path}: {why} ({space} on the disk holding {path.parent}, the output needs "
+            f"about {size} bytes); free some space or write the output to another disk"
+        )
+    detail = str(error).splitlines()[0].strip() if str(error).strip() else type(error).__name__
+    if code and "System error" in detail:
+        detail = f"{os.strerror(code)} (errno {code})"
+    return f"streamify: cannot write {path}: {detail}"
 
 
 @dataclass

@@ -28,6 +28,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from streamify.extras import missing_message
+from streamify.host.devices import input_device, sounddevice
 from streamify.host.files import Layout, channel_layout
 from streamify.host.models import HostError, HostModel, error_cause
 from streamify.host.report import RunReport
@@ -371,8 +373,8 @@ class JackSession(LiveSession):
     ) -> None:
         try:
             import jack
-        except ImportError as error:  # pragma: no cover - the host extra installs it
-            raise HostError("streamify: the JACK backend needs JACK-Client: pip install 'streamify[host]'") from error
+        except ImportError as error:
+            raise HostError(missing_message("jack", "live", "the JACK backend") or str(error)) from error
         try:
             client = jack.Client(name, no_start_server=True)
         except jack.JackError as error:
@@ -464,14 +466,8 @@ class PortAudioSession(LiveSession):
         fixed_block: bool = False,
         realtime: bool = True,
     ) -> None:
-        try:
-            import sounddevice as sd
-        except (ImportError, OSError) as error:
-            raise HostError(f"streamify: the PortAudio backend needs sounddevice and libportaudio2: {error}") from error
-        try:
-            info = sd.query_devices(device, "input") if device is not None else sd.query_devices(kind="input")
-        except (ValueError, sd.PortAudioError) as error:
-            raise HostError(f"streamify: no PortAudio input device {device!r}: {error}") from error
+        sd = sounddevice()
+        info = input_device(sd, device)
         layout = channel_layout(model, channels or model.in_channels, "the live input")
         rate = sample_rate or _portaudio_rate(sd, device, model, layout, int(info["default_samplerate"]))
         engine = LiveEngine(model, block, rate, layout.channels, buffer, threads, realtime)

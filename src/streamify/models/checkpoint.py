@@ -16,6 +16,7 @@ from torch import Tensor
 
 from streamify.layers.base import StreamingError
 from streamify.models.rave import RAVE, fold_weight_norm, rave
+from streamify.models.torch_files import load_tensors, unreadable
 
 FORMAT = "streamify-rave"
 
@@ -36,9 +37,12 @@ def load_checkpoint(path: Union[str, Path]) -> RAVE:
     if not path.is_file():
         raise StreamingError(f"streamify: checkpoint {path} does not exist")
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors have many types
-        raise StreamingError(f"streamify: cannot read checkpoint {path}: {error}") from error
+        data = load_tensors(path)
+    except Exception as error:  # unpickling errors have many types: see unreadable()
+        raise StreamingError(
+            f"streamify: cannot read checkpoint {path}: it {unreadable(path, error)}; give a checkpoint of "
+            "'streamify train' (RUN/checkpoints/*.ckpt) or weights saved with streamify.models.save_weights"
+        ) from None
     if not isinstance(data, dict):
         raise StreamingError(f"streamify: {path} is not a streamify RAVE checkpoint (a {type(data).__name__})")
     if data.get("format") == FORMAT:

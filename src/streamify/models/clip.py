@@ -13,6 +13,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from streamify.extras import require
 from streamify.layers.base import StreamingError
 
 CLIP = Path(__file__).with_name("weights") / "demo_clip.pt"
@@ -30,28 +31,22 @@ def read_audio(path: Union[str, Path], sample_rate: int) -> Tensor:
     Raises:
         StreamingError: soundfile or soxr is missing, or the file cannot be read.
     """
-    try:
-        import soundfile
-    except ImportError as error:
-        raise StreamingError("streamify: reading audio files needs soundfile: pip install soundfile soxr") from error
+    soundfile = require("soundfile", "reading audio files", "host")
+    if not Path(path).is_file():
+        state = "is a folder" if Path(path).exists() else "does not exist"
+        raise StreamingError(f"streamify: cannot read {path}: it {state}; give an audio file")
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError, OSError...
         raise StreamingError(f"streamify: cannot read {path}: {error}") from error
     mono = audio.mean(axis=1)
     if rate != sample_rate:
-        try:
-            import soxr
-        except ImportError as error:
-            raise StreamingError(f"streamify: resampling {rate} Hz audio needs soxr: pip install soxr") from error
+        soxr = require("soxr", f"resampling {rate} Hz audio", "host")
         mono = soxr.resample(mono, rate, sample_rate, quality="VHQ")
     return torch.from_numpy(mono.copy()).to(torch.float32).view(1, 1, -1)
 
 
 def write_audio(path: Union[str, Path], x: Tensor, sample_rate: int) -> None:
     """Write ``x`` ``[1, 1, n]`` (or ``[n]``) as a 16-bit WAV (or whatever format the suffix names)."""
-    try:
-        import soundfile
-    except ImportError as error:
-        raise StreamingError("streamify: writing audio files needs soundfile: pip install soundfile") from error
+    soundfile = require("soundfile", "writing audio files", "host")
     soundfile.write(str(path), x.detach().reshape(-1).clamp(-1, 1).cpu().numpy(), sample_rate)

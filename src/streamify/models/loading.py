@@ -11,8 +11,6 @@ import contextlib
 import importlib
 import inspect
 import os
-import pickle
-import re
 import sys
 import types
 from pathlib import Path
@@ -23,6 +21,7 @@ from torch import Tensor, nn
 
 from streamify.cli_errors import one_line, where
 from streamify.layers.base import StreamingError, StreamingModule
+from streamify.models.torch_files import load_tensors, unreadable
 
 BUILTIN = ("demo", "pretrained")
 #: file suffixes read as RAVE checkpoints (``streamify train``) or weight files
@@ -169,25 +168,9 @@ def load_weights(model: nn.Module, weights: Union[str, Path], spec: str = "the m
 
 def _read_weights(path: Path) -> object:
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        if found:
-            raise StreamingError(
-                f"streamify: --weights {path} was refused: besides tensors it holds Python objects "
-                f"({found.group(1)}), and weights are loaded with weights_only=True (unpickling them could run "
-                f"any code); {SAVE_HINT} (a state dict of tensors only)"
-            ) from None
-        detail = re.search(r"WeightsUnpickler error: ([^\n]+)", str(error))
-        raise StreamingError(
-            f"streamify: --weights {path} cannot be read: it is truncated or not a file written by torch.save "
-            f"({detail.group(1).strip() if detail else type(error).__name__}); {SAVE_HINT}"
-        ) from None
-    except Exception as error:  # truncated zip archives, other formats, unreadable files
-        raise StreamingError(
-            f"streamify: --weights {path} cannot be read: it is truncated or not a file written by torch.save "
-            f"({type(error).__name__}: {one_line(str(error), 120)}); {SAVE_HINT}"
-        ) from None
+        return load_tensors(path)
+    except Exception as error:  # unpickling errors, truncated archives, other formats: see unreadable()
+        raise StreamingError(f"streamify: --weights {path} {unreadable(path, error)}; {SAVE_HINT}") from None
 
 
 def _check_fit(model: nn.Module, state: Mapping, path: Path, spec: str) -> None:

@@ -209,7 +209,12 @@ def _compile_and_load(flags: List[str], directory: Path) -> Optional[str]:
                 verbose=False,
             )
     except Exception as error:  # a compiler error, a missing toolchain, a foreign platform
-        return f"{type(error).__name__}: {str(error).strip()[-400:]}"
+        reason = f"{type(error).__name__}: {str(error).strip()[-400:]}"
+        if "ninja is required" in str(error).lower():
+            from streamify.extras import install_line
+
+            reason = f"the native products need the package ninja, which is not installed: {install_line('native')}"
+        return reason
     return None
 
 

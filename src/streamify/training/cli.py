@@ -55,11 +55,13 @@ def train_command(
 
         from streamify.training.train import TrainConfig, train
     except ImportError as error:
-        typer.echo(
-            f"error: streamify train needs the 'train' extra ({error.name} is missing): pip install 'streamify[train]'",
-            err=True,
+        from streamify.cli_errors import fail
+        from streamify.extras import install_line, missing_message
+
+        fail(
+            missing_message(error.name, "train")
+            or f"streamify train cannot import {error.name}: {install_line('train')}"
         )
-        raise typer.Exit(code=2) from error
     from streamify.models.presets import PRESETS
 
     if preset not in PRESETS:

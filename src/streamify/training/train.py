@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
@@ -119,6 +120,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     import lightning as L
 
     from streamify.models.presets import preset
+    from streamify.training.console import quiet_lightning
     from streamify.training.dataset import prepare, split_files
     from streamify.training.module import RaveTraining
 
@@ -131,6 +133,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
     check_run_folder(config)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = last_checkpoint(out) if config.resume else None
+    if ckpt_path is not None:
+        problem = resume_problem(ckpt_path)
+        if problem is not None:
+            raise ValueError(problem)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     spec = preset(config.preset)
     prepared = prepare(Path(config.data_dir), out / "data", spec.sample_rate)
@@ -148,20 +154,47 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()):
         phase2_step=config.phase2_step,
         seed=config.seed,
     )
-    trainer = _trainer(config, out, callbacks)
-    train_loader, val_loader = _loaders(config, module, trainer, prepared, train_files, val_files, length, val_length)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    # the state it stopped in (max_steps or max_time), whatever the checkpoint interval: resume continues here
-    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+    with quiet_lightning():
+        trainer = _trainer(config, out, callbacks)
+        train_loader, val_loader = _loaders(
+            config, module, trainer, prepared, train_files, val_files, length, val_length
+        )
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        # the state it stopped in (max_steps or max_time), whatever the checkpoint interval: resume continues here
+        trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     return trainer
+
+
+def resume_problem(path: Path) -> Optional[str]:
+    """Why the checkpoint ``path`` cannot be resumed from (empty, truncated, unreadable), with what to do; None
+    when it loads."""
+    from streamify.models.torch_files import load_tensors, unreadable
+
+    try:
+        load_tensors(path)
+        return None
+    except Exception as error:  # unpickling errors, truncated archives: see unreadable()
+        reason = unreadable(path, error)
+
+    def step_of(candidate: Path) -> int:
+        found = re.match(r"step(\d+)", candidate.name)
+        return int(found.group(1)) if found else -1
+
+    earlier = sorted((p for p in path.parent.glob("step*.ckpt") if p.stat().st_size > 0), key=step_of)
+    fix = (
+        f"copy the newest earlier checkpoint over it (cp {earlier[-1]} {path}) and resume again, or " if earlier else ""
+    )
+    return f"--resume: {path} {reason}; {fix}start over without --resume in another --out folder"
 
 
 def _trainer(config: TrainConfig, out: Path, extra_callbacks: Sequence[Any]):
     """The Lightning Trainer of a run: devices and strategy, checkpoints (every ``checkpoint_every`` steps and
     the last), TensorBoard logs under ``out/logs``, validation every ``val_every`` steps."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
+
+    from streamify.training.console import StepProgress
 
     devices = config.devices
     strategy = "auto"
@@ -181,7 +214,7 @@ def _trainer(config: TrainConfig, out: Path, extra_callbacks: Sequence[Any]):
         )
     ]
     if config.progress:
-        callbacks.append(RichProgressBar())
+        callbacks.append(StepProgress())
     callbacks += list(extra_callbacks)
     return L.Trainer(
         default_root_dir=out,
@@ -200,7 +233,7 @@ def _trainer(config: TrainConfig, out: Path, extra_callbacks: Sequence[Any]):
         log_every_n_steps=min(50, max(1, config.val_every)),
         use_distributed_sampler=False,
         enable_progress_bar=config.progress,
-        enable_model_summary=config.progress,
+        enable_model_summary=False,
     )
 
 

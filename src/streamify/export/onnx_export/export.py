@@ -20,6 +20,7 @@ from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.export.onnx_export import rnn  # noqa: F401 (registers the RNN layers' ONNX nodes)
 from streamify.export.onnx_export.runtime import METADATA_KEY, _require
 from streamify.export.onnx_export.verify import LengthMismatch, verify
+from streamify.export.progress import stage
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.recurrent import Recurrent
 from streamify.state import StateSlot, _explicit_step, initial_state, state_layout
@@ -189,15 +190,19 @@ def export_onnx(
         "states": spec,
     }
     fixed = buffer_size is not None
+    stage(f"tracing one step of {method} into ONNX")
     data = _export_bytes(step, converted, spec, fresh_two, slots, trace_frames, dynamic_length=not fixed)
     try:
+        stage("checking ONNX Runtime against the PyTorch stream (many buffers, batch 2)")
         verify(_with_metadata(data, info), info, stream, converted, trace_frames, dynamic_length=not fixed)
     except LengthMismatch:
         # the graph is right at the traced length only: ship it with that length fixed
+        stage(f"the graph holds at {trace_frames} frames only: exporting it with that buffer length fixed")
         info["buffer_size"] = trace_frames
         data = _export_bytes(step, converted, spec, fresh_two, slots, trace_frames, dynamic_length=False)
         verify(_with_metadata(data, info), info, stream, converted, trace_frames, dynamic_length=False)
     data = _with_metadata(data, info)
+    stage(f"writing {path}")
     write_atomically(path, data, "export_onnx")  # whole or not at all: the old file stays on failure
     stream.reset()
     return info

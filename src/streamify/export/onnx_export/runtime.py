@@ -22,25 +22,25 @@ METADATA_KEY = "streamify"
 
 def _require(name: str):
     """Import an optional dependency of the ONNX export, or say how to install it."""
-    import importlib
+    from streamify.extras import require
 
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise StreamingError(
-            f"streamify: the ONNX export needs {name}: pip install 'streamify[export]' (onnx, onnxruntime)"
-        ) from error
+    return require(name, "the ONNX export", "export")
 
 
 def read_onnx_info(path: Union[str, Path, bytes]) -> Dict[str, Any]:
     """The ``"streamify"`` metadata of an ONNX model written by :func:`export_onnx`."""
     onnx = _require("onnx")
-
+    name = "the ONNX model" if isinstance(path, bytes) else str(path)
+    if not isinstance(path, bytes) and Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise StreamingError(f"streamify: {name} is empty (0 bytes); export the model again with streamify export")
     proto = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(str(path), load_external_data=False)
     for entry in proto.metadata_props:
         if entry.key == METADATA_KEY:
             return json.loads(entry.value)
-    raise StreamingError(f"streamify: {path!r:.80} was not written by streamify.export_onnx (no metadata)")
+    raise StreamingError(
+        f"streamify: {name} was not written by streamify export (no streamify metadata inside); "
+        "export the model with streamify export"
+    )
 
 
 def describe_onnx(path: Union[str, Path]):
