@@ -231,10 +231,17 @@ class AnyLengthStream(nn.Module):
         self._validate(x)
         if self.busy:  # the thread guard
             raise StreamingError(busy_message(self.name))
-        self.busy = True
+        self._set_busy(True)
         y = self._advance(x)
-        self.busy = False
+        self._set_busy(False)
         return y
+
+    def _set_busy(self, busy: bool) -> None:
+        """Set the thread guard; eager Python writes past ``nn.Module.__setattr__`` (microseconds per call)."""
+        if torch.jit.is_scripting():
+            self.busy = busy
+        else:
+            self.__dict__["busy"] = busy
 
     def _advance(self, x: Tensor) -> Tensor:
         """One validated buffer, the guard held."""

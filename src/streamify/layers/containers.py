@@ -409,9 +409,9 @@ class Heads(Branches):
         self._validate(x)
         if self.busy:  # the thread guard (see StreamingModule)
             raise StreamingError(busy_message(self.layer_name))
-        self.busy = True
+        self._set_busy(True)
         outputs = self._advance(x)
-        self.busy = False
+        self._set_busy(False)
         return outputs
 
     def _advance(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
