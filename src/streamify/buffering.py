@@ -25,7 +25,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.base import StreamingError, StreamingModule, busy_message
 
 
 def _gcd(a: int, b: int) -> int:
@@ -79,7 +79,9 @@ class AnyLengthStream(nn.Module):
     Attributes (TorchScript): ``stream`` (the wrapped model), ``buffer_multiple``,
     ``ratio_num`` / ``ratio_den`` (input frames per output frame), ``stream_batch`` (0: no
     stream yet), ``extra`` (extra input frames of the running stream, -1 before it starts),
-    ``pending`` (input held back) and ``ready`` (output queued).
+    ``pending`` (input held back), ``ready`` (output queued) and ``busy`` (a call is running: a call
+    that overlaps it, from another thread, is refused with :class:`StreamingError`; a call that raised
+    after validation leaves it set until ``reset()``, as for :class:`~streamify.layers.base.StreamingModule`).
 
     Shape:
         input ``[batch, in_channels, n]``, any ``n`` with ``n / ratio`` whole; output
@@ -122,6 +124,7 @@ class AnyLengthStream(nn.Module):
         self.delay: int = int(stream.delay)
         self.stream_batch: int = 0
         self.extra: int = -1
+        self.busy: bool = False
         self.queued = []
         self.register_buffer("dtype_marker", torch.zeros(0, dtype=stream.dtype_marker.dtype), persistent=False)
         self.register_buffer("pending", torch.zeros(0, 0, 0), persistent=False)
@@ -149,16 +152,21 @@ class AnyLengthStream(nn.Module):
         """Back to a fresh stream now (``None``), or batch items ``indices`` (applied at the next aligned call;
         items outside the batch are ignored)."""
         if indices is None:
-            self.stream.reset(None)
-            self.stream_batch = 0
-            self.extra = -1
-            self.queued = torch.jit.annotate(List[int], [])
-            self.pending = torch.zeros(0, 0, 0, dtype=self.pending.dtype, device=self.pending.device)
-            self.ready = torch.zeros(0, 0, 0, dtype=self.ready.dtype, device=self.ready.device)
+            self.busy = False  # a call that raised midway left the guard set: the fresh stream clears it
+            self._restart()
         else:
             for item in indices:
                 if item >= 0 and item not in self.queued:
                     self.queued.append(item)
+
+    def _restart(self) -> None:
+        """Drop the running stream (its state, held input, queued output); the guard is left as it is."""
+        self.stream.reset(None)
+        self.stream_batch = 0
+        self.extra = -1
+        self.queued = torch.jit.annotate(List[int], [])
+        self.pending = torch.zeros(0, 0, 0, dtype=self.pending.dtype, device=self.pending.device)
+        self.ready = torch.zeros(0, 0, 0, dtype=self.ready.dtype, device=self.ready.device)
 
     def _validate(self, x: Tensor) -> None:
         """Refuse a buffer before anything changes (no reset, no state touched)."""
@@ -221,12 +229,28 @@ class AnyLengthStream(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Stream one buffer ``[batch, in_channels, n]`` of any accepted length into ``[batch, out_channels, n / ratio]``."""
         self._validate(x)
+        if self.busy:  # the thread guard
+            raise StreamingError(busy_message(self.name))
+        self._set_busy(True)
+        y = self._advance(x)
+        self._set_busy(False)
+        return y
+
+    def _set_busy(self, busy: bool) -> None:
+        """Set the thread guard; eager Python writes past ``nn.Module.__setattr__`` (microseconds per call)."""
+        if torch.jit.is_scripting():
+            self.busy = busy
+        else:
+            self.__dict__["busy"] = busy
+
+    def _advance(self, x: Tensor) -> Tensor:
+        """One validated buffer, the guard held."""
         n = x.size(2)
         if self.stream_batch != 0:
             held = self.pending.size(2)
             if x.size(0) != self.stream_batch or (held + n) % self.buffer_multiple > self.extra:
                 # another batch size (mc.nn~ channels), or a length the latency does not cover: restart
-                self.reset(None)
+                self._restart()
         if self.stream_batch == 0:
             self.stream.reset(None)
             self._start(x)

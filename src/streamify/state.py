@@ -24,7 +24,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.base import StreamingError, StreamingModule, busy_message
 
 _COUNTERS = ("stream_batch", "warm_left", "out_warm_left")
 
@@ -253,7 +253,13 @@ def _explicit_step(
 
     Returns ``y`` and the next value of every slot (the given tensor itself where the step left it).
     Slots not given keep the model's tensors (the ONNX export passes only those a step replaces).
+    The step lends the model's buffers to the given values: it holds the model's thread guard meanwhile
+    (a step or a call from another thread is refused; see :class:`StreamingModule`), released on return
+    or raise, since the model's own state is put back either way.
     """
+    if model.busy:
+        raise StreamingError(busy_message(model.layer_name))
+    model.busy = True
     saved = [(module, buffer, getattr(module, buffer)) for module, buffer in slots]
     flags = [(module, module.explicit_state) for _, module in _streaming_modules(model)]
     try:
@@ -261,13 +267,16 @@ def _explicit_step(
             module.explicit_state = True
         for (module, buffer), value in zip(slots, values):
             setattr(module, buffer, value)
-        y = model(x)
+        if model.is_root:
+            model._validate(x)
+        y = model._advance(x)
         next_values = [getattr(module, buffer) for module, buffer in slots]
     finally:
         for module, buffer, value in saved:
             setattr(module, buffer, value)
         for module, flag in flags:
             module.explicit_state = flag
+        model.busy = False
     return y, next_values
 
 

@@ -284,6 +284,18 @@ def _tune_one(
             handle.remove()
         for layer in layers:  # back to the earlier choices; the winners are written below
             layer.products = dict(previous[id(layer)])
+    return _keep_fastest(layers, candidates, rows, spent, previous, min_gain)
+
+
+def _keep_fastest(
+    layers: List[nn.Module],
+    candidates: Dict[int, List[int]],
+    rows: Dict[int, int],
+    spent: Dict[Tuple[int, int], List[float]],
+    previous: Dict[int, Dict[int, int]],
+    min_gain: float,
+) -> List[TunedLayer]:
+    """Write each layer's fastest product for its row count (its default unless another wins by ``min_gain``)."""
     results: List[TunedLayer] = []
     for layer in layers:
         options = candidates[id(layer)]

@@ -33,6 +33,22 @@ class StreamingError(RuntimeError):
     """A streaming call or configuration was refused; the message says where and what to do."""
 
 
+def busy_message(name: str, sticky: bool = True) -> str:
+    """The one-line refusal of a call that overlaps another on the same stream (TorchScript-compatible).
+
+    ``sticky``: the guard stays set when a call raises midway (until ``reset()``), and the message says so.
+    """
+    after_raise = " (or its last call raised midway: call reset())" if sticky else ""
+    return (
+        "streamify: "
+        + name
+        + ": the stream is already running a buffer on another thread"
+        + after_raise
+        + "; a stream is one sequence of buffers: use one stream per thread (copy.deepcopy / "
+        "streamify.convert again) or a lock"
+    )
+
+
 def _over_axes(mask: Tensor, ndim: int) -> Tensor:
     """A per-frame mask ``[batch, n]`` shaped to broadcast over a tensor ``[batch, ..., n]`` of ``ndim`` axes."""
     return mask.view([mask.size(0)] + [1] * (ndim - 2) + [mask.size(1)])
@@ -58,6 +74,14 @@ class StreamingModule(nn.Module):
         changes_layout: True where the output's axes differ from the input's (frames, spectra).
         streaming: when False, ``forward`` runs the offline computation (training).
         check_finite: when True, a root module refuses buffers with NaN or inf.
+        busy: True while a root module runs a buffer (see "Threads" below).
+
+    Threads: a stream is one sequence of buffers and is not thread-safe. A root module refuses a
+    call that starts while another call on it is running (from another thread) with a
+    :class:`StreamingError`: one bool checked and set per buffer, a guard that catches overlapping
+    calls, not a lock. A call that raises after validation (inside a layer, an interrupt) leaves the
+    guard set, in eager Python as in TorchScript (which has no ``try``/``finally``): the state is then
+    half-advanced, so later calls are refused until :meth:`reset` (the whole stream) clears it.
 
     Shape:
         ``forward`` (streaming): input ``[batch, in_channels, n]``, ``n`` a positive multiple of
@@ -81,6 +105,7 @@ class StreamingModule(nn.Module):
         self.is_root: bool = True
         self.streaming: bool = True
         self.check_finite: bool = False
+        self.busy: bool = False
         self.input_delay: int = 0
         self.delay: int = 0
         self.ratio_num: int = 1
@@ -167,8 +192,25 @@ class StreamingModule(nn.Module):
         """
         if not self.streaming:
             return self.offline(x)
-        if self.is_root:
-            self._validate(x)
+        if not self.is_root:
+            return self._advance(x)
+        self._validate(x)
+        if self.busy:  # the thread guard: see the class docstring
+            raise StreamingError(busy_message(self.layer_name))
+        self._set_busy(True)
+        y = self._advance(x)
+        self._set_busy(False)
+        return y
+
+    def _set_busy(self, busy: bool) -> None:
+        """Set the thread guard; eager Python writes past ``nn.Module.__setattr__`` (microseconds per call)."""
+        if torch.jit.is_scripting():
+            self.busy = busy
+        else:
+            self.__dict__["busy"] = busy
+
+    def _advance(self, x: Tensor) -> Tensor:
+        """One validated buffer, the guard held by the caller (:meth:`forward`, or :func:`streamify.state.step`)."""
         self._begin(x)
         y = self.stream(x)
         if self.is_root and self.delay > 0:
@@ -196,6 +238,7 @@ class StreamingModule(nn.Module):
 
     def _reset_own(self, indices: Optional[List[int]]) -> None:
         if indices is None:
+            self.busy = False  # a call that raised midway left the guard set: the fresh stream clears it
             self.stream_batch = 0
             self.warm_left = 0
             self.out_warm_left = 0

@@ -18,7 +18,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.base import StreamingError, StreamingModule, busy_message
 from streamify.layers.conv import WindowOp
 from streamify.layers.pointwise import Pointwise
 from streamify.layers.shift import Crop, Delay, Pad
@@ -404,8 +404,17 @@ class Heads(Branches):
         """One buffer ``[batch, channels, n]`` in, one tensor per head out."""
         if not self.streaming:
             return self.offline(x)
-        if self.is_root:
-            self._validate(x)
+        if not self.is_root:
+            return self._advance(x)
+        self._validate(x)
+        if self.busy:  # the thread guard (see StreamingModule)
+            raise StreamingError(busy_message(self.layer_name))
+        self._set_busy(True)
+        outputs = self._advance(x)
+        self._set_busy(False)
+        return outputs
+
+    def _advance(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
         self._begin(x)
         outputs: List[Tensor] = []
         for path in self.paths:

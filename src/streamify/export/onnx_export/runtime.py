@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamify.layers.base import StreamingError
+from streamify.layers.base import StreamingError, busy_message
 
 #: metadata key of the ONNX model (``session.get_modelmeta().custom_metadata_map``)
 METADATA_KEY = "streamify"
@@ -90,6 +90,10 @@ class OnnxStream:
     The state stays in ONNX Runtime between calls: each call binds the previous call's
     ``next_state_i`` outputs (ORT values on the session's device) as its ``state_i``
     inputs, without copying them through NumPy.
+
+    Like a PyTorch stream, an ``OnnxStream`` is one sequence of buffers, not thread-safe: a call that
+    starts while another runs (from another thread) raises :class:`StreamingError`. The state is replaced
+    only when a run succeeds, so a call that raises leaves the stream usable.
     """
 
     def __init__(self, path: Union[str, Path, bytes], providers: Optional[Sequence[str]] = None, threads: int = 0):
@@ -109,6 +113,7 @@ class OnnxStream:
         self.states_spec: List[Dict[str, Any]] = self.info["states"]
         self._state: Optional[List[Any]] = None  # OrtValues
         self.batch = 0
+        self._busy = False  # the thread guard: True while a call runs
 
     @property
     def delay(self) -> int:
@@ -177,6 +182,17 @@ class OnnxStream:
             raise StreamingError(
                 f"streamify: OnnxStream: buffer length {n} is not accepted; lengths must be {accepted}"
             )
+        if self._busy:
+            raise StreamingError(busy_message("OnnxStream", sticky=False))
+        self._busy = True
+        try:
+            y = self._run(array)
+        finally:
+            self._busy = False
+        return torch.from_numpy(y) if as_torch else y
+
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        """One validated buffer through the session, the guard held; the state advances on success only."""
         batch = array.shape[0]
         if self._state is None:
             self._state = [self._to_ort(_initial(entry, batch)) for entry in self.states_spec]
@@ -195,5 +211,4 @@ class OnnxStream:
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         self._state = list(outputs[1:])
-        y = outputs[0].numpy()
-        return torch.from_numpy(y) if as_torch else y
+        return outputs[0].numpy()
