@@ -1,0 +1,258 @@
+"""Neutone FX files (``streamify export MODEL -o x.nm``), checked as the plugin drives them.
+
+The plugin (and these tests) load the file with neutone-sdk's ``load_neutone_model``, call
+``set_daw_sample_rate_and_buffer_size(rate, n)`` and ``reset``, then ``forward`` once per DAW buffer
+``[channels, n]``; it reports ``calc_buffering_delay_samples() + calc_model_delay_samples()`` to the DAW.
+At the model's rate the output must be the offline output delayed by exactly that; at another DAW rate
+(the plugin resamples) its delay must be within a few ms of it. Needs the ``neutone`` extra (docs/daw.md).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from helpers import skip_or_fail_in_ci
+from streamify.convert import convert
+from streamify.exactness import compare_streamed
+from streamify.export.commands import register
+from streamify.layers.base import StreamingError
+
+try:
+    from neutone_sdk.utils import load_neutone_model
+except (ImportError, OSError) as error:  # OSError: a torchaudio whose CUDA library does not load
+    load_neutone_model = None
+    NEUTONE_MISSING = f"neutone-sdk does not import ({error}); see docs/daw.md, 'Installing neutone-sdk'"
+
+from streamify.export.neutone import play_like_plugin, read_neutone_info, reported_delay  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch\\.jit.*is deprecated:DeprecationWarning")
+
+RATE = 48000
+#: DAW buffer sizes of the sweep: powers of two from 64 to 4096, and one that is not
+SWEEP = (64, 128, 256, 512, 1024, 2048, 4096, 1000)
+TOL = 1e-5  # float32, relative to the offline peak: an off-by-one-sample delay is ~1e-1 here
+
+runner = CliRunner()
+
+FACTORY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class StereoEffect(nn.Module):
+        '''The input plus a small strided conv path (buffer multiple 4) with look-ahead (a delay).'''
+
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv1d(2, 8, 7, padding=3), nn.Tanh(),
+                nn.Conv1d(8, 8, 4, stride=2, padding=1), nn.ELU(),
+                nn.Conv1d(8, 8, 4, stride=2, padding=1), nn.ELU(),
+                nn.ConvTranspose1d(8, 8, 4, stride=2, padding=1), nn.Tanh(),
+                nn.ConvTranspose1d(8, 2, 4, stride=2, padding=1),
+            )
+
+        def forward(self, x):
+            return x + 0.2 * self.body(x)
+
+    def stereo_effect():
+        torch.manual_seed(0)
+        return StereoEffect().eval()
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _needs_neutone():
+    if load_neutone_model is None:
+        skip_or_fail_in_ci(NEUTONE_MISSING)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """streamify (test app)."""
+
+    register(app)
+    return app
+
+
+def _export(args, cwd: Path) -> None:
+    old = os.getcwd()
+    os.chdir(cwd)  # factories are looked up in the current directory first, as python -m does
+    try:
+        result = runner.invoke(_app(), ["export", *args])
+    finally:
+        os.chdir(old)
+        sys.modules.pop("neutone_factories", None)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def effect_file(tmp_path_factory) -> Path:
+    """The small factory model, exported by the command line (format from the suffix)."""
+    folder = tmp_path_factory.mktemp("neutone")
+    (folder / "neutone_factories.py").write_text(FACTORY)
+    path = folder / "effect.nm"
+    _export(["neutone_factories:stereo_effect", "-o", str(path), "--sample-rate", str(RATE), "--length", "4096",
+             "--name", "stereo effect", "--author", "streamify tests", "--tag", "test"], folder)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def effect_model(effect_file):
+    sys.path.insert(0, str(effect_file.parent))
+    try:
+        import neutone_factories
+    finally:
+        sys.path.remove(str(effect_file.parent))
+        sys.modules.pop("neutone_factories", None)
+    return neutone_factories.stereo_effect()
+
+
+def _signal(channels: int, length: int, seed: int = 0) -> torch.Tensor:
+    return 0.5 * torch.randn(channels, length, generator=torch.Generator().manual_seed(seed))
+
+
+def test_metadata_from_the_model_and_the_command_line(effect_file):
+    info = read_neutone_info(effect_file)
+    assert info["model_name"] == "stereo effect" and info["model_authors"] == ["streamify tests"]
+    assert info["tags"] == ["test"] and info["model_type"] == "stereo-stereo"
+    assert info["native_sample_rates"] == [RATE]
+    # every common size rounded up to a multiple of the stream's buffer multiple (4 here)
+    assert info["native_buffer_sizes"] == [64, 128, 256, 512, 1024, 2048, 4096]
+    assert "Latency 11 samples" in info["technical_description"]  # the stream's delay (checked below)
+    assert [p["used"] for p in info["neutone_parameters"].values()] == [False]  # no knob for a plain effect
+
+
+@pytest.mark.parametrize("n", SWEEP)
+def test_streams_exactly_at_daw_buffer_sizes_with_the_reported_delay(effect_file, effect_model, n):
+    module, _ = load_neutone_model(str(effect_file))
+    length = n * (6 + 8192 // n)
+    x = _signal(2, length)
+    y = play_like_plugin(module, x, RATE, n)
+    delay = reported_delay(module)
+    assert int(module.calc_model_delay_samples()) == convert(effect_model, torch.randn(1, 2, 4096)).delay == 11
+    assert not module.is_resampling()
+    with torch.no_grad():
+        offline = effect_model(x.unsqueeze(0))
+    result = compare_streamed(y.unsqueeze(0), offline, delay)
+    assert result.compared_frames >= length - delay - 1 and result.max_rel_error <= TOL, (n, delay, result)
+    for wrong in (delay - 1, delay + 1):  # the test sees a delay off by one sample
+        assert compare_streamed(y.unsqueeze(0), offline, wrong).max_rel_error > 100 * TOL
+    assert y[:, :delay].abs().max() == 0  # the delay is silence: a fresh stream starts clean
+
+
+def test_reset_starts_a_fresh_stream(effect_file):
+    module, _ = load_neutone_model(str(effect_file))
+    x = _signal(2, 512 * 8)
+    first = play_like_plugin(module, x, RATE, 512)
+    module.forward(_signal(2, 512, seed=3))  # state left from other audio...
+    second = play_like_plugin(module, x, RATE, 512)  # ...is gone after reset (play_like_plugin resets)
+    assert torch.equal(first, second)
+
+
+def _xcorr_lag(y: np.ndarray, reference: np.ndarray, max_lag: int) -> tuple:
+    """The lag (samples) at which ``y`` best matches ``reference`` (Pearson correlation: means removed, the
+    model's DC would dominate otherwise), and the correlation there."""
+    best, best_lag = -2.0, 0
+    length = min(len(y), len(reference))
+    for lag in range(0, max_lag + 1):
+        a, b = y[lag:length], reference[: length - lag]
+        a, b = a - a.mean(), b - b.mean()
+        c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        if c > best:
+            best, best_lag = c, lag
+    return best_lag, best
+
+
+def _band_limited_noise(channels: int, length: int, rate: int, seed: int = 0) -> torch.Tensor:
+    """Noise below 4 kHz (made at 8 kHz, resampled to ``rate`` by soxr): what a resampler passes almost untouched,
+    and whose correlation has one sharp peak."""
+    import soxr
+
+    low = np.random.default_rng(seed).standard_normal((length * 8000 // rate + 64, channels)).astype(np.float32)
+    return torch.from_numpy(0.3 * soxr.resample(low, 8000, rate).T[:, :length].copy())
+
+
+def measured_delay(module, model, x: torch.Tensor, daw_rate: int, model_rate: int, n: int) -> tuple:
+    """Stream ``x`` ``[channels, time]`` through a loaded file at ``daw_rate`` in buffers of ``n``, and find the lag
+    of its output behind the offline model run at its own rate between two soxr resamplings (cross-correlation).
+
+    Returns ``(measured, reported, correlation, output)``, delays in samples at ``daw_rate``.
+    """
+    import soxr
+
+    y = play_like_plugin(module, x, daw_rate, n)
+    reported = reported_delay(module)
+    x_native = torch.from_numpy(soxr.resample(x.T.numpy(), daw_rate, model_rate).T.copy())
+    x_native = x_native[:, : x_native.shape[1] // 64 * 64]  # a whole number of the model's strides
+    with torch.no_grad():
+        out_native = model(x_native.unsqueeze(0))[0]
+    reference = soxr.resample(out_native.T.numpy(), model_rate, daw_rate).T[0]
+    lag, correlation = _xcorr_lag(y[0].numpy(), reference, max_lag=reported + daw_rate // 50)
+    return lag, reported, correlation, y
+
+
+@pytest.mark.parametrize("n", [256, 512, 1000])
+def test_resampled_rate_delay_within_a_few_ms_of_the_reported_one(effect_file, effect_model, n):
+    """The 48 kHz effect in a 44.1 kHz session: the plugin resamples (neutone's resampler, buffer by buffer)."""
+    module, _ = load_neutone_model(str(effect_file))
+    daw_rate = 44100
+    x = _band_limited_noise(2, n * (16384 // n), daw_rate)
+    measured, reported, correlation, y = measured_delay(module, effect_model, x, daw_rate, RATE, n)
+    assert module.is_resampling()
+    assert torch.isfinite(y).all() and correlation > 0.9, correlation
+    assert abs(measured - reported) <= daw_rate * 3 // 1000, (measured, reported)  # within 3 ms
+
+
+def test_file_loads_and_streams_without_streamify(effect_file):
+    """The plugin has no streamify: a fresh interpreter with streamify hidden loads and runs the file."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["streamify"] = None  # any import of streamify fails
+        import torch
+        from neutone_sdk.utils import load_neutone_model
+        module, meta = load_neutone_model({str(effect_file)!r})
+        module.set_daw_sample_rate_and_buffer_size({RATE}, 256)
+        module.reset()
+        x = 0.5 * torch.randn(2, 256 * 8, generator=torch.Generator().manual_seed(0))
+        y = torch.cat([module.forward(x[:, i:i + 256]).clone() for i in range(0, x.shape[1], 256)], 1)
+        assert not any(name.startswith("streamify") for name in sys.modules if sys.modules[name] is not None)
+        torch.save(y, {str(effect_file.with_suffix(".out.pt"))!r})
+        print(module.calc_buffering_delay_samples() + module.calc_model_delay_samples())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, _ = load_neutone_model(str(effect_file))
+    here = play_like_plugin(module, _signal(2, 256 * 8), RATE, 256)
+    assert int(done.stdout.split()[-1]) == reported_delay(module)
+    assert torch.equal(torch.load(effect_file.with_suffix(".out.pt")), here)
+
+
+def test_refusals_are_one_line_before_any_conversion(tmp_path):
+    from streamify.export.neutone import export_neutone
+
+    model = torch.nn.Conv1d(1, 1, 3, padding=1)
+    with pytest.raises(StreamingError, match="--name must have 1 to 30 characters"):
+        export_neutone(model, tmp_path / "x.nm", torch.randn(1, 1, 512), RATE, name="x" * 31)
+    with pytest.raises(StreamingError, match="Neutone FX models are mono or stereo"):
+        export_neutone(torch.nn.Conv1d(3, 3, 3, padding=1), tmp_path / "x.nm", torch.randn(1, 3, 512), RATE)
+    with pytest.raises(StreamingError, match="audio-to-audio"):
+        export_neutone(torch.nn.Conv1d(1, 1, 4, stride=4), tmp_path / "x.nm", torch.randn(1, 1, 512), RATE)
+    assert not (tmp_path / "x.nm").exists()
