@@ -33,7 +33,14 @@ except (ImportError, OSError) as error:  # OSError: a torchaudio whose CUDA libr
     load_neutone_model = None
     NEUTONE_MISSING = f"neutone-sdk does not import ({error}); see docs/daw.md, 'Installing neutone-sdk'"
 
-from streamify.export.neutone import play_like_plugin, read_neutone_info, reported_delay  # noqa: E402
+from streamify.export.neutone import (  # noqa: E402
+    KNOB_DIMENSION,
+    KNOB_OFFSET,
+    KNOB_SCALE,
+    play_like_plugin,
+    read_neutone_info,
+    reported_delay,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch\\.jit.*is deprecated:DeprecationWarning")
 
@@ -135,6 +142,10 @@ def test_metadata_from_the_model_and_the_command_line(effect_file):
     assert info["native_buffer_sizes"] == [64, 128, 256, 512, 1024, 2048, 4096]
     assert "Latency 11 samples" in info["technical_description"]  # the stream's delay (checked below)
     assert [p["used"] for p in info["neutone_parameters"].values()] == [False]  # no knob for a plain effect
+    from streamify.cli import app
+
+    shown = runner.invoke(app, ["info", str(effect_file)])  # read from the archive, the file is not run
+    assert shown.exit_code == 0 and "Neutone FX model" in shown.output and "stereo effect" in shown.output, shown.output
 
 
 @pytest.mark.parametrize("n", SWEEP)
@@ -256,3 +267,94 @@ def test_refusals_are_one_line_before_any_conversion(tmp_path):
     with pytest.raises(StreamingError, match="audio-to-audio"):
         export_neutone(torch.nn.Conv1d(1, 1, 4, stride=4), tmp_path / "x.nm", torch.randn(1, 1, 512), RATE)
     assert not (tmp_path / "x.nm").exists()
+
+
+# ------------------------------------------------------------------------------------- the pretrained model
+
+
+@pytest.fixture(scope="module")
+def pretrained_file(tmp_path_factory) -> Path:
+    """``streamify export pretrained -o x.nm``: the shipped RAVE-style model (22050 Hz, mono), once."""
+    folder = tmp_path_factory.mktemp("neutone-pretrained")
+    path = folder / "pretrained.nm"
+    _export(["pretrained", "-o", str(path)], folder)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pretrained_model():
+    from streamify.models.loading import load_model
+
+    return load_model("pretrained")
+
+
+def test_pretrained_exact_at_its_rate_with_knobs_at_rest(pretrained_file, pretrained_model):
+    info = read_neutone_info(pretrained_file)
+    native = info["native_sample_rates"]
+    assert native == [22050] and info["native_buffer_sizes"] == [512, 1024, 2048, 4096]
+    assert [p["name"] for p in info["neutone_parameters"].values()] == [KNOB_SCALE, KNOB_OFFSET, KNOB_DIMENSION]
+    module, _ = load_neutone_model(str(pretrained_file))
+    n = 1000  # not a divisor of any native size: the plugin queues to 1024 (buffering delay 2000)
+    x = _signal(1, n * 36)
+    y = play_like_plugin(module, x, 22050, n)
+    delay = reported_delay(module)
+    assert (int(module.calc_buffering_delay_samples()), int(module.calc_model_delay_samples())) == (2000, 6744)
+    with torch.no_grad():
+        offline = pretrained_model(x.unsqueeze(0))
+    result = compare_streamed(y.unsqueeze(0), offline, delay)
+    assert result.compared_frames > 20000 and result.max_rel_error <= 1e-4, result  # float32, 30 layers deep
+    assert compare_streamed(y.unsqueeze(0), offline, delay + 1).max_rel_error > 0.1
+
+
+def test_pretrained_knobs_edit_the_latents_after_reload(pretrained_file):
+    """The knobs write into the stream's latent scale and offset: explicit default values give the output without
+    parameters bit for bit; other values change it."""
+    module, _ = load_neutone_model(str(pretrained_file))
+    n = 512
+    x = _signal(1, n * 24, seed=1)  # past the model delay (6744 samples)
+
+    def run(values):
+        module.set_daw_sample_rate_and_buffer_size(22050, n)
+        module.reset()
+        params = None if values is None else torch.tensor(values).view(4, 1).repeat(1, n)
+        with torch.no_grad():
+            return torch.cat([module.forward(x[:, i : i + n], params).clone() for i in range(0, x.shape[1], n)], -1)
+
+    rest = run(None)
+    assert rest.abs().max() > 0.1  # the signal outlasts the delay
+    assert torch.equal(run([0.5, 0.5, 0.0, 0.0]), rest)
+    edited = {
+        values: run(list(values)) for values in ((0.0, 0.5, 0.0, 0.0), (0.5, 0.9, 0.0, 0.0), (0.5, 0.9, 0.1, 0.0))
+    }
+    for values, output in edited.items():
+        assert torch.isfinite(output).all() and (output - rest).abs().max() > 1e-2, values
+    assert not torch.equal(edited[(0.5, 0.9, 0.1, 0.0)], edited[(0.5, 0.9, 0.0, 0.0)])  # one latent vs all
+
+
+def _impulse_delay(module, model, daw_rate: int, model_rate: int, n: int) -> tuple:
+    """The plugin's delay measured with an impulse: the response to an impulse minus the response to silence (the
+    model's own output of silence cancels), cross-correlated with the same difference from the offline model at its
+    own rate (soxr between the rates). Returns ``(measured, reported, correlation, response)``."""
+    import soxr
+
+    length = n * (daw_rate * 3 // 2 // n)
+    impulse = torch.zeros(1, length)
+    impulse[0, length // 3] = 1.0
+    response = play_like_plugin(module, impulse, daw_rate, n) - play_like_plugin(module, 0 * impulse, daw_rate, n)
+    reported = reported_delay(module)
+    native = torch.from_numpy(soxr.resample(impulse.T.numpy(), daw_rate, model_rate).T.copy())
+    native = native[:, : native.shape[1] // 512 * 512]
+    with torch.no_grad():
+        offline = model(native.unsqueeze(0))[0] - model(0 * native.unsqueeze(0))[0]
+    reference = soxr.resample(offline.T.numpy(), model_rate, daw_rate).T[0]
+    lag, correlation = _xcorr_lag(response[0].numpy(), reference, max_lag=reported + daw_rate // 50)
+    return lag, reported, correlation, response
+
+
+@pytest.mark.parametrize("daw_rate", [44100, 48000])
+def test_pretrained_resampled_delay_within_a_few_ms_of_the_reported_one(pretrained_file, pretrained_model, daw_rate):
+    module, _ = load_neutone_model(str(pretrained_file))
+    measured, reported, correlation, response = _impulse_delay(module, pretrained_model, daw_rate, 22050, 512)
+    assert module.is_resampling() and torch.isfinite(response).all()
+    assert correlation > 0.8, correlation  # the same response, through neutone's resampler
+    assert abs(measured - reported) <= daw_rate * 3 // 1000, (measured, reported)  # within 3 ms

@@ -35,6 +35,13 @@ from streamify.native import make_portable
 
 #: DAW buffer sizes the native sizes are made for (each is rounded up to a multiple of the stream's)
 COMMON_BUFFER_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
+#: the knobs of an autoencoder (latent edit between encode and decode), in the plugin's order
+KNOB_SCALE = "Latent scale"
+KNOB_OFFSET = "Latent offset"
+KNOB_DIMENSION = "Latent dimension"
+#: knob 0..1 -> latent scale 0..SCALE_MAX (0.5 -> 1) and offset -OFFSET_MAX..OFFSET_MAX (0.5 -> 0)
+SCALE_MAX = 2.0
+OFFSET_MAX = 2.0
 #: the rate neutone-sdk's schema allows at most for a real-time model (Hz)
 MAX_NEUTONE_RATE = 96000
 #: relative error allowed at the export's own check (of the offline peak; float32)
@@ -231,16 +238,19 @@ def _verify(path: Path, stream: StreamingModel, sample_rate: int, sizes: Sequenc
     utils = import_neutone(where)
     with _quiet_neutone():
         module, _ = utils.load_neutone_model(str(path))
-    generator = torch.Generator().manual_seed(0)
+    # one signal for every size (a whole number of buffers of each), long enough to pass the delay and the
+    # receptive field by a few buffers at the largest size
+    unit = math.lcm(*sizes)
+    needed = int(stream.delay) + int(stream.receptive_field) + 4 * max(max(sizes), int(stream.buffer_multiple))
+    length = unit * -(-needed // unit)
+    x = 0.5 * torch.randn(int(stream.in_channels), length, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        offline = stream.offline(x.unsqueeze(0))
     worst = 0.0
     for n in sizes:
-        length = n * (-(-(int(stream.receptive_field) + 4 * max(n, int(stream.buffer_multiple))) // n) + 2)
-        x = 0.5 * torch.randn(int(stream.in_channels), length, generator=generator)
         y = play_like_plugin(module, x, sample_rate, n)
         delay = reported_delay(module)
-        with torch.no_grad():
-            offline = stream.offline(x.unsqueeze(0))[0]
-        result = compare_streamed(y.unsqueeze(0), offline.unsqueeze(0), delay)
+        result = compare_streamed(y.unsqueeze(0), offline, delay)
         error = result.max_rel_error
         if not error <= CHECK_TOLERANCE or result.compared_frames == 0:
             raise StreamingError(

@@ -14,13 +14,7 @@ import torch
 from neutone_sdk import ContinuousNeutoneParameter, NeutoneParameter, WaveformToWaveformBase
 from torch import Tensor, nn
 
-#: the knobs of an autoencoder (latent edit between encode and decode), in the plugin's order
-KNOB_SCALE = "Latent scale"
-KNOB_OFFSET = "Latent offset"
-KNOB_DIMENSION = "Latent dimension"
-#: knob 0..1 -> latent scale 0..SCALE_MAX (0.5 -> 1) and offset -OFFSET_MAX..OFFSET_MAX (0.5 -> 0)
-SCALE_MAX = 2.0
-OFFSET_MAX = 2.0
+from streamify.export.neutone import KNOB_DIMENSION, KNOB_OFFSET, KNOB_SCALE, OFFSET_MAX, SCALE_MAX
 
 
 @dataclass
