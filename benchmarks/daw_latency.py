@@ -66,7 +66,10 @@ def plot(result: dict, path: Path) -> None:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| DAW rate | buffer | model buffer | buffering delay | model delay | total |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| DAW rate | buffer | model buffer | buffering delay | model delay | total |",
+        "|---|---|---|---|---|---|",
+    ]
     for rate, rows in result["delays"].items():
         for n, r in rows.items():
             total = r["buffering"] + r["model"]
