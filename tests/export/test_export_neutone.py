@@ -358,3 +358,13 @@ def test_pretrained_resampled_delay_within_a_few_ms_of_the_reported_one(pretrain
     assert module.is_resampling() and torch.isfinite(response).all()
     assert correlation > 0.8, correlation  # the same response, through neutone's resampler
     assert abs(measured - reported) <= daw_rate * 3 // 1000, (measured, reported)  # within 3 ms
+
+
+def test_without_neutone_sdk_the_command_says_how_to_install_it(tmp_path, monkeypatch):
+    for name in [name for name in sys.modules if name == "neutone_sdk" or name.startswith("neutone_sdk.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "neutone_sdk", None)  # import neutone_sdk fails
+    result = runner.invoke(_app(), ["export", "demo", "-o", str(tmp_path / "x.nm")])
+    assert result.exit_code == 2, result.output
+    assert "neutone-sdk does not import" in result.output and "docs/daw.md" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.nm").exists()
