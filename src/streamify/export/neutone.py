@@ -262,6 +262,21 @@ def _verify(path: Path, stream: StreamingModel, sample_rate: int, sizes: Sequenc
     return worst
 
 
+def _wrapper(stream: StreamingModel, scale: Tensor, offset: Tensor, meta, sample_rate: int, sizes: List[int]):
+    """The scripted stream inside neutone-sdk's ``WaveformToWaveformBase`` (:class:`StreamifyNeutone`)."""
+    from streamify.export.neutone_model import StreamifyNeutone
+
+    with _quiet_neutone():
+        scripted = torch.jit.script(stream)
+    if scale.shape[1] > 0:
+        # the knobs write into the stream's own latent scale and offset: hand the scripted stream's tensors over
+        # (by name: a ScriptModule's .graph is its TorchScript graph, not the submodule)
+        buffers = dict(scripted.named_buffers())
+        scale, offset = buffers["graph.model.latent_scale"], buffers["graph.model.latent_offset"]
+    channels = (int(stream.in_channels), int(stream.out_channels))
+    return StreamifyNeutone(scripted, meta, sample_rate, sizes, int(stream.delay), *channels, scale, offset)
+
+
 def export_neutone(
     model: nn.Module,
     path: Union[str, Path],
@@ -296,8 +311,6 @@ def export_neutone(
     where = "export_neutone"
     _check_texts(name, list(authors), description, list(tags))
     utils = import_neutone(where)
-    from streamify.export.neutone_model import StreamifyNeutone
-
     sample_rate = int(sample_rate)
     check_float32(model, where)
     stream, scale, offset = _stream_for(model, example.detach().to(torch.float32), where)
@@ -307,23 +320,7 @@ def export_neutone(
     sizes = native_buffer_sizes(int(stream.buffer_multiple))
     latent = int(scale.shape[1])
     meta = _metadata(stream, sample_rate, name, authors, description, tags, version, latent)
-    with _quiet_neutone():
-        scripted = torch.jit.script(stream)
-    # the knobs write into the stream's own latent scale and offset: hand the scripted stream's tensors over
-    buffers = dict(scripted.named_buffers())  # (a ScriptModule's .graph is its TorchScript graph, not our submodule)
-    knob_tensors = (
-        (buffers["graph.model.latent_scale"], buffers["graph.model.latent_offset"]) if latent else (scale, offset)
-    )
-    wrapper = StreamifyNeutone(
-        scripted,
-        meta,
-        sample_rate,
-        sizes,
-        int(stream.delay),
-        int(stream.in_channels),
-        int(stream.out_channels),
-        *knob_tensors,
-    )
+    wrapper = _wrapper(stream, scale, offset, meta, sample_rate, sizes)
     with tempfile.TemporaryDirectory(prefix="streamify-neutone-") as folder, _quiet_neutone():
         try:
             utils.save_neutone_model(wrapper, Path(folder), dump_samples=False, submission=False, speed_benchmark=False)
