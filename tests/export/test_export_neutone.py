@@ -288,6 +288,7 @@ def pretrained_model():
     return load_model("pretrained")
 
 
+@pytest.mark.slow
 def test_pretrained_exact_at_its_rate_with_knobs_at_rest(pretrained_file, pretrained_model):
     info = read_neutone_info(pretrained_file)
     native = info["native_sample_rates"]
@@ -295,23 +296,24 @@ def test_pretrained_exact_at_its_rate_with_knobs_at_rest(pretrained_file, pretra
     assert [p["name"] for p in info["neutone_parameters"].values()] == [KNOB_SCALE, KNOB_OFFSET, KNOB_DIMENSION]
     module, _ = load_neutone_model(str(pretrained_file))
     n = 1000  # not a divisor of any native size: the plugin queues to 1024 (buffering delay 2000)
-    x = _signal(1, n * 36)
+    x = _signal(1, n * 20)  # 11256 samples past the reported delay
     y = play_like_plugin(module, x, 22050, n)
     delay = reported_delay(module)
     assert (int(module.calc_buffering_delay_samples()), int(module.calc_model_delay_samples())) == (2000, 6744)
     with torch.no_grad():
         offline = pretrained_model(x.unsqueeze(0))
     result = compare_streamed(y.unsqueeze(0), offline, delay)
-    assert result.compared_frames > 20000 and result.max_rel_error <= 1e-4, result  # float32, 30 layers deep
+    assert result.compared_frames > 11000 and result.max_rel_error <= 1e-4, result  # float32, 30 layers deep
     assert compare_streamed(y.unsqueeze(0), offline, delay + 1).max_rel_error > 0.1
 
 
+@pytest.mark.slow
 def test_pretrained_knobs_edit_the_latents_after_reload(pretrained_file):
     """The knobs write into the stream's latent scale and offset: explicit default values give the output without
     parameters bit for bit; other values change it."""
     module, _ = load_neutone_model(str(pretrained_file))
     n = 512
-    x = _signal(1, n * 24, seed=1)  # past the model delay (6744 samples)
+    x = _signal(1, n * 16, seed=1)  # 1448 samples past the model delay (6744)
 
     def run(values):
         module.set_daw_sample_rate_and_buffer_size(22050, n)
@@ -337,9 +339,9 @@ def _impulse_delay(module, model, daw_rate: int, model_rate: int, n: int) -> tup
     own rate (soxr between the rates). Returns ``(measured, reported, correlation, response)``."""
     import soxr
 
-    length = n * (daw_rate * 3 // 2 // n)
+    length = n * (daw_rate // n)  # 1 s: the impulse at 0.25 s, its response and the delay (~0.35 s) fit
     impulse = torch.zeros(1, length)
-    impulse[0, length // 3] = 1.0
+    impulse[0, length // 4] = 1.0
     response = play_like_plugin(module, impulse, daw_rate, n) - play_like_plugin(module, 0 * impulse, daw_rate, n)
     reported = reported_delay(module)
     native = torch.from_numpy(soxr.resample(impulse.T.numpy(), daw_rate, model_rate).T.copy())
@@ -351,6 +353,7 @@ def _impulse_delay(module, model, daw_rate: int, model_rate: int, n: int) -> tup
     return lag, reported, correlation, response
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("daw_rate", [44100, 48000])
 def test_pretrained_resampled_delay_within_a_few_ms_of_the_reported_one(pretrained_file, pretrained_model, daw_rate):
     module, _ = load_neutone_model(str(pretrained_file))
