@@ -371,3 +371,15 @@ def test_without_neutone_sdk_the_command_says_how_to_install_it(tmp_path, monkey
     assert result.exit_code == 2, result.output
     assert "neutone-sdk does not import" in result.output and "docs/daw.md" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.nm").exists()
+
+
+def test_format_from_the_suffix_or_the_option():
+    from pathlib import Path as P
+
+    from streamify.export.commands import ExportFormat, _format_of
+
+    assert _format_of(P("x.nm"), None) is ExportFormat.neutone
+    assert _format_of(P("x.NM"), None) is ExportFormat.neutone
+    assert _format_of(P("model.bin"), ExportFormat.neutone) is ExportFormat.neutone
+    with pytest.raises(typer.BadParameter, match=r"\.ts, \.onnx or \.nm"):
+        _format_of(P("model.bin"), None)
