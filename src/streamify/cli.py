@@ -331,7 +331,7 @@ def info(
         Optional[str],
         typer.Argument(
             help="'demo' or 'pretrained' (built-in), 'package.module:factory', a checkpoint of streamify train "
-            "(.ckpt) or RAVE weights (.pt), or an exported .ts / .onnx file. A .ts file is a program (TorchScript "
+            "(.ckpt) or RAVE weights (.pt), or an exported .ts / .onnx / .nm file. A .ts or .nm file is a program (TorchScript "
             "runs its code when loaded): info reads its metadata from the archive without loading it; load only "
             "files you trust. Also --model/-m (default: demo).",
             show_default=False,
@@ -364,7 +364,7 @@ def info(
 
     out = console()
     model = chosen_model(model, model_option)
-    if model.lower().endswith((".ts", ".onnx")):
+    if model.lower().endswith((".ts", ".onnx", ".nm")):
         out.print(_describe_exported(model))
         return
     try:

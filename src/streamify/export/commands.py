@@ -22,6 +22,7 @@ class ExportFormat(str, Enum):
 
     nn_tilde = "nn-tilde"
     onnx = "onnx"
+    neutone = "neutone"
 
 
 def _format_of(output: Path, chosen: Optional[ExportFormat]) -> ExportFormat:
@@ -31,7 +32,11 @@ def _format_of(output: Path, chosen: Optional[ExportFormat]) -> ExportFormat:
         return ExportFormat.onnx
     if output.suffix.lower() in (".ts", ".pt", ".torchscript"):
         return ExportFormat.nn_tilde
-    raise typer.BadParameter(f"cannot tell the format from {output.name!r}; name it .ts or .onnx, or pass --format")
+    if output.suffix.lower() == ".nm":
+        return ExportFormat.neutone
+    raise typer.BadParameter(
+        f"cannot tell the format from {output.name!r}; name it .ts, .onnx or .nm, or pass --format"
+    )
 
 
 def _sizes(text: Optional[str], option: str) -> Optional[List[int]]:
@@ -79,7 +84,8 @@ def export(
         typer.Option("--model", "-m", help="The model, as the MODEL argument (-m is --model everywhere)."),
     ] = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript) or .onnx.")
+        Path,
+        typer.Option("--output", "-o", help="File to write: .ts (nn~ TorchScript), .onnx, or .nm (Neutone FX)."),
     ] = Path("model.ts"),
     weights: Annotated[Optional[str], typer.Option(help="State dict to load (torch.save; weights_only).")] = None,
     channels: Annotated[
@@ -117,10 +123,21 @@ def export(
     tune_batch: Annotated[
         str, typer.Option(help="nn~: batch sizes to tune for (comma-separated; mc.nn~ sends several).")
     ] = "1",
+    name: Annotated[
+        Optional[str], typer.Option(help="Neutone: the model's name in the plugin (30 characters at most).")
+    ] = None,
+    author: Annotated[
+        Optional[List[str]], typer.Option("--author", help="Neutone: an author; repeat for several (5 at most).")
+    ] = None,
+    description: Annotated[
+        Optional[str], typer.Option(help="Neutone: a short description (150 characters at most).")
+    ] = None,
+    tag: Annotated[Optional[List[str]], typer.Option("--tag", help="Neutone: a tag; repeat (7 at most).")] = None,
+    model_version: Annotated[str, typer.Option(help="Neutone: the model's version string.")] = "1.0.0",
 ) -> None:
-    """Export a model for real-time hosts: an nn~ TorchScript file or an ONNX model with explicit state.
+    """Export a model for real-time hosts: an nn~ TorchScript file, an ONNX model with explicit state, or a Neutone FX model (.nm) for DAWs.
 
-    The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream), and the file is written only if every check passes.
+    The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream; Neutone: saved by neutone-sdk, then streamed as the plugin does), and the file is written only if every check passes.
     """
     from streamify.models.loading import guess_channels, input_refusal, load_model
 
@@ -153,7 +170,17 @@ def export(
                 sample_rate = int(getattr(loaded, "sample_rate", 48000))
             generator = torch.Generator().manual_seed(0)
             example = torch.randn(1, channels, length, generator=generator)
-            if kind is ExportFormat.onnx:
+            if kind is ExportFormat.neutone:
+                from streamify.export.neutone import describe_neutone, export_neutone
+
+                if method and methods != ["forward"]:
+                    raise StreamingError(
+                        "streamify: export: a Neutone model streams forward (audio to audio); drop --method"
+                    )
+                meta = dict(name=name, authors=author or [], description=description, tags=tag or [])
+                export_neutone(loaded, output, example, sample_rate, version=model_version, **meta)
+                out.print(describe_neutone(output))
+            elif kind is ExportFormat.onnx:
                 if len(methods) != 1:
                     raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
                 from streamify.export.onnx_export import describe_onnx, export_onnx

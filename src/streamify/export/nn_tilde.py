@@ -514,6 +514,10 @@ def describe_file(path: Union[str, Path]):
         from streamify.export.onnx_export import describe_onnx
 
         return describe_onnx(path)
+    if str(path).lower().endswith(".nm"):
+        from streamify.export.neutone import describe_neutone
+
+        return describe_neutone(path)
     info = read_info(path)
     sample_rate = info.get("sample_rate")
     table = Table(title=f"{Path(path).name}: nn~ model (streamify {info.get('streamify_version')})")
