@@ -153,6 +153,10 @@ def export(
 
                 _require("onnx")
                 _require("onnxruntime")
+            elif kind is ExportFormat.neutone:
+                from streamify.export.neutone import import_neutone
+
+                import_neutone("export")
             stage(f"loading the model {model}")
             loaded = load_model(model, weights)
             if channels is None:
