@@ -28,11 +28,16 @@ MODULES = [
     "streamify.layers.containers",
     "streamify.layers.conv",
     "streamify.layers.conv_transpose",
+    "streamify.layers.framing",
+    "streamify.layers.istft",
+    "streamify.layers.overlap_add",
     "streamify.layers.periodic",
     "streamify.layers.pointwise",
     "streamify.layers.recurrent",
     "streamify.layers.resample",
     "streamify.layers.shift",
+    "streamify.layers.stft",
+    "streamify.layers.time_fold",
 ]
 
 PUBLIC_LAYERS = [
