@@ -292,7 +292,7 @@ class WindowedStart(nn.Module):
 
 
 def test_a_mask_that_is_not_periodic_is_refused():
-    with pytest.raises(StreamingError, match=r"writes in place into a tensor that varies in time") as info:
+    with pytest.raises(StreamingError, match=r"made from its shape that is not periodic along time") as info:
         convert(WindowedStart(), torch.randn(1, 3, 64))
     assert "mask[..., :5] = 0" in str(info.value)
 

@@ -97,9 +97,12 @@ def convert(
             op_error = error
     try:
         return _checked(_convert_fx(model, method, example, probe, allow_random), example, verify, allow_random)
-    except StreamingError:
+    except StreamingError as error:
         if op_error is not None and not getattr(op_error, "fallback", True):
             raise op_error from None  # the op-level rules named the true cause
+        if op_error is not None:  # both failed: the fx tracer's refusal, and why the op level could not help
+            why = str(op_error).removeprefix("streamify: convert: ")
+            raise type(error)(f"{error} (at the op level: {why})") from error
         raise
 
 

@@ -131,8 +131,13 @@ class Rewriter:
         key = id(value)
         if key not in self.consts:
             name = f"const{len(self.consts)}"
-            self.root.register_buffer(name, value.detach().clone())
-            self.consts[key] = self.graph.get_attr(name)
+            if value.is_complex():  # kept as real pairs, so that .to(dtype) casts it as a real tensor would be
+                self.root.register_buffer(name, torch.view_as_real(value.detach().clone()))
+                pairs = self.graph.get_attr(name)
+                self.consts[key] = self.graph.call_function(torch.ops.aten.view_as_complex, (pairs,))
+            else:
+                self.root.register_buffer(name, value.detach().clone())
+                self.consts[key] = self.graph.get_attr(name)
             self._keep = getattr(self, "_keep", []) + [value]  # ids stay unique while the rewrite runs
         return self.consts[key]
 

@@ -24,6 +24,8 @@ import torch.fx as fx
 from streamify.convert.rewrite import Pairs, Rewriter, norm_dim
 from streamify.convert.rules import op_rule
 from streamify.convert.timeinfo import TimeInfo
+from streamify.layers.framing import Frame
+from streamify.layers.overlap_add import OverlapAddFrames
 from streamify.layers.shift import Crop, Delay
 from streamify.timing import frames_multiple
 
@@ -252,25 +254,67 @@ def scatter(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     pointwise(rw, node, tins)
 
 
-@op_rule(aten.unfold, aten.im2col)
+@op_rule(aten.unfold)
 def framing(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+    """``Tensor.unfold`` along time: :class:`~streamify.layers.Frame` (frames in torch's layout, time at the
+    unfolded axis, the window last); along another axis: per frame."""
     arg, info = tins[0]
-    dim = norm_dim(rw.static(node, 1, "dimension", 0), rw.values[arg].dim())
-    if node.target.overloadpacket is aten.unfold and dim != info.dim:
+    x = rw.values[arg]
+    dim = norm_dim(rw.static(node, 1, "dimension", 0), x.dim())
+    if dim != info.dim:
         rw.env[node], rw.info[node] = rw.copy(node), info
         return
+    size, step = rw.static(node, 2, "size"), rw.static(node, 3, "step")
+    layer = _layer(rw, node, lambda: Frame(size, step))
+    # ndim + 1: emit_stream moves time last before and the frame axis back to ``dim`` after, always
+    rw.env[node], rw.info[node] = rw.emit_stream(layer, rw.env[arg], info, x.dim() + 1)
+
+
+@op_rule(aten.im2col)
+def unfold_2d(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     raise rw.fail(
         node,
-        "cuts time into overlapping frames (Tensor.unfold); streamify has no streaming layer for framing yet",
-        "frame with a strided conv whose kernel is the window (nn.Conv1d with an identity weight), or stream the "
-        "model on frames you cut yourself",
+        "cuts time into frames with F.unfold (im2col), which has no streaming rule",
+        "frame with Tensor.unfold along time",
     )
 
 
 @op_rule(aten.col2im)
 def overlap_add(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    raise rw.fail(
-        node,
-        "overlap-adds frames along time (F.fold); streamify has no streaming layer for it yet",
-        "overlap-add with nn.ConvTranspose1d (stride = hop, an identity weight)",
+    """``F.fold`` of ``[B, C*k, L]`` frames into ``[B, C, 1, T]`` (kernel ``(1, k)``, stride ``(1, s)``):
+    :class:`~streamify.layers.OverlapAddFrames` (its left padding is delay; ``output_size`` only adds or
+    cuts zeros at the end)."""
+    arg, info = tins[0]
+    cols = rw.values[arg]
+    out_size, kernel = rw.arg(node, 1, "output_size"), rw.static(node, 2, "kernel_size")
+    dilation, padding, stride = (
+        rw.static(node, 3, "dilation"),
+        rw.static(node, 4, "padding"),
+        rw.static(node, 5, "stride"),
     )
+    if (
+        cols.dim() != 3
+        or info.dim != 2
+        or out_size[0] != 1
+        or kernel[0] != 1
+        or list(dilation) != [1, 1]
+        or padding[0] != 0
+        or stride[0] != 1
+    ):
+        raise rw.fail(
+            node,
+            "overlap-adds (F.fold) other than 1-D frames along time (kernel (1, k), stride (1, s), dilation 1)",
+            "fold [B, C*k, frames] into [B, C, 1, T] with kernel (1, k)",
+        )
+    k = kernel[1]
+    frames = rw.graph.call_function(aten.unflatten, (rw.env[arg], 1, [cols.size(1) // k, k]))
+    layer = _layer(rw, node, lambda: OverlapAddFrames(k, stride[1], padding[1]))
+    y, out = rw.emit_stream(layer, frames, TimeInfo(3, info.delay, info.ratio, info.field), 4)
+    rw.env[node] = rw.graph.call_function(aten.unsqueeze, (y, 2))
+    rw.info[node] = out
+
+
+def _layer(rw: Rewriter, node: fx.Node, make: Any) -> Any:
+    from streamify.convert.rules.windows import _build
+
+    return _build(rw, node, make)

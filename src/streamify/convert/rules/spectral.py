@@ -13,6 +13,8 @@ import torch.fx as fx
 
 from streamify.convert.rewrite import Pairs, Rewriter, norm_dim
 from streamify.convert.rules import op_rule
+from streamify.layers.istft import ISTFT
+from streamify.layers.stft import STFT
 
 aten = torch.ops.aten
 
@@ -73,17 +75,62 @@ def complex_parts(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 @op_rule(aten.stft)
 def stft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    raise rw.fail(
+    """``aten.stft`` (torch pads a centered STFT in Python before it: that pad has its own rule):
+    :class:`~streamify.layers.STFT` with ``center=False``; complex frames, time last."""
+    arg, info = tins[0]
+    x = rw.values[arg]
+    if arg is not node.args[0] or info.dim != x.dim() - 1:
+        raise rw.fail(node, "takes an STFT whose signal is not on the last axis", "give torch.stft [batch, time]")
+    get = lambda i, name, default=None: rw.static(node, i, name, default)  # noqa: E731
+    if not get(7, "return_complex", False):
+        raise rw.fail(node, "takes an STFT with return_complex=False", "use return_complex=True")
+    layer = _build(
+        rw,
         node,
-        "frames the signal for an STFT (torch.stft); it has no streaming layer yet",
-        "compute the STFT with a strided conv over windowed Fourier kernels",
+        lambda: STFT(
+            get(1, "n_fft"),
+            get(2, "hop_length"),
+            get(3, "win_length"),
+            get(4, "window"),
+            center=False,
+            normalized=bool(get(5, "normalized", False)),
+            onesided=get(6, "onesided", True) is not False,
+        ),
     )
+    y, out = rw.emit_stream(layer, rw.env[arg], info, x.dim())
+    rw.env[node], rw.info[node] = y, out.moved(rw.values[node].dim() - 1)
 
 
 @op_rule(aten.istft)
 def istft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    raise rw.fail(
+    """``aten.istft``: :class:`~streamify.layers.ISTFT` (``length`` only cuts or pads the end: ignored)."""
+    arg, info = tins[0]
+    spec = rw.values[arg]
+    if arg is not node.args[0] or info.dim != spec.dim() - 1:
+        raise rw.fail(
+            node, "inverts an STFT whose frames are not on the last axis", "give torch.istft [batch, freqs, frames]"
+        )
+    get = lambda i, name, default=None: rw.static(node, i, name, default)  # noqa: E731
+    if get(9, "return_complex", False):
+        raise rw.fail(node, "inverts an STFT with return_complex=True", "use return_complex=False")
+    layer = _build(
+        rw,
         node,
-        "overlap-adds frames of an inverse STFT (torch.istft); it has no streaming layer yet",
-        "invert with nn.ConvTranspose1d over windowed Fourier kernels",
+        lambda: ISTFT(
+            get(1, "n_fft"),
+            get(2, "hop_length"),
+            get(3, "win_length"),
+            get(4, "window"),
+            center=bool(get(5, "center", True)),
+            normalized=bool(get(6, "normalized", False)),
+            onesided=get(7, "onesided", True) is not False,
+        ),
     )
+    y, out = rw.emit_stream(layer, rw.env[arg], info, spec.dim())
+    rw.env[node], rw.info[node] = y, out.moved(rw.values[node].dim() - 1)
+
+
+def _build(rw: Rewriter, node: fx.Node, make):
+    from streamify.convert.rules.windows import _build as build
+
+    return build(rw, node, make)
