@@ -24,6 +24,7 @@ from streamify.layers.periodic import Periodic
 MODULES = [
     "streamify.buffering",
     "streamify.convert",
+    "streamify.exactness",
     "streamify.layers.base",
     "streamify.layers.containers",
     "streamify.layers.conv",
