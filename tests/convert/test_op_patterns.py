@@ -255,3 +255,23 @@ def test_random_ops_stream_real_draws_and_are_verified_with_zeros():
     first = stream(x)
     stream.reset()
     assert not torch.equal(first, stream(x)), "streamed with real draws, new for each buffer"
+
+
+def test_register_an_op_rule_and_a_refusal():
+    """streamify.register takes aten ops as well as module classes: a refusal for an op, then removed."""
+    import streamify
+    from streamify.convert.rules import unregister_op
+
+    class Tanh(nn.Module):
+        def forward(self, x):
+            return torch.tanh(x)
+
+    streamify.register(torch.ops.aten.tanh, refusal="saturates; use a clip")
+    try:
+        with pytest.raises(
+            StreamingError, match=r"aten.tanh in the model at .*test_op_patterns.py.*saturates; use a clip"
+        ):
+            convert(Tanh(), torch.randn(1, 2, 32), capture="ops")
+    finally:
+        unregister_op(torch.ops.aten.tanh)
+    assert convert(Tanh(), torch.randn(1, 2, 32), capture="ops").delay == 0

@@ -37,6 +37,7 @@ def convert(
     method: str = "forward",
     allow_random: bool = False,
     verify: bool = True,
+    capture: str = "auto",
 ) -> StreamingModel:
     """Make ``model.<method>`` stream exactly.
 
@@ -46,8 +47,10 @@ def convert(
         example: an input ``[batch, channels, time]``; its length should span a few
             receptive fields and be a multiple of the model's total stride.
         method: the method to convert (``"encode"``, ``"decode"``, ...).
-        allow_random: keep random ops (noise) instead of refusing them; the
-            streamed output then differs from offline by that noise (and is not verified).
+        allow_random: let the fx tracer keep random ops (the op-level capture always keeps them): draws
+            are streamed as real draws, new per buffer, and verified with every draw replaced by zeros.
+        capture: ``"auto"`` (the op-level capture, then the fx tracer where it cannot convert the model),
+            ``"ops"`` or ``"fx"`` (one of them only: for comparisons).
         verify: stream a random probe through a copy of the result at several buffer schedules, in the
             model's dtype and in float64, and check it against the model (:mod:`streamify.convert.verify`);
             ``False`` skips it (the result is then unchecked).
@@ -89,8 +92,12 @@ def convert(
     # the example's shapes must hold for it too, and integers that differ depend on the length
     probe = torch.cat([example, example.flip(-1)], -1)
     probe = torch.cat([probe, probe[:1]], 0).contiguous()
+    if capture not in ("auto", "ops", "fx"):
+        raise StreamingError(f"streamify: convert: capture must be 'auto', 'ops' or 'fx', not {capture!r}")
     op_error: Optional[StreamingError] = None
-    if op_capture_applies(model):
+    if capture == "ops":
+        return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
+    if capture == "auto" and op_capture_applies(model):
         try:
             return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
         except StreamingError as error:  # the fx tracer may still convert it (see docs/conversion.md)

@@ -51,6 +51,25 @@ def register_op(target: Any, rule: Optional[Rule] = None, *, refusal: Optional[s
     OP_RULES[_key(target)] = rule
 
 
+def register(target: Any, handler: Optional[Callable] = None, *, refusal: Optional[str] = None) -> None:
+    """Teach :func:`streamify.convert` how a module class or an op streams (``streamify.register``).
+
+    Args:
+        target: an ``nn.Module`` subclass (see :func:`streamify.layers.torch_layers.register`: its instances
+            are kept whole by the fx tracer, so a model holding one is converted by the fx tracer), or an
+            aten op (``torch.ops.aten.cumsum``, an overload or its packet) of the op-level graph.
+        handler: for a class, builds the streaming copy of an instance; for an op, the rule
+            ``rule(rewriter, node, time_inputs)`` (see the families in this package for examples).
+        refusal: instead of a handler, why it cannot stream and the fix (``"cause; fix"``).
+    """
+    if is_op(target):
+        register_op(target, handler, refusal=refusal)
+        return
+    from streamify.layers.torch_layers import register as register_module
+
+    register_module(target, handler, refusal=refusal)
+
+
 def unregister_op(target: Any) -> None:
     OP_RULES.pop(_key(target), None)
 
