@@ -275,3 +275,18 @@ def test_register_an_op_rule_and_a_refusal():
     finally:
         unregister_op(torch.ops.aten.tanh)
     assert convert(Tanh(), torch.randn(1, 2, 32), capture="ops").delay == 0
+
+
+def test_decimation_by_a_strided_slice():
+    """``x[..., 1::3]`` after an odd-delay conv: every third frame, in phase with offline."""
+
+    class Decimate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 4, padding=2)
+
+        def forward(self, x):
+            return self.conv(x)[..., 1::3]
+
+    stream = _stream(Decimate(), frames=66)
+    assert stream.ratio == 3 and stream.buffer_multiple == 3

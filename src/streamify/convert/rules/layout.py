@@ -178,8 +178,6 @@ def slice_(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
         rw.env[node], rw.info[node] = rw.copy(node), info
         return
     start, end, step = rw.arg(node, 2, "start", None), rw.arg(node, 3, "end", None), rw.arg(node, 4, "step", 1)
-    if step != 1:
-        raise rw.fail(node, "takes every n-th frame", "decimate with a strided conv or pool")
     length, plength = x.size(dim), rw.probe_values[arg].size(dim)
     first, _, _ = slice(start, end).indices(length)
     pfirst, _, _ = slice(rw.probe_arg(node, 2, "start"), rw.probe_arg(node, 3, "end")).indices(plength)
@@ -187,8 +185,27 @@ def slice_(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
         raise rw.fail(
             node, "cuts the start of the signal by an amount that depends on its length", "crop by a constant", True
         )
-    stop = len(range(*slice(start, end).indices(length)))
-    rw.unary(node, Crop(first, max(length - first - stop, 0)), arg, info)
+    if step == 1:
+        stop = len(range(*slice(start, end).indices(length)))
+        rw.unary(node, Crop(first, max(length - first - stop, 0)), arg, info)
+        return
+    _decimate(rw, node, arg, info, first, step)
+
+
+def _decimate(rw: Rewriter, node: fx.Node, arg: fx.Node, info: TimeInfo, first: int, step: int) -> None:
+    """``x[..., first::step]`` along time: a crop, a delay line to a multiple of ``step`` (so that each buffer's
+    frames 0, step, ... are the offline ones kept), then every ``step``-th frame: rate x step, delay / step."""
+    ndim = rw.values[arg].dim()
+    y, now = rw.env[arg], info
+    if first:
+        y, now = rw.emit_stream(Crop(first, 0), y, now, ndim)
+    target = -(-max(now.delay, 0) // step) * step
+    if target != now.delay:
+        y, now = rw.emit_stream(Delay(target - now.delay), y, now, ndim)
+    rw.multiples.append(frames_multiple(now.ratio, step))
+    rw.env[node] = rw.graph.call_function(aten.slice, (y, now.dim, 0, 9223372036854775807, step))
+    field = None if now.field is None else now.field
+    rw.info[node] = TimeInfo(now.dim, now.delay // step, now.ratio * step, field)
 
 
 @op_rule(aten.select)
