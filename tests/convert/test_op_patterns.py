@@ -290,3 +290,33 @@ def test_decimation_by_a_strided_slice():
 
     stream = _stream(Decimate(), frames=66)
     assert stream.ratio == 3 and stream.buffer_multiple == 3
+
+
+class TimeIntoBatch(nn.Module):
+    """openunmix's shape: [B, C, T] -> [T, B, C] -> [T*B, C] around per-frame linears, then back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 4)
+        self.lstm = nn.LSTM(4, 4)
+
+    def forward(self, x):
+        y = self.conv(x).permute(2, 0, 1)  # [T, B, C]
+        t, b, c = y.shape
+        z = torch.tanh(self.fc(y.reshape(-1, c))).reshape(t, b, c)
+        return (self.lstm(z)[0] + y).permute(1, 2, 0)
+
+
+def test_time_merged_with_the_batch_around_per_frame_layers():
+    assert _stream(TimeIntoBatch()).delay == 1
+
+
+def test_a_time_layer_on_time_merged_with_the_batch_is_refused():
+    class Bad(nn.Module):
+        def forward(self, x):
+            y = x.permute(2, 0, 1).reshape(-1, x.shape[1])  # [T*B, C]
+            return F.avg_pool1d(y.t().unsqueeze(0), 2)  # a window over frames of several batch items
+
+    with pytest.raises(StreamingError, match=r"merged with the batch"):
+        convert(Bad(), torch.randn(1, 2, 64), capture="ops")

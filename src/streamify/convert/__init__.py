@@ -175,7 +175,15 @@ def assemble(
 
 
 def convert_ops(model: nn.Module, method: str, example: Tensor, probe: Tensor, allow_random: bool) -> StreamingModel:
-    """The op-level conversion (:mod:`streamify.convert.opcapture`, :mod:`streamify.convert.rewrite`)."""
+    """The op-level conversion (:mod:`streamify.convert.opcapture`, :mod:`streamify.convert.rewrite`).
+
+    The capture runs on at least two batch items: with one, torch skips copies (a permuted ``[T, 1, C]``
+    reshapes as a view) that it makes for more, and the two captures would execute different ops.
+    """
+    if example.size(0) == 1:
+        example = torch.cat([example, example.flip(-1)], 0)
+        probe = torch.cat([example, example.flip(-1)], -1)
+        probe = torch.cat([probe, probe[:1]], 0).contiguous()
     rewriter = Rewriter(capture_ops(model, method, example, probe), example, probe, allow_random)
     graph, out_info, out_value = rewriter.run()
     rewriter.root.streams = nn.ModuleList(rewriter.streams)

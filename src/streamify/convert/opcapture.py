@@ -165,6 +165,13 @@ def source_line(node: fx.Node) -> str:
     return source_of(node)
 
 
+def module_path(node: fx.Node) -> str:
+    """The path in the model of the innermost layer that ran ``node`` ("" for the model itself)."""
+    stack = [str(path) for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+    stack = [path.removeprefix("model.") for path in stack if path.startswith("model.")]
+    return stack[-1] if stack else ""
+
+
 def module_of(node: fx.Node) -> str:
     """The innermost layer of the model that ran ``node``: "layer 'path' (package.Class)", or "the model"."""
     stack = [(str(path), cls) for path, cls in (node.meta.get("nn_module_stack") or {}).values()]

@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from streamify.convert.opcapture import OpGraph, module_of, source_line
+from streamify.convert.opcapture import OpGraph, module_of, module_path, source_line
 from streamify.convert.timeinfo import TimeInfo
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import WindowOp
@@ -70,6 +70,7 @@ class Rewriter:
         self.input: Optional[fx.Node] = None
         self._batch: Optional[fx.Node] = None
         self.random: set = set()  # static nodes that carry random draws
+        self._names: set = set()  # names given to streaming layers
         #: (streaming-graph node, time axis, example length) of the time tensor a rule combines static nodes with
         self.time_ref: Optional[Tuple[fx.Node, int, int]] = None
 
@@ -177,12 +178,17 @@ class Rewriter:
         A stream of negative delay (after a pad) lacks the first offline frames; only window ops and
         time shifts may take it, any other layer gets a delay line to delay 0 first.
         """
+        if info.folded:
+            raise self.fail(
+                self.current,
+                "applies a time layer to a tensor whose time axis is merged with the batch axis",
+                "split time from the batch (reshape back) before the time layer",
+            )
         if info.delay < 0 and not isinstance(module, (WindowOp, Pad, Crop, Delay)):
             x, info = self.emit_stream(Delay(-info.delay), x, info, ndim)
         module.is_root = False
         module.configure(info.delay)
-        name = self.current.name if self.current is not None else "input"
-        module.set_name(f"{name}:{type(module).__name__}")
+        module.set_name(self._layer_name(module))
         self.input_ratios.append(info.ratio)
         index = len(self.streams)
         self.streams.append(module)
@@ -200,6 +206,17 @@ class Rewriter:
             field = info.field + (module.receptive_field - 1) * info.ratio
         self.multiples.append(frames_multiple(ratio, 1))
         return y, TimeInfo(info.dim, module.delay, ratio, field)
+
+    def _layer_name(self, module: StreamingModule) -> str:
+        """``path:Class``: the path of the model's layer that made it (else the op's node), unique."""
+        node = self.current
+        base = (module_path(node) or node.name) if node is not None else "input"
+        name, k = f"{base}:{type(module).__name__}", 1
+        while name in self._names:
+            k += 1
+            name = f"{base}.{k}:{type(module).__name__}"
+        self._names.add(name)
+        return name
 
     def unary(self, node: fx.Node, module: StreamingModule, arg: fx.Node, info: TimeInfo) -> None:
         self.env[node], self.info[node] = self.emit_stream(module, self.env[arg], info, self.values[arg].dim())
@@ -224,7 +241,7 @@ class Rewriter:
                 replaced[arg], _ = self.emit_stream(
                     Delay(target - info.delay), self.env[arg], info, self.values[arg].dim()
                 )
-        return replaced, TimeInfo(pairs[0][1].dim, target, ratios.pop(), field)
+        return replaced, TimeInfo(pairs[0][1].dim, target, ratios.pop(), field, any(i.folded for _, i in pairs))
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> Tuple[fx.Graph, TimeInfo, Tensor]:

@@ -119,6 +119,13 @@ def view(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     arg, info = tins[0]
     x, y = list(rw.values[arg].shape), list(rw.values[node].shape)
     px, py = list(rw.probe_values[arg].shape), list(rw.probe_values[node].shape)
+    folded = _batch_fold(rw, x, px, y, py, info)
+    if folded is not None:
+        rw.env[node] = rw.graph.call_function(aten.reshape, (rw.env[arg], _size_entries(rw, node, y, py, folded.dim)))
+        rw.info[node] = folded
+        return
+    if info.folded:
+        raise rw.fail(node, "reshapes time merged with the batch axis other than back", "split time from the batch")
     found, probe = _fold(x, y, info.dim), _fold(px, py, info.dim)
     if found is None or found[0] == "fast" or probe != found:
         raise rw.fail(
@@ -143,6 +150,25 @@ def view(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     sizes = _size_entries(rw, node, y, py, j)
     rw.env[node] = rw.graph.call_function(aten.reshape, (source, sizes))
     rw.info[node] = out
+
+
+def _batch_fold(rw: Rewriter, x: List[int], px: List[int], y: List[int], py: List[int], info: TimeInfo):
+    """Time merged with the adjacent batch axis (``[T, B, C] -> [T*B, C]``, either order), or split back:
+    read on the probe, whose batch is not 1. The result keeps the delay and rate (None: neither)."""
+    b, pb, d = rw.example.size(0), rw.probe.size(0), info.dim
+    if not info.folded and len(py) == len(px) - 1:
+        for k in (d - 1, d + 1):
+            if 0 <= k < len(x) and x[k] == b and px[k] == pb:
+                lo = min(k, d)
+                if py[:lo] == px[:lo] and py[lo] == px[lo] * px[lo + 1] and py[lo + 1 :] == px[lo + 2 :]:
+                    return TimeInfo(lo, info.delay, info.ratio, info.field, folded=True)
+    if info.folded and len(py) == len(px) + 1:
+        for j in (d,):
+            if py[:j] == px[:j] and py[j] * py[j + 1] == px[d] and py[j + 2 :] == px[d + 1 :]:
+                for t, k in ((j, j + 1), (j + 1, j)):
+                    if py[k] == pb and y[k] == b and py[t] != pb:
+                        return TimeInfo(t, info.delay, info.ratio, info.field)
+    return None
 
 
 @op_rule(aten.expand)
@@ -177,6 +203,8 @@ def slice_(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     if dim != info.dim:
         rw.env[node], rw.info[node] = rw.copy(node), info
         return
+    if info.folded:
+        raise rw.fail(node, "slices time merged with the batch axis", "split time from the batch first")
     start, end, step = rw.arg(node, 2, "start", None), rw.arg(node, 3, "end", None), rw.arg(node, 4, "step", 1)
     length, plength = x.size(dim), rw.probe_values[arg].size(dim)
     first, _, _ = slice(start, end).indices(length)
@@ -323,6 +351,8 @@ def overlap_add(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
             "overlap-adds (F.fold) other than 1-D frames along time (kernel (1, k), stride (1, s), dilation 1)",
             "fold [B, C*k, frames] into [B, C, 1, T] with kernel (1, k)",
         )
+    if info.folded:
+        raise rw.fail(node, "overlap-adds time merged with the batch axis", "split time from the batch first")
     k = kernel[1]
     frames = rw.graph.call_function(aten.unflatten, (rw.env[arg], 1, [cols.size(1) // k, k]))
     layer = _layer(rw, node, lambda: OverlapAddFrames(k, stride[1], padding[1]))

@@ -60,6 +60,8 @@ def _as_1d(
     """Apply a 1-D time layer to the input of ``node``: directly for ``[B, C, T]``; for ``[B, C, H, W]``
     with time on H or W, per frame (kept) or per row of the other axis (folded into the batch)."""
     arg, info = _single(rw, node, tins, "a window op")
+    if info.folded:
+        raise rw.fail(node, "slides a window over time merged with the batch axis", "split time from the batch first")
     x = rw.values[arg]
     if x.dim() == 3 and info.dim == 2:
         rw.unary(node, build(0), arg, info)
