@@ -216,10 +216,21 @@ def test_snac_encoder_decoder_round_trip_scripts(snac_layers):
     assert torch.equal(stream_signal(scripted, x, sizes), eager)
 
 
-def test_snac_noise_blocks_refused_unless_allowed(snac_layers):
+def test_snac_noise_blocks_convert_and_are_verified_with_zero_draws(snac_layers):
+    """The noise blocks draw randn at the signal's length: kept without allow_random, drawn per buffer,
+    verified with the draws replaced by zeros (and exact then, one frame off failing)."""
+    from streamify.convert.draws import ZeroDraws
+    from streamify.exactness import compare_streamed, stream_signal
+
     model = snac_layers.Decoder(32, 32, [7, 3], noise=True, depthwise=True, attn_window_size=None).double()
-    with pytest.raises(StreamingError, match=r"randn.*snac.*draws random numbers.*allow_random=True"):
-        convert(model, make_signal(1, 32, 24, seed=1))
+    stream = convert(model, make_signal(1, 32, 24, seed=1))
+    assert stream.random_kept
+    x = make_signal(2, 32, 96, seed=2)
+    stream.reset()
+    with ZeroDraws():
+        offline, streamed = model(x), stream_signal(stream, x, [24, 48, 24])
+    assert compare_streamed(streamed, offline, stream.delay).max_abs_error <= TOL
+    assert compare_streamed(streamed, offline, stream.delay + 1).max_abs_error > 1e-6
 
 
 def test_snac_noise_blocks_allowed_stream_exactly_with_noise_weights_zeroed(snac_layers):
