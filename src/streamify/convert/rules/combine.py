@@ -133,7 +133,9 @@ def product(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
         ib = None
     if isinstance(ia, TimeInfo) and isinstance(ib, TimeInfo):
         raise rw.fail(
-            node, "reads the whole time axis (attention): it multiplies two time-varying tensors together", "use windowed attention"
+            node,
+            "reads the whole time axis (attention): it multiplies two time-varying tensors together",
+            "use windowed attention",
         )
     if isinstance(ia, TimeInfo):
         if ia.dim == va.dim() - 1:
