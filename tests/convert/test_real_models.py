@@ -216,10 +216,21 @@ def test_snac_encoder_decoder_round_trip_scripts(snac_layers):
     assert torch.equal(stream_signal(scripted, x, sizes), eager)
 
 
-def test_snac_noise_blocks_refused_unless_allowed(snac_layers):
+def test_snac_noise_blocks_convert_and_are_verified_with_zero_draws(snac_layers):
+    """The noise blocks draw randn at the signal's length: kept without allow_random, drawn per buffer,
+    verified with the draws replaced by zeros (and exact then, one frame off failing)."""
+    from streamify.convert.draws import ZeroDraws
+    from streamify.exactness import compare_streamed, stream_signal
+
     model = snac_layers.Decoder(32, 32, [7, 3], noise=True, depthwise=True, attn_window_size=None).double()
-    with pytest.raises(StreamingError, match=r"randn.*snac.*draws random numbers.*allow_random=True"):
-        convert(model, make_signal(1, 32, 24, seed=1))
+    stream = convert(model, make_signal(1, 32, 24, seed=1))
+    assert stream.random_kept
+    x = make_signal(2, 32, 96, seed=2)
+    stream.reset()
+    with ZeroDraws():
+        offline, streamed = model(x), stream_signal(stream, x, [24, 48, 24])
+    assert compare_streamed(streamed, offline, stream.delay).max_abs_error <= TOL
+    assert compare_streamed(streamed, offline, stream.delay + 1).max_abs_error > 1e-6
 
 
 def test_snac_noise_blocks_allowed_stream_exactly_with_noise_weights_zeroed(snac_layers):
@@ -233,11 +244,25 @@ def test_snac_noise_blocks_allowed_stream_exactly_with_noise_weights_zeroed(snac
     assert comparison.max_abs_error <= TOL
 
 
-def test_snac_local_attention_is_refused(snac_layers):
+def test_snac_local_attention_streams_window_by_window(snac_layers):
+    """SNAC's local attention folds time into windows of 8 frames (rearrange "b (w n) c"), time the slow
+    index, and attends within each window: the op-level capture streams it window by window (the buffer
+    holds whole windows, a delay line puts them in phase with offline)."""
     model = snac_layers.Encoder(d_model=16, strides=[3, 7], attn_window_size=8).double()
-    with pytest.raises(StreamingError, match="merges or splits the time axis") as info:
-        convert(model, make_signal(1, 1, 21 * 64, seed=1))
-    assert "snac/attention.py" in str(info.value), "the source line is snac's rearrange into windows, not einops'"
+    stream = convert(model, make_signal(1, 1, 21 * 64, seed=1))
+    assert stream.buffer_multiple == 21 * 8
+    assert assert_streams_exactly(stream, 1, frames=21 * 64 * 4).max_abs_error <= 1e-10
+
+
+def test_global_attention_over_time_is_refused():
+    class Attend(nn.Module):
+        def forward(self, x):
+            q = x.transpose(1, 2)
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q).transpose(1, 2)
+
+    with pytest.raises(StreamingError, match=r"reads the whole time axis \(attention\)") as info:
+        convert(Attend(), make_signal(1, 2, 64, seed=1))
+    assert "test_real_models.py" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- moshi

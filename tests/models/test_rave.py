@@ -123,12 +123,13 @@ def test_forward_streams_exactly_for_any_buffers(small: RAVE, streams, frames: L
     assert compare_streamed(streamed, offline, stream.delay, warmup=0).max_abs_error <= 1e-10
 
 
-def test_noise_needs_allow_random_and_its_deterministic_part_streams() -> None:
+def test_noise_is_kept_and_its_deterministic_part_streams() -> None:
+    """The noise synthesizer converts without allow_random (issue 20): streamed with real draws, verified
+    with the draws replaced by zeros."""
     model = _model(TINY, noise=True)
     x = _signal(model.ratio * 16)
-    with pytest.raises(streamify.StreamingError, match="random"):
-        convert(model, x)
-    noisy = convert(model, x, allow_random=True)
+    noisy = convert(model, x)
+    assert noisy.random_kept
     streamed = stream_signal(noisy, x, [model.ratio * 4] * 4)
     with torch.no_grad():
         offline = model(x)

@@ -16,12 +16,15 @@ class TimeInfo:
         delay: frames by which the streamed tensor lags the offline one.
         ratio: model input samples per frame of this tensor.
         field: receptive field in model input samples (None: unbounded, e.g. after a recurrence).
+        folded: the time axis is merged with the batch axis (``[T, B, C] -> [T*B, C]`` around per-frame
+            layers): per-frame ops only, until it is split back.
     """
 
     dim: int
     delay: int
     ratio: Fraction
     field: Optional[Fraction] = Fraction(1)
+    folded: bool = False
 
     def moved(self, dim: int) -> TimeInfo:
         return replace(self, dim=dim)
