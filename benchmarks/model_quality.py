@@ -1,7 +1,7 @@
 """Held-out quality of a trained RAVE-style model, for docs/models.md.
 
     python benchmarks/model_quality.py --model src/streamify/models/weights/small_music.pt \
-        --test /work/data/music/test --run /work/runs/music-small --out docs
+        --test data/music/test --run runs/music-small --out docs
 
 Writes ``OUT/models-quality.json`` (multiscale spectral distance on the held-out files: the trained
 model with and without its noise synthesizer, and the same architecture untrained, seed 0),

@@ -42,7 +42,7 @@ def _log(message: str) -> None:
 def run(
     out: Path,
     quick: bool = False,
-    data: Path = Path("/work/data"),
+    data: Path = Path("data"),
     runs: Optional[Path] = None,
     datasets: List[str] = ("music", "speech"),
     budget: Optional[training.Budget] = None,
@@ -137,9 +137,7 @@ def main(
         "docs/paper.md"
     ),
     quick: Annotated[bool, typer.Option("--quick", help="CI-sized: synthetic audio, 3 steps, short clips.")] = False,
-    data: Annotated[Path, typer.Option(help="Folder of the sets (DATA/<set>/train, DATA/<set>/test).")] = Path(
-        "/work/data"
-    ),
+    data: Annotated[Path, typer.Option(help="Folder of the sets (DATA/<set>/train, DATA/<set>/test).")] = Path("data"),
     runs: Annotated[
         Optional[Path],
         typer.Option(help="Run folders (reused when complete). Default runs/paper; quick: a temp folder."),
