@@ -1,0 +1,122 @@
+"""The three methods of ``rave export``'s file, as one plain module built from a trained acids-rave model.
+
+:class:`RaveMethods` holds acids-rave's own PQMF, encoder and decoder (caching off) and the run's latent
+statistics, and computes offline what ``rave export`` writes (``ScriptedRAVE`` of acids-rave's
+``scripts/export.py``, variational models):
+
+* ``encode``: PQMF analysis of each channel, the encoder, the posterior, minus the run's ``latent_mean``,
+  projected on its ``latent_pca``, cut to the first ``latent_size`` dimensions (set by the fidelity);
+* ``decode``: the cut dimensions filled, projected back, plus ``latent_mean``, the decoder (with its noise
+  synthesizer where the config has one), PQMF synthesis;
+* ``forward``: ``decode(encode(x))``.
+
+Where ``rave export`` draws random numbers (the posterior sample, the noise in the cut dimensions), this
+module takes the expected value: the posterior mean, and 0 in the cut dimensions (their mean in the PCA
+space). The methods are then deterministic, so that :func:`streamify.convert` can check each stream
+against this offline computation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamify.layers.base import StreamingError
+
+#: ``rave export``'s default ``--fidelity``
+DEFAULT_FIDELITY = 0.95
+
+
+def latent_size_for(fidelity_curve: Tensor, fidelity: float) -> int:
+    """The latent dimensions ``rave export --fidelity`` keeps: the first where the run's cumulative explained
+    variance exceeds ``fidelity`` (at least 1), rounded up to a power of two (capped at the latent size)."""
+    if not 0.0 < fidelity < 1.0:
+        raise StreamingError(
+            f"streamify: --fidelity must be between 0 and 1 (rave export's range: .1 to .999), got {fidelity}"
+        )
+    size = max(int(np.argmax(fidelity_curve.detach().cpu().numpy() > fidelity)), 1)
+    return min(2 ** math.ceil(math.log2(size)), int(fidelity_curve.numel()))
+
+
+def check_supported(model: nn.Module) -> None:
+    """Refuse the RAVE variants this export does not cover yet, saying which."""
+    rave = __import__("rave")
+    if not isinstance(model.encoder, rave.blocks.VariationalEncoder):
+        raise StreamingError(
+            f"streamify: RAVE runs with a {type(model.encoder).__name__} are not exported yet (only variational "
+            "encoders, the v1/v2/v3 configs); use rave export for this run"
+        )
+    if model.input_mode != "pqmf" or model.output_mode != "pqmf":
+        raise StreamingError(
+            f"streamify: RAVE runs with input mode {model.input_mode!r} / output mode {model.output_mode!r} are not "
+            "exported yet (only the PQMF modes of the v1/v2/v3 configs); use rave export for this run"
+        )
+    if any(type(m).__name__ == "AdaptiveInstanceNormalization" for m in model.modules()):
+        raise StreamingError("streamify: RAVE runs with AdaIN (adain.gin) are not exported yet; use rave export")
+
+
+class RaveMethods(nn.Module):
+    """``encode``, ``decode`` and ``forward`` of a trained RAVE, as ``rave export`` computes them offline.
+
+    Attributes: ``sample_rate`` (Hz), ``channels`` (audio channels), ``latent_size`` (kept dimensions),
+    ``full_latent_size``, ``ratio`` (audio samples per latent frame).
+
+    Shape:
+        ``encode``: ``[B, channels, n]`` -> ``[B, latent_size, n / ratio]``; ``decode``: ``[B, latent_size, m]``
+        -> ``[B, channels, m ratio]``; ``forward``: ``[B, channels, n]`` -> ``[B, channels, n]``.
+    """
+
+    def __init__(self, model: nn.Module, fidelity: float = DEFAULT_FIDELITY) -> None:
+        super().__init__()
+        check_supported(model)
+        self.pqmf = model.pqmf
+        self.encoder = model.encoder
+        self.decoder = model.decoder
+        self.register_buffer("latent_pca", model.latent_pca.detach().clone())
+        self.register_buffer("latent_mean", model.latent_mean.detach().clone())
+        self.sample_rate = int(model.sr)
+        self.channels = int(model.n_channels)
+        self.full_latent_size = int(model.latent_size)
+        self.latent_size = latent_size_for(model.fidelity, fidelity)
+        self.bands = int(getattr(self.pqmf, "n_band", 1))
+        with torch.no_grad():
+            probe = torch.zeros(1, self.channels, 2**14)
+            self.ratio = probe.size(-1) // self.encode(probe).size(-1)
+
+    def _analysis(self, x: Tensor) -> Tensor:
+        """Each channel into its PQMF bands: ``[B, C, n]`` -> ``[B, C bands, n / bands]`` (as RAVE's encode)."""
+        batch = x.size(0)
+        bands = self.pqmf(x.reshape(-1, 1, x.size(-1)))
+        return bands.reshape(batch, -1, bands.size(-1))
+
+    def _synthesis(self, y: Tensor) -> Tensor:
+        """The decoder's bands back to audio: ``[B, C bands, m]`` -> ``[B, C, m bands]`` (as RAVE's decode)."""
+        batch = y.size(0)
+        y = y.reshape(batch * self.channels, -1, y.size(-1))
+        y = self.pqmf.inverse(y)
+        return y.reshape(batch, self.channels, -1)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Audio to the kept latent dimensions, the posterior at its mean."""
+        mean, _ = self.encoder(self._analysis(x)).chunk(2, 1)
+        z = mean - self.latent_mean.unsqueeze(-1)
+        z = F.conv1d(z, self.latent_pca.unsqueeze(-1))
+        return z[:, : self.latent_size, :]
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Kept latent dimensions to audio, the cut dimensions at 0 (their mean)."""
+        # the projection back of [z, 0]: the columns of the kept dimensions only
+        z = F.conv1d(z, self.latent_pca[: self.latent_size].t().unsqueeze(-1))
+        z = z + self.latent_mean.unsqueeze(-1)
+        return self._synthesis(self.decoder(z))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``decode(encode(x))``."""
+        return self.decode(self.encode(x))
+
+
+__all__ = ["DEFAULT_FIDELITY", "RaveMethods", "check_supported", "latent_size_for"]
