@@ -47,8 +47,9 @@ def export(
     model: Annotated[
         str,
         typer.Argument(
-            help="'demo' or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of streamify train "
-            "(.ckpt) or RAVE weights (.pt)."
+            help="'demo' or 'pretrained' (built-in), 'package.module:factory', a checkpoint of streamify train "
+            "(.ckpt) or RAVE weights (.pt), or an acids-rave training run (its folder, or a .ckpt with config.gin "
+            "beside or above it)."
         ),
     ] = "demo",
     output: Annotated[
@@ -91,14 +92,26 @@ def export(
     tune_batch: Annotated[
         str, typer.Option(help="nn~: batch sizes to tune for (comma-separated; mc.nn~ sends several).")
     ] = "1",
+    fidelity: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=0.999,
+            help="acids-rave runs: share of the latent variance kept (the latent size), as rave export --fidelity.",
+        ),
+    ] = 0.95,
 ) -> None:
     """Export a model for real-time hosts: an nn~ TorchScript file or an ONNX model with explicit state.
 
     The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream), and the file is written only if every check passes.
     """
     from streamify.models.loading import guess_channels, input_refusal, load_model
+    from streamify.models.rave_runs import is_rave_run
 
     out = Console(highlight=False)
+    if is_rave_run(model):
+        _export_rave_run(out, model, output, format, method, fidelity, tune, tune_batch)
+        return
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
     example: Optional[torch.Tensor] = None
@@ -147,6 +160,37 @@ def export(
         if isinstance(error, StreamingError):
             fail(error)
         raise
+    out.print(f"[green]wrote[/green] {output}")
+
+
+def _export_rave_run(
+    out: Console,
+    run: str,
+    output: Path,
+    chosen: Optional[ExportFormat],
+    method: Optional[List[str]],
+    fidelity: float,
+    tune: Optional[str],
+    tune_batch: str,
+) -> None:
+    """``streamify export RUN``: an acids-rave run to an nn~ file (streamify.export.rave)."""
+    if _format_of(output, chosen) is not ExportFormat.nn_tilde:
+        fail("streamify: export: an acids-rave run is exported to an nn~ file; name the output .ts")
+    from streamify.export.nn_tilde import describe_file
+    from streamify.export.rave import METHODS, export_rave_run
+
+    try:
+        export_rave_run(
+            run,
+            output,
+            fidelity=fidelity,
+            methods=list(method or METHODS),
+            tune_buffers=_sizes(tune, "--tune"),
+            tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
+        )
+    except StreamingError as error:
+        fail(error)
+    out.print(describe_file(output))
     out.print(f"[green]wrote[/green] {output}")
 
 

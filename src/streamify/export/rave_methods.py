@@ -18,6 +18,7 @@ against this offline computation.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -73,9 +74,10 @@ class RaveMethods(nn.Module):
     def __init__(self, model: nn.Module, fidelity: float = DEFAULT_FIDELITY) -> None:
         super().__init__()
         check_supported(model)
-        self.pqmf = model.pqmf
-        self.encoder = model.encoder
-        self.decoder = model.decoder
+        # copies: converting this module (.double(), ...) leaves the caller's model as it is
+        self.pqmf = copy.deepcopy(model.pqmf)
+        self.encoder = copy.deepcopy(model.encoder)
+        self.decoder = copy.deepcopy(model.decoder)
         self.register_buffer("latent_pca", model.latent_pca.detach().clone())
         self.register_buffer("latent_mean", model.latent_mean.detach().clone())
         self.sample_rate = int(model.sr)

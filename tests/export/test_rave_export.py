@@ -1,0 +1,225 @@
+"""``streamify export RUN``: an acids-rave training run to an nn~ file that streams ``rave export``'s methods.
+
+A small run of acids-rave's own v2 config is written like ``rave train`` writes one (``rave_run.py``).
+The offline reference is acids-rave's own export code (``scripts/export.py``'s ``VariationalScriptedRAVE``,
+non-streaming, the ``nn_tilde`` package installed with ``--no-deps``) with its random draws at their
+expected value (the posterior at its mean, zeros in the cut dimensions), as the file computes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from rave_run import write_run
+from typer.testing import CliRunner
+
+from helpers import assert_streams_exactly, skip_or_fail_in_ci
+from streamify import StreamingError
+from streamify.cli import app
+
+runner = CliRunner()
+NEEDS_LAYOUT_RULES = pytest.mark.xfail(
+    strict=True,
+    raises=StreamingError,
+    reason="needs the layout rules of issue 20 (PQMF synthesis folds bands into time)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        yield
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("rave") / "small_v2")
+
+
+@pytest.fixture(scope="module")
+def loaded(run):
+    from streamify.models.rave_runs import load_run
+
+    return load_run(run)
+
+
+def _touch(path: Path, when: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    os.utime(path, (when, when))
+
+
+def test_run_found_as_rave_export_finds_it(tmp_path):
+    """The config in the checkpoint's folder or up to two above; a folder's newest checkpoint below it."""
+    from streamify.models.rave_runs import find_run
+
+    (tmp_path / "config.gin").write_text("")
+    now = time.time()
+    _touch(tmp_path / "version_0" / "checkpoints" / "best.ckpt", now - 100)
+    _touch(tmp_path / "version_1" / "checkpoints" / "last.ckpt", now)
+    assert find_run(tmp_path) == (tmp_path / "config.gin", tmp_path / "version_1" / "checkpoints" / "last.ckpt")
+    best = tmp_path / "version_0" / "checkpoints" / "best.ckpt"
+    assert find_run(best) == (tmp_path / "config.gin", best)
+    far = tmp_path / "a" / "b" / "c" / "last.ckpt"  # config.gin three folders above: not this run's
+    _touch(far, now)
+    with pytest.raises(StreamingError, match=r"not in a RAVE run: no config.gin in .*give the run folder"):
+        find_run(far)
+
+
+def test_run_without_checkpoint_refused(tmp_path):
+    from streamify.models.rave_runs import find_run
+
+    (tmp_path / "config.gin").write_text("")
+    with pytest.raises(StreamingError, match=r"holds no checkpoint \(\*\.ckpt below it\)"):
+        find_run(tmp_path)
+
+
+def _rave_export_reference(model):
+    """acids-rave's own ``VariationalScriptedRAVE`` (scripts/export.py) of the run, not streaming."""
+    if importlib.util.find_spec("nn_tilde") is None:
+        skip_or_fail_in_ci("nn_tilde is not installed (pip install --no-deps nn_tilde==1.6.0)")
+    grad = torch.is_grad_enabled()
+    try:
+        export = importlib.import_module("scripts.export")  # it turns gradients off process-wide on import
+    finally:
+        torch.set_grad_enabled(grad)
+    return export.VariationalScriptedRAVE(pretrained=model, fidelity=0.95)
+
+
+def test_methods_equal_rave_exports_offline_computation(loaded, monkeypatch):
+    """encode, decode and forward of RaveMethods equal acids-rave's export of the same run, offline, with its
+    random draws at their expected value (posterior mean, zeros in the cut dimensions)."""
+    from streamify.export.rave_methods import RaveMethods
+
+    methods = RaveMethods(loaded.model)
+    assert (methods.latent_size, methods.full_latent_size, methods.ratio, methods.sample_rate) == (4, 8, 16, 48000)
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    monkeypatch.setattr(torch, "randn", lambda *shape, **kw: torch.zeros(*shape, **{"dtype": kw.get("dtype")}))
+    reference = _rave_export_reference(loaded.model)
+    assert reference.latent_size == methods.latent_size
+    x = torch.randn(2, 1, 4096, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z = reference.encode(x)
+        for got, expected in [
+            (methods.encode(x), z),
+            (methods.decode(z), reference.decode(z)),
+            (methods(x), reference.forward(x)),
+        ]:
+            assert got.shape == expected.shape
+            assert float((got - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
+
+
+def test_encode_streams_exactly(loaded):
+    """The encode stream equals the offline encode at its delay, float64, at irregular buffer schedules."""
+    from streamify.convert import convert
+    from streamify.export.rave_methods import RaveMethods
+
+    methods = RaveMethods(loaded.model).double()
+    stream = convert(methods, torch.randn(1, 1, 2048, dtype=torch.float64), method="encode")
+    assert stream.ratio == 16
+    assert assert_streams_exactly(stream, 1, frames=4096).max_abs_error <= 1e-10
+
+
+@NEEDS_LAYOUT_RULES
+@pytest.mark.parametrize("method", ["decode", "forward"])
+def test_decode_and_forward_stream_exactly(loaded, method):
+    from streamify.convert import convert
+    from streamify.export.rave_methods import RaveMethods
+
+    methods = RaveMethods(loaded.model).double()
+    example = torch.randn(1, 4 if method == "decode" else 1, 128 if method == "decode" else 2048, dtype=torch.float64)
+    stream = convert(methods, example, method=method)
+    channels = example.size(1)
+    assert assert_streams_exactly(stream, channels, frames=4 * example.size(-1)).max_abs_error <= 1e-10
+
+
+def _exported_encode(run: Path, path: Path) -> torch.jit.ScriptModule:
+    result = runner.invoke(app, ["export", str(run), "-o", str(path), "-m", "encode"])
+    assert result.exit_code == 0, result.output
+    return torch.jit.load(str(path))
+
+
+def test_export_encode_file_has_rave_exports_contract(run, tmp_path):
+    """The file: RAVE's params, labels, attributes and stereo mode; latency in its metadata and in info; its
+    encode at several buffer sizes equals the offline encode at the stated latency."""
+    from streamify.export.rave_methods import RaveMethods
+    from streamify.models.rave_runs import load_run
+
+    path = tmp_path / "small.ts"
+    module = _exported_encode(run, path)
+    assert module.get_methods() == ["encode"]
+    assert module.get_attributes() == [
+        "learn_target",
+        "reset_target",
+        "learn_source",
+        "reset_source",
+        "reset",
+        "reset_item",
+    ]
+    assert module.encode_params.tolist() == [1, 1, 4, 16]
+    assert module.encode_input_labels == ["(signal) Channel 1"]
+    assert module.encode_output_labels == [f"(signal) Latent dimension {i}" for i in range(1, 5)]
+    for name in ("learn_target", "reset_target", "learn_source", "reset_source"):
+        assert getattr(module, f"{name}_params").tolist() == [0]
+        assert getattr(module, f"set_{name}")(True) == 0 and getattr(module, f"get_{name}")() is True
+    info = module.get_streamify_info()
+    delay = int(info["encode.delay_samples"])
+    assert delay > 0 and info["sample_rate"] == "48000"
+
+    offline = RaveMethods(load_run(run).model)
+    x = torch.randn(2, 1, 16 * 1024, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = offline.encode(x)
+    for n in (256, 1024, 4096):  # multiples of the buffer multiple: no buffering latency
+        module.reset_streams()
+        with torch.inference_mode():
+            y = torch.cat([module.encode(x[..., i : i + n]) for i in range(0, x.size(-1), n)], -1)
+        frames = delay // 16
+        assert float(y[..., :frames].abs().max()) == 0.0
+        error = (y[..., frames:] - expected[..., : y.size(-1) - frames]).abs().max()
+        assert float(error) <= 1e-4 * float(expected.abs().max())
+        wrong = (y[..., frames + 1 :] - expected[..., : y.size(-1) - frames - 1]).abs().max()
+        assert float(wrong) > 1e-2 * float(expected.abs().max())  # one frame off is caught
+
+    def streamed(signal: torch.Tensor) -> torch.Tensor:
+        module.reset_streams()
+        with torch.inference_mode():
+            return torch.cat([module.encode(signal[..., i : i + 2048]) for i in range(0, signal.size(-1), 2048)], -1)
+
+    mono = streamed(x[:1])
+    module.set_stereo_mode(torch.tensor(True))  # the VST sends [1, 2, n]: a mono model encodes channel 0
+    assert torch.equal(streamed(torch.cat([x[:1], torch.randn_like(x[:1])], 1)), mono)
+    module.set_stereo_mode(torch.tensor(False))
+
+    shown = runner.invoke(app, ["info", str(path)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and f"{delay} samples" in shown.output, shown.output
+
+
+@NEEDS_LAYOUT_RULES
+def test_export_all_three_methods(run, tmp_path):
+    from streamify.export.rave import export_rave_run
+
+    info = export_rave_run(run, tmp_path / "full.ts")
+    assert list(info["methods"]) == ["encode", "decode", "forward"]
+
+
+def test_missing_acids_rave_is_one_line(run, tmp_path, monkeypatch):
+    """Without acids-rave, the command says so in one line with the install command, exit status 2."""
+    for name in [n for n in sys.modules if n == "rave" or n.startswith("rave.")]:
+        monkeypatch.delitem(sys.modules, name)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rave" else real(name, *a))
+    result = runner.invoke(app, ["export", str(run), "-o", str(tmp_path / "x.ts")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "needs acids-rave" in lines[0] and "pip install" in lines[0], result.output
