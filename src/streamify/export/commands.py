@@ -100,6 +100,13 @@ def export(
             help="acids-rave runs: share of the latent variance kept (the latent size), as rave export --fidelity.",
         ),
     ] = 0.95,
+    noise: Annotated[
+        bool,
+        typer.Option(
+            help="acids-rave runs: draw the posterior sample and the noise of the cut latent dimensions as rave "
+            "export does; --no-noise: their expected values (a deterministic file).",
+        ),
+    ] = True,
 ) -> None:
     """Export a model for real-time hosts: an nn~ TorchScript file or an ONNX model with explicit state.
 
@@ -110,7 +117,7 @@ def export(
 
     out = Console(highlight=False)
     if is_rave_run(model):
-        _export_rave_run(out, model, output, format, method, fidelity, tune, tune_batch)
+        _export_rave_run(out, model, output, format, method, fidelity, noise, tune, tune_batch)
         return
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
@@ -170,6 +177,7 @@ def _export_rave_run(
     chosen: Optional[ExportFormat],
     method: Optional[List[str]],
     fidelity: float,
+    noise: bool,
     tune: Optional[str],
     tune_batch: str,
 ) -> None:
@@ -185,6 +193,7 @@ def _export_rave_run(
             output,
             fidelity=fidelity,
             methods=list(method or METHODS),
+            noise=noise,
             tune_buffers=_sizes(tune, "--tune"),
             tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
         )

@@ -17,7 +17,7 @@ import linecache
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -383,6 +383,8 @@ def export_nn_tilde(
     wrapper_base: type = NnTildeModule,
     labels: Optional[Mapping[str, Tuple[List[str], List[str]]]] = None,
     extra_info: Optional[Mapping[str, object]] = None,
+    converted: Optional[Sequence[ConvertedMethod]] = None,
+    before_save: Optional[Callable[[torch.jit.ScriptModule], None]] = None,
 ) -> Dict[str, object]:
     """Write a TorchScript file that nn~ loads and streams, exactly.
 
@@ -403,6 +405,11 @@ def export_nn_tilde(
             adds attributes and adapts buffers (``before_call`` / ``after_call``), e.g. RAVE's.
         labels: per method, its inlet and outlet labels (default ``(signal) input i`` / ``output i``).
         extra_info: more JSON metadata for the file (e.g. the model it came from).
+        converted: the methods converted already (:func:`~streamify.export.methods.convert_methods`), for a
+            caller that converts with options of its own; ``model``, ``example``, ``methods`` and ``examples``
+            are then not used.
+        before_save: called with the scripted module after every check passed and its streams were reset,
+            just before it is saved (e.g. to switch on noise that the checks ran without).
 
     Returns:
         The metadata written into the file (also in its extra file ``streamify.json``).
@@ -415,9 +422,13 @@ def export_nn_tilde(
     where = "export_nn_tilde"
     if sample_rate is not None and int(sample_rate) <= 0:
         raise StreamingError(f"streamify: {where}: sample_rate must be positive, got {sample_rate}")
-    for name in [methods] if isinstance(methods, str) else methods:
-        check_method_name(name, _RESERVED, where)
-    converted = convert_methods(model, example, methods, examples, where)
+    if converted is None:
+        for name in [methods] if isinstance(methods, str) else methods:
+            check_method_name(name, _RESERVED, where)
+        converted = convert_methods(model, example, methods, examples, where)
+    else:
+        for method in converted:
+            check_method_name(method.name, _RESERVED, where)
     if tune_buffers:
         _tune_methods(converted, tune_buffers, tune_batches, where)
     for method in converted:  # the file must load in any libtorch: PyTorch's products only
@@ -455,6 +466,8 @@ def export_nn_tilde(
 
         reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where, None, extra_frames))
     scripted.reset_streams()
+    if before_save is not None:
+        before_save(scripted)
     info = _file_info(converted, sample_rate, reports)
     info.update(extra_info or {})
     flat = _flat_info(info)

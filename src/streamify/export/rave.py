@@ -16,9 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from streamify.convert.verify import verify
+from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.export.nn_tilde import TYPE_BOOL, NnTildeModule, export_nn_tilde
-from streamify.export.rave_methods import DEFAULT_FIDELITY, RaveMethods
-from streamify.layers.base import StreamingModule
+from streamify.export.rave_methods import DEFAULT_FIDELITY, RaveMethods, set_noise_gain
+from streamify.layers.base import StreamingError, StreamingModule
 
 #: the attributes of ``rave export``'s files (booleans; they act on AdaIN layers, which this export refuses)
 RAVE_ATTRIBUTES = ("learn_target", "reset_target", "learn_source", "reset_source")
@@ -131,11 +133,29 @@ def rave_labels(methods: RaveMethods) -> Dict[str, Tuple[List[str], List[str]]]:
     return {"encode": (audio, latents), "decode": (latents, audio), "forward": (audio, audio)}
 
 
+def convert_checked(model: RaveMethods, example: Tensor, methods: Sequence[str]) -> List[ConvertedMethod]:
+    """Convert each method with its random draws kept (drawn per buffer), and check each stream exactly with
+    them at their expected value (``noise_gain`` 0): the stream against :class:`RaveMethods` offline."""
+    where = "export RAVE run"
+    set_noise_gain(model, 0.0)
+    converted = convert_methods(model, example, methods, where=where, allow_random=True, verify=False)
+    for method in converted:
+        stream = method.stream
+        if set_noise_gain(stream, 0.0) == 0:
+            raise StreamingError(
+                f"streamify: {where}: internal error: method {method.name!r} lost its noise_gain buffer in conversion"
+            )
+        verify(stream, method.example, list(getattr(stream, "layer_sources", [])))
+        stream.reset()
+    return converted
+
+
 def export_rave_run(
     run: Union[str, Path],
     path: Union[str, Path],
     fidelity: float = DEFAULT_FIDELITY,
     methods: Sequence[str] = METHODS,
+    noise: bool = True,
     length: int = 2**15,
     tune_buffers: Optional[Sequence[int]] = None,
     tune_batches: Sequence[int] = (1,),
@@ -147,6 +167,8 @@ def export_rave_run(
         path: the ``.ts`` file to write.
         fidelity: kept share of the latent variance, as ``rave export --fidelity`` (latent size).
         methods: the methods to export.
+        noise: draw the posterior sample and the noise of the cut dimensions as ``rave export`` does; False:
+            their expected values (posterior mean, zeros), a deterministic file. The checks run without them.
         length: audio samples of the conversion example.
 
     Returns:
@@ -168,14 +190,19 @@ def export_rave_run(
             "fidelity": fidelity,
             "latent_size": model.latent_size,
             "full_latent_size": model.full_latent_size,
-            "posterior": "mean",
+            "posterior": "sample" if noise else "mean",
+            "cut_dimensions": "N(0, 1) noise" if noise else "zeros",
+            "checked_with": "posterior mean and zeros in the cut dimensions (noise_gain 0)",
         }
     }
+    converted = convert_checked(model, example, methods)
     return export_nn_tilde(
         model,
         path,
         example,
         methods=list(methods),
+        converted=converted,
+        before_save=lambda scripted: set_noise_gain(scripted, 1.0 if noise else 0.0),
         sample_rate=model.sample_rate,
         tune_buffers=tune_buffers,
         tune_batches=tune_batches,

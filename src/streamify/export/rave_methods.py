@@ -10,10 +10,12 @@ statistics, and computes offline what ``rave export`` writes (``ScriptedRAVE`` o
   synthesizer where the config has one), PQMF synthesis;
 * ``forward``: ``decode(encode(x))``.
 
-Where ``rave export`` draws random numbers (the posterior sample, the noise in the cut dimensions), this
-module takes the expected value: the posterior mean, and 0 in the cut dimensions (their mean in the PCA
-space). The methods are then deterministic, so that :func:`streamify.convert` can check each stream
-against this offline computation.
+``rave export``'s file draws random numbers: the posterior sample (mean + std x N(0, 1)) and N(0, 1) noise
+in the cut dimensions. Here both are scaled by the buffer ``noise_gain``: 1 draws them as ``rave export``
+does (:func:`streamify.convert` keeps the draws with ``allow_random=True``: drawn per buffer, frame by
+frame); 0 (the default) takes their expected values, the posterior mean and 0 in the cut dimensions,
+exactly. With 0 the methods are deterministic, and a stream can be checked against this offline
+computation; the draws are then switched on in the converted streams (:func:`set_noise_gain`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ from streamify.layers.base import StreamingError
 
 #: ``rave export``'s default ``--fidelity``
 DEFAULT_FIDELITY = 0.95
+#: the buffer that scales the random draws (0: expected values, 1: ``rave export``'s draws)
+NOISE_GAIN = "noise_gain"
+
+
+def set_noise_gain(module: nn.Module, gain: float) -> int:
+    """Set every ``noise_gain`` buffer below ``module`` (a converted stream, a scripted file) to ``gain``; returns
+    how many were set."""
+    count = 0
+    with torch.no_grad():
+        for name, buffer in module.named_buffers():
+            if name == NOISE_GAIN or name.endswith("." + NOISE_GAIN):
+                buffer.fill_(gain)
+                count += 1
+    return count
 
 
 def latent_size_for(fidelity_curve: Tensor, fidelity: float) -> int:
@@ -56,6 +72,12 @@ def check_supported(model: nn.Module) -> None:
             f"streamify: RAVE runs with input mode {model.input_mode!r} / output mode {model.output_mode!r} are not "
             "exported yet (only the PQMF modes of the v1/v2/v3 configs); use rave export for this run"
         )
+    if getattr(model.decoder, "noise_module", None) is not None:
+        raise StreamingError(
+            "streamify: RAVE runs with a noise synthesizer (noise.gin, v2_small.gin) are not exported yet: its "
+            "uniform noise is drawn inside acids-rave's code, where streamify cannot yet switch it off to check the "
+            "stream; use rave export for this run"
+        )
     if any(type(m).__name__ == "AdaptiveInstanceNormalization" for m in model.modules()):
         raise StreamingError("streamify: RAVE runs with AdaIN (adain.gin) are not exported yet; use rave export")
 
@@ -78,6 +100,7 @@ class RaveMethods(nn.Module):
         self.pqmf = copy.deepcopy(model.pqmf)
         self.encoder = copy.deepcopy(model.encoder)
         self.decoder = copy.deepcopy(model.decoder)
+        self.register_buffer(NOISE_GAIN, torch.zeros(()))
         self.register_buffer("latent_pca", model.latent_pca.detach().clone())
         self.register_buffer("latent_mean", model.latent_mean.detach().clone())
         self.sample_rate = int(model.sr)
@@ -103,16 +126,22 @@ class RaveMethods(nn.Module):
         return y.reshape(batch, self.channels, -1)
 
     def encode(self, x: Tensor) -> Tensor:
-        """Audio to the kept latent dimensions, the posterior at its mean."""
-        mean, _ = self.encoder(self._analysis(x)).chunk(2, 1)
-        z = mean - self.latent_mean.unsqueeze(-1)
+        """Audio to the kept latent dimensions: the posterior sampled (``noise_gain`` 1) or at its mean (0)."""
+        mean, scale = self.encoder(self._analysis(x)).chunk(2, 1)
+        std = F.softplus(scale) + 1e-4  # acids-rave's VariationalEncoder.reparametrize
+        z = mean + std * torch.randn_like(mean) * self.noise_gain
+        z = z - self.latent_mean.unsqueeze(-1)
         z = F.conv1d(z, self.latent_pca.unsqueeze(-1))
         return z[:, : self.latent_size, :]
 
     def decode(self, z: Tensor) -> Tensor:
-        """Kept latent dimensions to audio, the cut dimensions at 0 (their mean)."""
-        # the projection back of [z, 0]: the columns of the kept dimensions only
+        """Kept latent dimensions to audio, the cut dimensions filled with N(0, 1) noise (``noise_gain`` 1) or 0."""
+        # the projection back of [z, noise], the two parts apart: with noise_gain 0 the second adds exact zeros
         z = F.conv1d(z, self.latent_pca[: self.latent_size].t().unsqueeze(-1))
+        cut = self.full_latent_size - self.latent_size
+        if cut > 0:
+            noise = torch.randn_like(z)[:, :cut, :] * self.noise_gain
+            z = z + F.conv1d(noise, self.latent_pca[self.latent_size :].t().unsqueeze(-1))
         z = z + self.latent_mean.unsqueeze(-1)
         return self._synthesis(self.decoder(z))
 
@@ -121,4 +150,4 @@ class RaveMethods(nn.Module):
         return self.decode(self.encode(x))
 
 
-__all__ = ["DEFAULT_FIDELITY", "RaveMethods", "check_supported", "latent_size_for"]
+__all__ = ["DEFAULT_FIDELITY", "NOISE_GAIN", "RaveMethods", "check_supported", "latent_size_for", "set_noise_gain"]
