@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from helpers import assert_streams_exactly, skip_or_fail_in_ci
 from streamify import StreamingError
 from streamify.cli import app
+from streamify.export import read_info
 
 runner = CliRunner()
 NEEDS_LAYOUT_RULES = pytest.mark.xfail(
@@ -119,13 +120,21 @@ def test_methods_equal_rave_exports_offline_computation(loaded, monkeypatch):
             assert float((got - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
 
 
-def test_encode_streams_exactly(loaded):
-    """The encode stream equals the offline encode at its delay, float64, at irregular buffer schedules."""
+def _stream_of(loaded, method: str, example: torch.Tensor):
+    """The method converted with its draws kept (as the export converts it), then switched to their expected
+    value: a deterministic stream to compare with the offline method."""
     from streamify.convert import convert
-    from streamify.export.rave_methods import RaveMethods
+    from streamify.export.rave_methods import RaveMethods, set_noise_gain
 
     methods = RaveMethods(loaded.model).double()
-    stream = convert(methods, torch.randn(1, 1, 2048, dtype=torch.float64), method="encode")
+    stream = convert(methods, example, method=method, allow_random=True, verify=False)
+    assert set_noise_gain(stream, 0.0) == 1
+    return stream
+
+
+def test_encode_streams_exactly(loaded):
+    """The encode stream equals the offline encode at its delay, float64, at irregular buffer schedules."""
+    stream = _stream_of(loaded, "encode", torch.randn(1, 1, 2048, dtype=torch.float64))
     assert stream.ratio == 16
     assert assert_streams_exactly(stream, 1, frames=4096).max_abs_error <= 1e-10
 
@@ -133,18 +142,13 @@ def test_encode_streams_exactly(loaded):
 @NEEDS_LAYOUT_RULES
 @pytest.mark.parametrize("method", ["decode", "forward"])
 def test_decode_and_forward_stream_exactly(loaded, method):
-    from streamify.convert import convert
-    from streamify.export.rave_methods import RaveMethods
-
-    methods = RaveMethods(loaded.model).double()
-    example = torch.randn(1, 4 if method == "decode" else 1, 128 if method == "decode" else 2048, dtype=torch.float64)
-    stream = convert(methods, example, method=method)
-    channels = example.size(1)
-    assert assert_streams_exactly(stream, channels, frames=4 * example.size(-1)).max_abs_error <= 1e-10
+    channels, frames = (4, 128) if method == "decode" else (1, 2048)
+    stream = _stream_of(loaded, method, torch.randn(1, channels, frames, dtype=torch.float64))
+    assert assert_streams_exactly(stream, channels, frames=4 * frames).max_abs_error <= 1e-10
 
 
-def _exported_encode(run: Path, path: Path) -> torch.jit.ScriptModule:
-    result = runner.invoke(app, ["export", str(run), "-o", str(path), "-m", "encode"])
+def _exported_encode(run: Path, path: Path, *options: str) -> torch.jit.ScriptModule:
+    result = runner.invoke(app, ["export", str(run), "-o", str(path), "-m", "encode", *options])
     assert result.exit_code == 0, result.output
     return torch.jit.load(str(path))
 
@@ -156,7 +160,7 @@ def test_export_encode_file_has_rave_exports_contract(run, tmp_path):
     from streamify.models.rave_runs import load_run
 
     path = tmp_path / "small.ts"
-    module = _exported_encode(run, path)
+    module = _exported_encode(run, path, "--no-noise")
     assert module.get_methods() == ["encode"]
     assert module.get_attributes() == [
         "learn_target",
@@ -174,6 +178,7 @@ def test_export_encode_file_has_rave_exports_contract(run, tmp_path):
         assert getattr(module, f"set_{name}")(True) == 0 and getattr(module, f"get_{name}")() is True
     info = module.get_streamify_info()
     delay = int(info["encode.delay_samples"])
+    assert read_info(path)["rave"]["posterior"] == "mean"
     assert delay > 0 and info["sample_rate"] == "48000"
 
     offline = RaveMethods(load_run(run).model)
@@ -203,6 +208,44 @@ def test_export_encode_file_has_rave_exports_contract(run, tmp_path):
 
     shown = runner.invoke(app, ["info", str(path)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0 and f"{delay} samples" in shown.output, shown.output
+
+
+def test_export_encode_samples_the_posterior_like_rave_export(run, loaded, tmp_path):
+    """By default the file draws the posterior sample as rave export does: its encode minus the posterior mean's
+    is the projection of std x N(0, 1), each kept dimension of variance sum_j pca_ij^2 std_j^2 per frame."""
+    from streamify.export.rave_methods import RaveMethods, set_noise_gain
+
+    path = tmp_path / "sampling.ts"
+    module = _exported_encode(run, path)
+    assert read_info(path)["rave"]["posterior"] == "sample"
+    x = torch.randn(2, 1, 16 * 2048, generator=torch.Generator().manual_seed(7))
+
+    def streamed() -> torch.Tensor:
+        module.reset_streams()
+        with torch.inference_mode():
+            return torch.cat([module.encode(x[..., i : i + 2048]) for i in range(0, x.size(-1), 2048)], -1)
+
+    torch.manual_seed(0)  # the file draws from torch's global generator: the test is repeatable
+    sampled = streamed()
+    assert set_noise_gain(module, 0.0) == 1
+    mean = streamed()
+    methods = RaveMethods(loaded.model)
+    with torch.no_grad():
+        _, scale = methods.encoder(methods._analysis(x)).chunk(2, 1)
+        std = torch.nn.functional.softplus(scale) + 1e-4  # [B, L, frames], offline
+    kept = methods.latent_pca[: methods.latent_size]  # [L', L]
+    variance = torch.einsum("il,blt->bit", kept**2, std**2)
+    frames = int(module.get_streamify_info()["encode.delay_frames"])
+    normalised = (sampled - mean)[..., frames:] / variance[..., : sampled.size(-1) - frames].sqrt()
+    assert abs(float(normalised.mean())) < 0.1 and 0.9 < float(normalised.std()) < 1.1  # 8000 N(0, 1) draws
+
+
+def test_noise_synthesizer_runs_refused_in_one_line(tmp_path):
+    run = write_run(tmp_path / "noise", config="v2_small.gin")
+    result = runner.invoke(app, ["export", str(run), "-o", str(tmp_path / "x.ts")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "noise synthesizer" in lines[0], result.output
 
 
 @NEEDS_LAYOUT_RULES
