@@ -248,12 +248,42 @@ def test_noise_synthesizer_runs_refused_in_one_line(tmp_path):
     assert len(lines) == 1 and "noise synthesizer" in lines[0], result.output
 
 
-@NEEDS_LAYOUT_RULES
-def test_export_all_three_methods(run, tmp_path):
-    from streamify.export.rave import export_rave_run
+def _streamed(call, signal: torch.Tensor, n: int) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([call(signal[..., i : i + n]) for i in range(0, signal.size(-1), n)], -1)
 
-    info = export_rave_run(run, tmp_path / "full.ts")
+
+@NEEDS_LAYOUT_RULES
+def test_export_all_three_methods(run, loaded, tmp_path):
+    """The whole file (deterministic): decode and forward equal RAVE's offline methods at the stated latency
+    at several buffer sizes, and decode's stereo mode gives the two halves of the batch as two channels."""
+    from streamify.export.rave import export_rave_run
+    from streamify.export.rave_methods import RaveMethods
+
+    path = tmp_path / "full.ts"
+    info = export_rave_run(run, path, noise=False)
     assert list(info["methods"]) == ["encode", "decode", "forward"]
+    module = torch.jit.load(str(path))
+    assert module.decode_params.tolist() == [4, 16, 1, 1] and module.forward_params.tolist() == [1, 1, 1, 1]
+    offline = RaveMethods(loaded.model)
+    x = torch.randn(2, 1, 16 * 1024, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        z = offline.encode(x)
+        want = {"decode": (z, offline.decode(z), 16), "forward": (x, offline(x), 1)}
+    for name, (given, expected, in_ratio) in want.items():
+        delay = int(info["methods"][name]["delay_samples"])
+        for n in (256, 2048):
+            module.reset_streams()
+            y = _streamed(getattr(module, name), given, n // in_ratio)
+            assert float(y[..., :delay].abs().max()) == 0.0
+            error = (y[..., delay:] - expected[..., : y.size(-1) - delay]).abs().max()
+            assert float(error) <= 1e-4 * float(expected.abs().max()), (name, n)
+    module.reset_streams()
+    mono = _streamed(module.decode, z, 128)
+    module.reset_streams()
+    module.set_stereo_mode(torch.tensor(True))
+    stereo = _streamed(module.decode, z, 128)
+    assert stereo.shape == (1, 2, mono.size(-1)) and torch.equal(stereo, mono.reshape(1, 2, -1))
 
 
 def test_missing_acids_rave_is_one_line(run, tmp_path, monkeypatch):
