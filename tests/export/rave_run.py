@@ -2,7 +2,7 @@
 
 acids-rave's own v2 config (``v2.gin``) with a reduced size bound through gin (4 PQMF bands, two
 downsampling stages, capacity 4, 8 latent dimensions), random weights, a random orthonormal PCA and a
-latent mean, and a fidelity curve that keeps 4 dimensions at 0.95: ``RUN/config.gin`` (the operative
+latent mean, and a fidelity curve that keeps 4 dimensions at 0.95 (other latent sizes: a geometric curve): ``RUN/config.gin`` (the operative
 config) and ``RUN/version_0/checkpoints/last.ckpt`` (Lightning's layout, the weights under ``state_dict``).
 """
 
@@ -26,6 +26,12 @@ SMALL_V2 = [
 ]
 #: cumulative explained variance of the 8 latent dimensions: 0.95 keeps 4 (3 rounded up to a power of two)
 FIDELITY = [0.5, 0.8, 0.9, 0.96, 0.98, 0.99, 0.995, 1.0]
+
+
+def _geometric_curve(size: int) -> torch.Tensor:
+    """A cumulative explained-variance curve where each dimension explains 0.7 of the previous one's share."""
+    shares = 0.7 ** torch.arange(size, dtype=torch.float64)
+    return (shares.cumsum(0) / shares.sum()).float()
 
 
 def rave_package():
@@ -57,7 +63,7 @@ def write_run(folder: Path, config: str = "v2.gin", bindings=SMALL_V2, seed: int
         pca, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
         model.latent_pca.copy_(pca.float())
         model.latent_mean.copy_(0.1 * torch.randn(size, generator=generator))
-        model.fidelity.copy_(torch.tensor(FIDELITY[:size]))
+        model.fidelity.copy_(torch.tensor(FIDELITY) if size == len(FIDELITY) else _geometric_curve(size))
     checkpoints = folder / "version_0" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     (folder / "config.gin").write_text(gin.operative_config_str())
