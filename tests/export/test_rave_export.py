@@ -240,12 +240,30 @@ def test_export_encode_samples_the_posterior_like_rave_export(run, loaded, tmp_p
     assert abs(float(normalised.mean())) < 0.1 and 0.9 < float(normalised.std()) < 1.1  # 8000 N(0, 1) draws
 
 
-def test_noise_synthesizer_runs_refused_in_one_line(tmp_path):
-    run = write_run(tmp_path / "noise", config="v2_small.gin")
-    result = runner.invoke(app, ["export", str(run), "-o", str(tmp_path / "x.ts")])
-    assert result.exit_code == 2
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "noise synthesizer" in lines[0], result.output
+def test_noise_synthesizer_at_its_expected_value_equals_rave_export(tmp_path, monkeypatch):
+    """A run whose config has a noise synthesizer (acids-rave's v2_small.gin): with the draws at their expected
+    value (noise_gain 0) the methods equal rave export's offline code with its uniform noise at its mean (0), and
+    with noise_gain 1 decode draws that noise (two runs differ)."""
+    from streamify.export.rave_methods import NoiseGain, RaveMethods, set_noise_gain
+    from streamify.models.rave_runs import load_run
+
+    loaded = load_run(write_run(tmp_path / "noise", config="v2_small.gin"))
+    methods = RaveMethods(loaded.model)
+    assert isinstance(methods.decoder.noise_module, NoiseGain)
+    z = torch.randn(2, methods.latent_size, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert set_noise_gain(methods, 1.0) == 2
+        assert float((methods.decode(z) - methods.decode(z)).abs().max()) > 1e-6
+        set_noise_gain(methods, 0.0)
+        ours = methods.decode(z), methods(z.new_ones(1, 1, 4096))
+    monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))  # uniform noise 2u - 1 at 0
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    monkeypatch.setattr(torch, "randn", lambda *shape, **kw: torch.zeros(*shape, **{"dtype": kw.get("dtype")}))
+    reference = _rave_export_reference(loaded.model)
+    with torch.no_grad():
+        theirs = reference.decode(z), reference.forward(z.new_ones(1, 1, 4096))
+    for got, expected in zip(ours, theirs):
+        assert float((got - expected).abs().max()) <= 1e-5 * float(expected.abs().max())
 
 
 def _streamed(call, signal: torch.Tensor, n: int) -> torch.Tensor:

@@ -7,14 +7,15 @@ statistics, and computes offline what ``rave export`` writes (``ScriptedRAVE`` o
 * ``encode``: PQMF analysis of each channel, the encoder, the posterior, minus the run's ``latent_mean``,
   projected on its ``latent_pca``, cut to the first ``latent_size`` dimensions (set by the fidelity);
 * ``decode``: the cut dimensions filled, projected back, plus ``latent_mean``, the decoder (with its noise
-  synthesizer where the config has one), PQMF synthesis;
+  synthesizer where the config has one, wrapped in :class:`NoiseGain`), PQMF synthesis;
 * ``forward``: ``decode(encode(x))``.
 
 ``rave export``'s file draws random numbers: the posterior sample (mean + std x N(0, 1)) and N(0, 1) noise
-in the cut dimensions. Here both are scaled by the buffer ``noise_gain``: 1 draws them as ``rave export``
+in the cut dimensions, and the noise synthesizer of configs that have one draws uniform noise. Here all three
+are scaled by buffers ``noise_gain``: 1 draws them as ``rave export``
 does (:func:`streamify.convert` keeps the draws with ``allow_random=True``: drawn per buffer, frame by
-frame); 0 (the default) takes their expected values, the posterior mean and 0 in the cut dimensions,
-exactly. With 0 the methods are deterministic, and a stream can be checked against this offline
+frame); 0 (the default) takes their expected values, the posterior mean, 0 in the cut dimensions and no
+synthesized noise, exactly. With 0 the methods are deterministic, and a stream can be checked against this offline
 computation; the draws are then switched on in the converted streams (:func:`set_noise_gain`).
 """
 
@@ -72,14 +73,25 @@ def check_supported(model: nn.Module) -> None:
             f"streamify: RAVE runs with input mode {model.input_mode!r} / output mode {model.output_mode!r} are not "
             "exported yet (only the PQMF modes of the v1/v2/v3 configs); use rave export for this run"
         )
-    if getattr(model.decoder, "noise_module", None) is not None:
-        raise StreamingError(
-            "streamify: RAVE runs with a noise synthesizer (noise.gin, v2_small.gin) are not exported yet: its "
-            "uniform noise is drawn inside acids-rave's code, where streamify cannot yet switch it off to check the "
-            "stream; use rave export for this run"
-        )
     if any(type(m).__name__ == "AdaptiveInstanceNormalization" for m in model.modules()):
         raise StreamingError("streamify: RAVE runs with AdaIN (adain.gin) are not exported yet; use rave export")
+
+
+class NoiseGain(nn.Module):
+    """acids-rave's noise synthesizer (``NoiseGeneratorV2``, unchanged inside) with its output scaled by
+    ``noise_gain``: 1 is the synthesizer, 0 its expected value (zero: its filtered uniform noise has mean 0).
+
+    Shape:
+        ``[B, C, n]`` decoder features -> ``[B, bands, n]`` noise at the band rate (as the synthesizer's).
+    """
+
+    def __init__(self, synthesizer: nn.Module) -> None:
+        super().__init__()
+        self.synthesizer = synthesizer
+        self.register_buffer(NOISE_GAIN, torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.synthesizer(x) * self.noise_gain
 
 
 class RaveMethods(nn.Module):
@@ -100,6 +112,8 @@ class RaveMethods(nn.Module):
         self.pqmf = copy.deepcopy(model.pqmf)
         self.encoder = copy.deepcopy(model.encoder)
         self.decoder = copy.deepcopy(model.decoder)
+        if getattr(self.decoder, "noise_module", None) is not None:
+            self.decoder.noise_module = NoiseGain(self.decoder.noise_module)
         self.register_buffer(NOISE_GAIN, torch.zeros(()))
         self.register_buffer("latent_pca", model.latent_pca.detach().clone())
         self.register_buffer("latent_mean", model.latent_mean.detach().clone())
@@ -150,4 +164,12 @@ class RaveMethods(nn.Module):
         return self.decode(self.encode(x))
 
 
-__all__ = ["DEFAULT_FIDELITY", "NOISE_GAIN", "RaveMethods", "check_supported", "latent_size_for", "set_noise_gain"]
+__all__ = [
+    "DEFAULT_FIDELITY",
+    "NOISE_GAIN",
+    "NoiseGain",
+    "RaveMethods",
+    "check_supported",
+    "latent_size_for",
+    "set_noise_gain",
+]
