@@ -306,6 +306,13 @@ def test_export_all_three_methods(run, loaded, tmp_path):
     assert stereo.shape == (1, 2, mono.size(-1)) and torch.equal(stereo, mono.reshape(1, 2, -1))
 
 
+def test_options_of_other_models_refused_for_a_run(tmp_path):
+    (tmp_path / "config.gin").write_text("")
+    _touch(tmp_path / "version_0" / "checkpoints" / "last.ckpt", time.time())
+    result = runner.invoke(app, ["export", str(tmp_path), "-o", str(tmp_path / "x.ts"), "--sample-rate", "44100"])
+    assert result.exit_code == 2 and "--sample-rate do not apply to an acids-rave run" in result.output
+
+
 def test_missing_acids_rave_is_one_line(run, tmp_path, monkeypatch):
     """Without acids-rave, the command says so in one line with the install command, exit status 2."""
     for name in [n for n in sys.modules if n == "rave" or n.startswith("rave.")]:

@@ -117,6 +117,16 @@ def export(
 
     out = Console(highlight=False)
     if is_rave_run(model):
+        given = [
+            name
+            for name, value in (("--weights", weights), ("--channels", channels), ("--sample-rate", sample_rate))
+            if value is not None
+        ]
+        if given:
+            fail(
+                f"streamify: export: {', '.join(given)} do not apply to an acids-rave run ({model}): its config.gin "
+                "and checkpoint give the weights, channels and sample rate; leave them out"
+            )
         _export_rave_run(out, model, output, format, method, fidelity, noise, tune, tune_batch)
         return
     methods = list(method or ["forward"])
