@@ -306,6 +306,38 @@ def test_export_all_three_methods(run, loaded, tmp_path):
     assert stereo.shape == (1, 2, mono.size(-1)) and torch.equal(stereo, mono.reshape(1, 2, -1))
 
 
+def test_stereo_mode_of_the_rave_module(tmp_path):
+    """RaveNnTilde (the module of RAVE files) around a small autoencoder: in stereo mode decode gives the two
+    halves of its batch as two channels, encode takes channel 0 of a stereo buffer, forward answers in stereo."""
+    from export_models import PowerOfTwoAutoencoder
+
+    from streamify.export.nn_tilde import export_nn_tilde
+    from streamify.export.rave import RaveNnTilde
+
+    path = tmp_path / "stereo.ts"
+    export_nn_tilde(
+        PowerOfTwoAutoencoder(), path, torch.randn(1, 1, 1024), ("encode", "decode", "forward"), 48000,
+        wrapper_base=RaveNnTilde,
+    )  # fmt: skip
+    module = torch.jit.load(str(path))
+    x = torch.randn(2, 1, 8 * 256, generator=torch.Generator().manual_seed(2))
+    stereo_in = torch.cat([x[:1], torch.randn_like(x[:1])], 1)
+    mono = {}
+    for method, signal, step in (("encode", x[:1], 256), ("forward", x[:1], 256), ("latents", x, 256)):
+        module.reset_streams()
+        mono[method] = _streamed(module.encode if method == "latents" else getattr(module, method), signal, step)
+    module.reset_streams()
+    z = mono["latents"]  # batch 2: the VST's two channels
+    mono["decode"] = _streamed(module.decode, z, 32)
+    module.set_stereo_mode(torch.tensor(True))
+    module.reset_streams()
+    assert torch.equal(_streamed(module.encode, stereo_in, 256), mono["encode"])
+    module.reset_streams()
+    assert torch.equal(_streamed(module.decode, z, 32), mono["decode"].reshape(1, 2, -1))
+    module.reset_streams()
+    assert torch.equal(_streamed(module.forward, stereo_in, 256), mono["forward"].repeat(1, 2, 1))
+
+
 def test_options_of_other_models_refused_for_a_run(tmp_path):
     (tmp_path / "config.gin").write_text("")
     _touch(tmp_path / "version_0" / "checkpoints" / "last.ckpt", time.time())
