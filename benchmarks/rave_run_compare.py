@@ -14,8 +14,8 @@ like ``rave train`` does (``tests/export/rave_run.py``), then three files:
 
 Then, for each method: the error of each streamed file (a fresh load, 2048-sample buffers, batch 1) against
 the offline file, at the lag that fits best (0 to 3 s or a third of the signal searched, each lag judged on the same frames) and, for streamify, at its stated delay;
-and the CPU time per buffer at 2048 samples on one thread, the two streaming files called alternately (A/B
-rounds). Prints and writes ``DIR/rave_run_compare.json``.
+the CPU time per buffer at 2048 samples on one thread, the two streaming files called alternately (A/B
+rounds); and the first three calls after a fresh load (streamify's after ``get_methods()``, as nn~ loads it). Prints and writes ``DIR/rave_run_compare.json``.
 """
 
 from __future__ import annotations
@@ -112,6 +112,42 @@ def timings(modules: Dict[str, object], method: str, x: torch.Tensor, step: int,
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
+def first_calls(path: Path, method: str, x: torch.Tensor, step: int, warm: bool) -> List[float]:
+    """ms of the first three calls of ``method`` after a fresh load (``warm``: after ``get_methods()``, as nn~)."""
+    torch.set_num_threads(1)
+    module = torch.jit.load(str(path))
+    if warm:
+        module.get_methods()
+    times = []
+    with torch.inference_mode():
+        for i in range(3):
+            start = time.perf_counter()
+            getattr(module, method)(x[..., i * step : (i + 1) * step])
+            times.append(round(1000 * (time.perf_counter() - start), 1))
+    return times
+
+
+def measure(paths: Dict[str, Path], info: Dict, method: str, given, want, in_ratio: int, out_ratio: int) -> Dict:
+    """Exactness against the offline file, latency, time per buffer and first calls of each file's ``method``."""
+    entry: Dict[str, Dict[str, object]] = {}
+    step = BUFFER // in_ratio
+    for name, path in paths.items():
+        y = streamed(torch.jit.load(str(path)), method, given, step)
+        lag, error = best_lag(y, want, 3 * SR // out_ratio)
+        entry[name] = {"best_lag_samples": lag * out_ratio, "max_error_at_best_lag_rel_peak": float(f"{error:.3g}")}
+        if name == "streamify":
+            stated = int(info["methods"][method]["delay_frames"])
+            error = float((y[..., stated:] - want[..., : y.size(-1) - stated]).abs().max()) / float(want.abs().max())
+            entry[name]["stated_delay_samples"] = stated * out_ratio
+            entry[name]["max_error_at_stated_delay_rel_peak"] = float(f"{error:.3g}")
+        entry[name]["first_calls_ms"] = first_calls(path, method, given, step, warm=name == "streamify")
+    modules = {name: torch.jit.load(str(path)) for name, path in paths.items()}
+    for name, ms in timings(modules, method, given, step).items():
+        entry[name]["ms_per_buffer_1_thread"] = round(ms, 2)
+        entry[name]["cpu_s_per_audio_s"] = round(ms / 1000 * SR / BUFFER, 3)
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -125,64 +161,30 @@ def main() -> None:
     from streamify.export.rave import export_rave_run
 
     args.out.mkdir(parents=True, exist_ok=True)
-    run = write_run(
-        args.out / "run",
-        "v2.gin",
-        [f"CAPACITY = {args.capacity}", f"LATENT_SIZE = {args.latent}", f"SAMPLING_RATE = {SR}"],
-    )
+    bindings = [f"CAPACITY = {args.capacity}", f"LATENT_SIZE = {args.latent}", f"SAMPLING_RATE = {SR}"]
+    run = write_run(args.out / "run", "v2.gin", bindings)
+    seconds = {}
     started = time.perf_counter()
     offline_path, streaming_path = rave_export(run, args.out, False), rave_export(run, args.out, True)
-    rave_seconds = time.perf_counter() - started
+    seconds["rave (both files)"] = round(time.perf_counter() - started, 1)
     methods = args.methods.split(",")
     started = time.perf_counter()
     info = export_rave_run(run, args.out / "streamify.ts", methods=methods, noise=False)
-    streamify_seconds = time.perf_counter() - started
+    seconds["streamify"] = round(time.perf_counter() - started, 1)
     offline = torch.jit.load(str(offline_path))
-    files = {"rave": torch.jit.load(str(streaming_path)), "streamify": torch.jit.load(str(args.out / "streamify.ts"))}
-    files["streamify"].get_methods()  # warm-up at load, as nn~ does
     x = torch.randn(1, 1, 96 * BUFFER, generator=torch.Generator().manual_seed(0)) * 0.5
     ratio = int(offline.encode_params[3])
     with torch.no_grad():
         z = offline.encode(x)
-        reference = {
-            "encode": (x, z, 1, ratio),
-            "decode": (z, offline.decode(z), ratio, 1),
-            "forward": (x, offline.forward(x), 1, 1),
-        }
-    report: Dict[str, object] = {
-        "capacity": args.capacity,
-        "latent": args.latent,
-        "sample_rate": SR,
-        "buffer": BUFFER,
-        "export_seconds": {"rave (both files)": round(rave_seconds, 1), "streamify": round(streamify_seconds, 1)},
-        "methods": {},
-    }
+        reference = {"encode": (x, z, 1, ratio), "decode": (z, offline.decode(z), ratio, 1)}
+        reference["forward"] = (x, offline.forward(x), 1, 1)
+    report: Dict[str, object] = {"capacity": args.capacity, "latent": args.latent, "sample_rate": SR}
+    report.update({"buffer": BUFFER, "export_seconds": seconds, "methods": {}})
     for method, (given, want, in_ratio, out_ratio) in reference.items():
-        entry: Dict[str, object] = {}
-        for name in files:
-            if name == "streamify" and method not in methods:
-                continue
-            fresh = (
-                torch.jit.load(str(streaming_path))
-                if name == "rave"
-                else torch.jit.load(str(args.out / "streamify.ts"))
-            )
-            y = streamed(fresh, method, given, BUFFER // in_ratio)
-            lag, error = best_lag(y, want, 3 * SR // out_ratio)
-            entry[name] = {"best_lag_samples": lag * out_ratio, "max_error_at_best_lag_rel_peak": float(f"{error:.3g}")}
-            if name == "streamify":
-                stated = int(info["methods"][method]["delay_frames"])
-                n = y.size(-1) - stated
-                entry[name]["stated_delay_samples"] = stated * out_ratio
-                entry[name]["max_error_at_stated_delay_rel_peak"] = float(
-                    f"{float((y[..., stated:] - want[..., :n]).abs().max()) / float(want.abs().max()):.3g}"
-                )
-        timed = {k: v for k, v in files.items() if k == "rave" or method in methods}
-        per_buffer = timings(timed, method, given, BUFFER // in_ratio)
-        for name, ms in per_buffer.items():
-            entry[name]["ms_per_buffer_1_thread"] = round(ms, 2)
-            entry[name]["cpu_s_per_audio_s"] = round(ms / 1000 * SR / BUFFER, 3)
-        report["methods"][method] = entry
+        paths = {"rave": streaming_path}
+        if method in methods:
+            paths["streamify"] = args.out / "streamify.ts"
+        report["methods"][method] = measure(paths, info, method, given, want, in_ratio, out_ratio)
     (args.out / "rave_run_compare.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
