@@ -120,6 +120,21 @@ def _import_pqmf() -> types.ModuleType:
     return pqmf
 
 
+def _import_package() -> types.ModuleType:
+    """``import rave``; where only some of its modules were imported, without its ``__init__`` (as the tests of
+    published models import ``rave.blocks``), its ``__init__`` is run in that package module: its modules are
+    imported once, so that gin does not see their configurables registered twice."""
+    package = sys.modules.get("rave")
+    if package is None:
+        return importlib.import_module("rave")
+    if not hasattr(package, "RAVE"):
+        spec = package.__spec__
+        if spec is None or spec.loader is None:
+            raise ImportError("rave is in sys.modules without a spec to finish its import", name="rave")
+        spec.loader.exec_module(package)
+    return package
+
+
 def import_rave() -> types.ModuleType:
     """The ``rave`` package of acids-rave, importable next to a current torch (see the module docstring).
 
@@ -137,7 +152,7 @@ def import_rave() -> types.ModuleType:
     sys.modules.update(made)
     try:
         _import_pqmf()
-        rave = importlib.import_module("rave")
+        rave = _import_package()
         importlib.import_module("rave.core")
         importlib.import_module("rave.dataset")  # the configs' gin imports name it
     except ImportError as error:
