@@ -24,15 +24,21 @@ from streamify.layers.periodic import Periodic
 MODULES = [
     "streamify.buffering",
     "streamify.convert",
+    "streamify.exactness",
     "streamify.layers.base",
     "streamify.layers.containers",
     "streamify.layers.conv",
     "streamify.layers.conv_transpose",
+    "streamify.layers.framing",
+    "streamify.layers.istft",
+    "streamify.layers.overlap_add",
     "streamify.layers.periodic",
     "streamify.layers.pointwise",
     "streamify.layers.recurrent",
     "streamify.layers.resample",
     "streamify.layers.shift",
+    "streamify.layers.stft",
+    "streamify.layers.time_fold",
 ]
 
 PUBLIC_LAYERS = [

@@ -4,7 +4,7 @@ Streaming models process audio buffer by buffer and return what the offline mode
 returns, delayed by a fixed, reported number of frames.
 
 * :func:`convert` makes an unmodified PyTorch model stream (verified before it returns);
-  :func:`register` teaches it a layer of your own;
+  :func:`register` teaches it a layer or an op of your own;
 * :mod:`streamify.layers` holds the streaming layers for hand-built models;
 * :func:`inspect` reports delays, rates and caches;
 * :mod:`streamify.state` resets, snapshots and restores streams, and steps them with explicit state;
@@ -14,10 +14,10 @@ returns, delayed by a fixed, reported number of frames.
 
 from streamify._version import __version__
 from streamify.convert import StreamingModel, convert
+from streamify.convert.rules import register
 from streamify.export import export_nn_tilde
 from streamify.inspect import inspect
 from streamify.layers import StreamingError, StreamingModule
-from streamify.layers.torch_layers import register
 from streamify.state import get_state, initial_state, reset, set_state, set_streaming, step
 from streamify.tuning import tune
 

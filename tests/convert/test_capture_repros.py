@@ -292,7 +292,7 @@ class WindowedStart(nn.Module):
 
 
 def test_a_mask_that_is_not_periodic_is_refused():
-    with pytest.raises(StreamingError, match=r"writes in place into a tensor that varies in time") as info:
+    with pytest.raises(StreamingError, match=r"made from its shape that is not periodic along time") as info:
         convert(WindowedStart(), torch.randn(1, 3, 64))
     assert "mask[..., :5] = 0" in str(info.value)
 
@@ -307,7 +307,7 @@ def test_a_refused_op_names_the_layer_that_made_it_and_its_line():
     with pytest.raises(StreamingError) as info:
         convert(model, torch.randn(1, 2, 32))
     message = str(info.value)
-    assert "torch.cumsum in layer '1' (test_capture_repros.RunningSum)" in message, message
+    assert "cumsum in layer '1' (test_capture_repros.RunningSum)" in message, message
     assert "return torch.cumsum(x, -1)" in message and "over the time axis" in message
 
 

@@ -191,3 +191,69 @@ def test_rave_v2_encoder_and_generator_from_cached_conv_layers_exact():
     generator = blocks.GeneratorV2(data_size=4, amplitude_modulation=True, **kwargs)
     stream = _convert(generator, 4, 32)
     assert assert_streams_exactly(stream, 4, frames=128).max_abs_error <= TOL
+
+
+def _rave_pqmf():
+    """acids-rave's pqmf module; its filter design calls scipy names that newer scipy renamed
+    (``signal.kaiser``, ``firwin(nyq=)``, scalar ``kaiserord``): shimmed here, the filters unchanged."""
+    import numpy as np
+    import scipy.signal
+    import scipy.signal.windows
+
+    if not hasattr(scipy.signal, "kaiser"):
+        scipy.signal.kaiser = scipy.signal.windows.kaiser
+    pqmf = published_module("rave", "pqmf", stubs=RAVE_STUBS)
+
+    def firwin(n, cutoff, window=None, nyq=None, **kwargs):
+        return scipy.signal.firwin(n, cutoff, window=window, fs=2 * nyq if nyq else 2, **kwargs)
+
+    def kaiserord(ripple, width):
+        return scipy.signal.kaiserord(float(np.ravel(ripple)[0]), float(np.ravel(width)[0]))
+
+    pqmf.firwin, pqmf.kaiserord = firwin, kaiserord
+    return pqmf
+
+
+class RaveV2(nn.Module):
+    """acids-rave's RAVE v2 as ``rave.RAVE`` composes it (``encode``: the PQMF analysis with batch and
+    channels reshaped together, the variational encoder; ``decode``: the generator, the PQMF inverse),
+    at reduced capacity; ``forward`` decodes the posterior mean (RAVE's own samples it)."""
+
+    def __init__(self, bands: int = 16, latent: int = 4) -> None:
+        super().__init__()
+        pqmf, blocks = _rave_pqmf(), published_module("rave", "blocks", stubs=RAVE_STUBS)
+        kwargs = dict(capacity=8, ratios=[4, 2], latent_size=latent, kernel_size=3, dilations=[1, 3])
+        self.pqmf = pqmf.CachedPQMF(attenuation=100, n_band=bands)
+        self.encoder = blocks.VariationalEncoder(
+            lambda n_channels: blocks.EncoderV2(data_size=bands, n_out=2, n_channels=n_channels, **kwargs)
+        )
+        self.decoder = blocks.GeneratorV2(data_size=bands, amplitude_modulation=True, **kwargs)
+
+    def encode(self, x):
+        batch = x.shape[:-2]
+        x = self.pqmf(x.reshape(-1, 1, x.shape[-1]))
+        return self.encoder(x.reshape(*batch, -1, x.shape[-1]))
+
+    def decode(self, z):
+        batch = z.shape[:-2]
+        y = self.decoder(z)
+        y = self.pqmf.inverse(y.reshape(y.shape[0], -1, y.shape[-1]))
+        return y.reshape(*batch, 1, -1)
+
+    def forward(self, x):
+        return self.decode(self.encode(x).chunk(2, 1)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rave_v2_whole_with_its_pqmf(dtype):
+    """The whole RAVE v2, PQMF included: its analysis multiplies bands by a periodic sign mask written in
+    place, its inverse folds bands into time (reshape), and the encoder reads a buffer flag in Python
+    (``if self.warmed_up:``). 128 samples per latent frame: the fold and the strides."""
+    model = RaveV2().to(dtype).eval()
+    stream = convert(model, torch.randn(1, 1, 2048, dtype=dtype, generator=torch.Generator().manual_seed(1)))
+    assert stream.ratio == 1 and stream.buffer_multiple == 128
+    comparison = assert_streams_exactly(stream, 1, frames=8192, dtype=dtype, check_shift=dtype == torch.float64)
+    if dtype == torch.float64:
+        assert comparison.max_abs_error <= TOL
+    else:  # the project's float32 bar: relative to the peak
+        assert comparison.max_rel_error <= 1e-5

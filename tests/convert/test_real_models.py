@@ -233,11 +233,25 @@ def test_snac_noise_blocks_allowed_stream_exactly_with_noise_weights_zeroed(snac
     assert comparison.max_abs_error <= TOL
 
 
-def test_snac_local_attention_is_refused(snac_layers):
+def test_snac_local_attention_streams_window_by_window(snac_layers):
+    """SNAC's local attention folds time into windows of 8 frames (rearrange "b (w n) c"), time the slow
+    index, and attends within each window: the op-level capture streams it window by window (the buffer
+    holds whole windows, a delay line puts them in phase with offline)."""
     model = snac_layers.Encoder(d_model=16, strides=[3, 7], attn_window_size=8).double()
-    with pytest.raises(StreamingError, match="merges or splits the time axis") as info:
-        convert(model, make_signal(1, 1, 21 * 64, seed=1))
-    assert "snac/attention.py" in str(info.value), "the source line is snac's rearrange into windows, not einops'"
+    stream = convert(model, make_signal(1, 1, 21 * 64, seed=1))
+    assert stream.buffer_multiple == 21 * 8
+    assert assert_streams_exactly(stream, 1, frames=21 * 64 * 4).max_abs_error <= 1e-10
+
+
+def test_global_attention_over_time_is_refused():
+    class Attend(nn.Module):
+        def forward(self, x):
+            q = x.transpose(1, 2)
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q).transpose(1, 2)
+
+    with pytest.raises(StreamingError, match=r"reads the whole time axis \(attention\)") as info:
+        convert(Attend(), make_signal(1, 2, 64, seed=1))
+    assert "test_real_models.py" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- moshi

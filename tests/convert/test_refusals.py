@@ -107,7 +107,6 @@ CASES = [
     (GlobalMean, "time axis", "y - y.mean(-1, keepdim=True)"),
     (WithGroupNorm, "whole time axis", "self.norm(self.conv(x))"),
     (WithAttention, "whole time axis", "scaled_dot_product_attention"),
-    (WithNoise, "random", "torch.randn_like(y)"),
     (LengthScaled, "signal length", "x.shape[-1]"),
     (KeepsTheEnd, "end of the signal", "[..., -16:]"),
     (Cumulative, "time axis", "torch.cumsum"),
@@ -126,6 +125,12 @@ def test_refused_with_op_source_line_and_fix(cls, reason, source):
     assert source in message, message
     assert "test_refusals.py" in message, "the message names the source file and line"
     assert ";" in message, "the message ends with a suggested fix"
+
+
+def test_random_ops_convert_and_are_verified_with_zero_draws():
+    """Noise no longer needs allow_random: streamed with real draws, verified with draws of zeros."""
+    stream = convert(WithNoise(), torch.randn(1, 2, 64))
+    assert stream.random_kept
 
 
 def test_random_ops_allowed_on_request():

@@ -27,11 +27,6 @@ from streamify.cli import app
 from streamify.export import read_info
 
 runner = CliRunner()
-NEEDS_LAYOUT_RULES = pytest.mark.xfail(
-    strict=True,
-    raises=StreamingError,
-    reason="needs the layout rules of issue 20 (PQMF synthesis folds bands into time)",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -125,11 +120,13 @@ def _stream_of(loaded, method: str, example: torch.Tensor):
     """The method converted with its draws kept (as the export converts it), then switched to their expected
     value: a deterministic stream to compare with the offline method."""
     from streamify.convert import convert
-    from streamify.export.rave_methods import RaveMethods, set_noise_gain
+    from streamify.export.rave import draws_off
+    from streamify.export.rave_methods import NOISE_MARK, RaveMethods, set_noise_gain
 
-    methods = RaveMethods(loaded.model).double()
+    methods = RaveMethods(loaded.model).double()  # float64: the export's own path (float32 only) is not used
+    set_noise_gain(methods, NOISE_MARK)
     stream = convert(methods, example, method=method, allow_random=True, verify=False)
-    assert set_noise_gain(stream, 0.0) == 1
+    assert len(draws_off(stream)) >= 1
     return stream
 
 
@@ -140,7 +137,6 @@ def test_encode_streams_exactly(loaded):
     assert assert_streams_exactly(stream, 1, frames=4096).max_abs_error <= 1e-10
 
 
-@NEEDS_LAYOUT_RULES
 @pytest.mark.parametrize("method", ["decode", "forward"])
 def test_decode_and_forward_stream_exactly(loaded, method):
     channels, frames = (4, 128) if method == "decode" else (1, 2048)
@@ -228,7 +224,8 @@ def test_export_encode_samples_the_posterior_like_rave_export(run, loaded, tmp_p
 
     torch.manual_seed(0)  # the file draws from torch's global generator: the test is repeatable
     sampled = streamed()
-    assert set_noise_gain(module, 0.0) == 1
+    gains = read_info(path)["rave"]["noise_gain_buffers"]["encode"]  # the file names its gains
+    assert set_noise_gain(module, 0.0, gains) == len(gains) >= 1
     mean = streamed()
     methods = RaveMethods(loaded.model)
     with torch.no_grad():
@@ -273,7 +270,6 @@ def _streamed(call, signal: torch.Tensor, n: int) -> torch.Tensor:
         return torch.cat([call(signal[..., i : i + n]) for i in range(0, signal.size(-1), n)], -1)
 
 
-@NEEDS_LAYOUT_RULES
 def test_export_all_three_methods(run, loaded, tmp_path):
     """The whole file (deterministic): decode and forward equal RAVE's offline methods at the stated latency
     at several buffer sizes, and decode's stereo mode gives the two halves of the batch as two channels."""

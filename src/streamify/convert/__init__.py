@@ -9,6 +9,7 @@ delay alignment (:mod:`streamify.convert.builder`) and wraps the result in a
 from __future__ import annotations
 
 import math
+from typing import Any, Optional
 
 import torch
 import torch.fx as fx
@@ -16,11 +17,15 @@ from torch import Tensor, nn
 
 from streamify.convert.builder import GraphRewriter, Unsupported
 from streamify.convert.capture import MethodCall, capture
+from streamify.convert.draws import ZeroDraws
 from streamify.convert.lengths import run_model
 from streamify.convert.model import StreamingModel
+from streamify.convert.opcapture import capture_ops
 from streamify.convert.prepare import private_copy
+from streamify.convert.rewrite import Rewriter
 from streamify.convert.verify import verify as check
-from streamify.layers.base import StreamingError
+from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.torch_layers import rule_for
 from streamify.timing import lcm_all
 
 __all__ = ["StreamingModel", "Unsupported", "convert"]
@@ -32,6 +37,7 @@ def convert(
     method: str = "forward",
     allow_random: bool = False,
     verify: bool = True,
+    capture: str = "auto",
 ) -> StreamingModel:
     """Make ``model.<method>`` stream exactly.
 
@@ -41,8 +47,10 @@ def convert(
         example: an input ``[batch, channels, time]``; its length should span a few
             receptive fields and be a multiple of the model's total stride.
         method: the method to convert (``"encode"``, ``"decode"``, ...).
-        allow_random: keep random ops (noise) instead of refusing them; the
-            streamed output then differs from offline by that noise (and is not verified).
+        allow_random: let the fx tracer keep random ops (the op-level capture always keeps them): draws
+            are streamed as real draws, new per buffer, and verified with every draw replaced by zeros.
+        capture: ``"auto"`` (the op-level capture, then the fx tracer where it cannot convert the model),
+            ``"ops"`` or ``"fx"`` (one of them only: for comparisons).
         verify: stream a random probe through a copy of the result at several buffer schedules, in the
             model's dtype and in float64, and check it against the model (:mod:`streamify.convert.verify`);
             ``False`` skips it (the result is then unchecked).
@@ -84,6 +92,39 @@ def convert(
     # the example's shapes must hold for it too, and integers that differ depend on the length
     probe = torch.cat([example, example.flip(-1)], -1)
     probe = torch.cat([probe, probe[:1]], 0).contiguous()
+    if capture not in ("auto", "ops", "fx"):
+        raise StreamingError(f"streamify: convert: capture must be 'auto', 'ops' or 'fx', not {capture!r}")
+    op_error: Optional[StreamingError] = None
+    if capture == "ops":
+        return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
+    if capture == "auto" and op_capture_applies(model):
+        try:
+            return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
+        except StreamingError as error:  # the fx tracer may still convert it (see docs/conversion.md)
+            op_error = error
+    try:
+        return _checked(_convert_fx(model, method, example, probe, allow_random), example, verify, allow_random)
+    except StreamingError as error:
+        if op_error is not None and not getattr(op_error, "fallback", True):
+            raise op_error from None  # the op-level rules named the true cause
+        if op_error is not None:  # both failed: the fx tracer's refusal, and why the op level could not help
+            why = str(op_error).removeprefix("streamify: convert: ")
+            raise type(error)(f"{error} (at the op level: {why})") from error
+        raise
+
+
+def _checked(result: StreamingModel, example: Tensor, verify: bool, allow_random: bool) -> StreamingModel:
+    if verify and result.random_kept:  # streamed with real draws, verified with draws of zeros
+        with ZeroDraws():
+            check(result, example, result.layer_sources)
+    elif verify:
+        check(result, example, result.layer_sources)
+    result.reset()
+    return result
+
+
+def _convert_fx(model: nn.Module, method: str, example: Tensor, probe: Tensor, allow_random: bool) -> StreamingModel:
+    """The fx tracer's conversion (:mod:`streamify.convert.capture`, :mod:`streamify.convert.builder`)."""
     gm = capture(model, method, example, probe)
     rewriter = GraphRewriter(gm, example, probe, allow_random=allow_random, model=model, method=method)
     graph, out_info, out_value = rewriter.run()
@@ -94,6 +135,21 @@ def convert(
     for node in graph.nodes:
         if node.op == "get_attr":
             _set_path(root, node.target, _get_path(gm, node.target))
+    return assemble(root, graph, model, method, out_info, out_value, example, rewriter, "fx")
+
+
+def assemble(
+    root: nn.Module,
+    graph: fx.Graph,
+    model: nn.Module,
+    method: str,
+    out_info: Any,
+    out_value: Tensor,
+    example: Tensor,
+    rewriter: Any,
+    capture_kind: str,
+) -> StreamingModel:
+    """The :class:`StreamingModel` around a rewritten graph whose streaming layers are ``root.streams``."""
     streaming_graph = fx.GraphModule(root, graph)
     streaming_graph.streams = root.streams  # a ModuleList, so that reset() can loop over it in TorchScript
     streaming_graph.graph.eliminate_dead_code()
@@ -113,10 +169,29 @@ def convert(
     result.requires_grad_(False)  # an inference model: no autograd graph per buffer
     object.__setattr__(result, "input_ratios", list(rewriter.input_ratios))  # for streamify.inspect
     object.__setattr__(result, "layer_sources", list(rewriter.sources))
-    if verify and not (allow_random and rewriter.random_kept):
-        check(result, example, rewriter.sources)
-    result.reset()
+    object.__setattr__(result, "random_kept", bool(rewriter.random_kept))
+    object.__setattr__(result, "capture", capture_kind)  # "aten" (op level) or "fx" (the fx tracer)
     return result
+
+
+def convert_ops(model: nn.Module, method: str, example: Tensor, probe: Tensor, allow_random: bool) -> StreamingModel:
+    """The op-level conversion (:mod:`streamify.convert.opcapture`, :mod:`streamify.convert.rewrite`)."""
+    rewriter = Rewriter(capture_ops(model, method, example, probe), example, probe, allow_random)
+    graph, out_info, out_value = rewriter.run()
+    rewriter.root.streams = nn.ModuleList(rewriter.streams)
+    return assemble(rewriter.root, graph, model, method, out_info, out_value, example, rewriter, "aten")
+
+
+def op_capture_applies(model: nn.Module) -> bool:
+    """Whether the op-level capture may take ``model``: not where it holds streamify layers, TorchScript
+    modules or layers registered with ``streamify.register`` (those are kept whole by the fx tracer)."""
+    for module in model.modules():
+        if isinstance(module, (StreamingModule, torch.jit.ScriptModule)):
+            return False
+        found = rule_for(module)
+        if found is not None and not found[0].__module__.startswith("torch."):
+            return False
+    return True
 
 
 def _get_path(module: nn.Module, path: str):

@@ -15,22 +15,30 @@ stream differ; in the copy they are switched to zero padding (both offline and s
 that the comparison holds exactly from the first frame. Layers whose start differs otherwise
 (linear upsampling, ``count_include_pad=False``) are compared after the output's receptive field.
 
-Tolerances are the project's bar (docs/architecture.md): max abs error 1e-10 in float64
-(relative to the peak where it exceeds 1), relative 1e-5 to the peak in float32 and other dtypes.
+Tolerances (docs/architecture.md): max abs error 1e-10 in float64 (relative to the peak where it
+exceeds 1). A model in float32 (or another dtype) is checked twice: its float64 copy streams to
+1e-10, which proves the structure (delays, caches, alignment); then in its own dtype the stream is
+judged by the model's own rounding (:func:`streamify.exactness.rounding_bar`): a small multiple of
+how far its offline output in that dtype is from its float64 offline output, plus 1e-5 of the peak.
+An exact float32 stream of a deep model whose float32 output is itself 1e-3 off float64 is accepted;
+an off-by-one frame is not (the float64 check sees it first). Where the graph does not run in
+float64, the dtype is judged by the plain relative bar 1e-5.
 On a failure, every streaming layer's output is compared the same way, and the error names the
-first one in call order that differs, with its delay and the source line it was made from.
+first one in call order that differs, with its delay and the source line it was made from. Only a
+failure of the float64 check (or of a float64 model) is reported as a misalignment of streamify's.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from streamify.exactness import compare_streamed
+from streamify.exactness import ROUNDING_MULTIPLE, compare_streamed, rounding_bar
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import AvgPool1d, WindowOp
 from streamify.layers.resample import LinearUpsample
@@ -38,15 +46,28 @@ from streamify.layers.shift import Pad
 
 #: max abs error in float64 (relative to the peak where the peak exceeds 1)
 FLOAT64_TOL = 1e-10
-#: max error relative to the peak in float32 and other dtypes
+#: max error relative to the peak in float32 and other dtypes, for a model whose own rounding is not known
 RELATIVE_TOL = 1e-5
 
 
-def tolerance(dtype: torch.dtype, scale: float) -> float:
-    """The largest error accepted for an output of peak ``scale`` in ``dtype``."""
+def tolerance(dtype: torch.dtype, scale: float, own_error: float = 0.0) -> float:
+    """The largest error accepted for an output of peak ``scale`` in ``dtype``.
+
+    ``own_error``: the model's own rounding in ``dtype`` (its offline output against float64), which widens
+    the bar of dtypes other than float64 (:func:`streamify.exactness.rounding_bar`); 0 where unknown.
+    """
     if dtype == torch.float64:
         return FLOAT64_TOL * max(1.0, scale)
-    return RELATIVE_TOL * max(scale, 1e-30)
+    return rounding_bar(own_error, scale)
+
+
+@dataclass
+class _Float64:
+    """The graph's float64 copy, the probe in float64 and the copy's offline output: the reference of rounding."""
+
+    graph: nn.Module
+    x: Tensor
+    offline: Tensor
 
 
 def schedules(total: int, multiple: int, small: int = 8) -> List[List[int]]:
@@ -159,26 +180,40 @@ def verify(stream: Any, example: Tensor, sources: Sequence[str]) -> None:
     """
     graph = copy.deepcopy(stream.graph)
     inexact = any(_inexact_start(module) for module in graph.modules())
-    x = _probe(example, probe_length(stream, example.size(-1), inexact), example.dtype)
+    dtype = example.dtype
+    x = _probe(example, probe_length(stream, example.size(-1), inexact), dtype)
     with torch.no_grad():
         want = stream.original(x)
     if not torch.isfinite(want).all():  # a model that needs signals like its example (e.g. positive)
-        x = _tile(example, x.size(-1)).to(example.dtype)
+        x = _tile(example, x.size(-1)).to(dtype)
         with torch.no_grad():
             want = stream.original(x)
+    reference = _float64(stream, x) if dtype.is_floating_point and dtype != torch.float64 else None
+    offline = _run_offline(graph, x, None)[0]
+    # the model's own rounding in its dtype: the graph's offline output against its float64 copy's
+    own_error = 0.0
+    if reference is not None and offline.shape == reference.offline.shape and offline.numel():
+        own_error = (offline.to(torch.float64) - reference.offline).abs().max().item()
     # 1. the graph run offline computes what the model computes (at the model's precision)
-    offline = _check_fidelity(graph, x, want, example.dtype, stream)
-    # 2. streamed, it equals its own offline output shifted by the delay: in the model's dtype, and in
-    # float64, where rounding cannot hide a wrong frame (the graph's float64 copy, against itself)
-    _check_streaming(graph, x, offline, example.dtype, stream, sources)
-    if example.dtype.is_floating_point and example.dtype != torch.float64:
-        try:
-            graph64 = copy.deepcopy(stream.graph).to(torch.float64)
-            x64 = x.to(torch.float64)
-            offline64 = _run_offline(graph64, x64, None)[0]
-        except Exception:
-            return  # a graph that does not run in float64 (e.g. a fixed-dtype helper): its own dtype was checked
-        _check_streaming(graph64, x64, offline64, torch.float64, stream, sources)
+    _check_fidelity(offline, x, want, dtype, stream, own_error)
+    # 2. streamed, it equals its own offline output shifted by the delay: first in float64, where rounding
+    # cannot hide a wrong frame (the structure), then in the model's dtype, judged by the model's own rounding
+    if reference is not None:
+        _check_streaming(reference.graph, reference.x, reference.offline, torch.float64, stream, sources)
+    _check_streaming(graph, x, offline, dtype, stream, sources, own_error, reference)
+
+
+def _float64(stream: Any, x: Tensor) -> Optional[_Float64]:
+    """The graph's float64 copy and its offline output on ``x``; None where the graph does not run in float64."""
+    try:
+        graph64 = copy.deepcopy(stream.graph).to(torch.float64)
+        x64 = x.to(torch.float64)
+        offline64 = _run_offline(graph64, x64, None)[0]
+    except Exception:
+        return None  # e.g. a fixed-dtype helper: the model's dtype is then judged by the plain bar
+    if not bool(torch.isfinite(offline64).all()):
+        return None
+    return _Float64(graph64, x64, offline64)
 
 
 def _tile(example: Tensor, length: int) -> Tensor:
@@ -191,13 +226,13 @@ def _tile(example: Tensor, length: int) -> Tensor:
     return torch.cat(parts, -1)[..., :length].contiguous()
 
 
-def _check_fidelity(graph: nn.Module, x: Tensor, want: Tensor, dtype: torch.dtype, stream: Any) -> Tensor:
-    """Check the graph run offline against the model's output ``want``; returns the graph's offline output."""
-    _set_streaming(graph, False)
-    with torch.no_grad():
-        got = graph(x)
-    _set_streaming(graph, True)
-    if got.shape != want.shape or not _close(got, want, dtype):
+def _check_fidelity(
+    got: Tensor, x: Tensor, want: Tensor, dtype: torch.dtype, stream: Any, own_error: float = 0.0
+) -> None:
+    """Check the graph's offline output ``got`` on ``x`` against the model's output ``want``.
+
+    ``own_error``: the model's own rounding in ``dtype`` (see :func:`tolerance`)."""
+    if got.shape != want.shape or not _close(got, want, dtype, own_error):
         detail = (
             f"shape {tuple(got.shape)} instead of {tuple(want.shape)}"
             if got.shape != want.shape
@@ -209,19 +244,30 @@ def _check_fidelity(graph: nn.Module, x: Tensor, want: Tensor, dtype: torch.dtyp
             "was taken for another it resembles. Report the model, or teach the converter the layer with "
             "streamify.register"
         )
-    return got
 
 
-def _close(got: Tensor, want: Tensor, dtype: torch.dtype) -> bool:
+def _close(got: Tensor, want: Tensor, dtype: torch.dtype, own_error: float = 0.0) -> bool:
     if got.numel() == 0:
         return True
     error = (got - want).abs().max().item()
-    return error <= tolerance(dtype, want.abs().max().item())
+    return error <= tolerance(dtype, want.abs().max().item(), own_error)
 
 
 def _check_streaming(
-    graph: nn.Module, x: Tensor, offline: Tensor, dtype: torch.dtype, stream: Any, sources: Sequence[str]
+    graph: nn.Module,
+    x: Tensor,
+    offline: Tensor,
+    dtype: torch.dtype,
+    stream: Any,
+    sources: Sequence[str],
+    own_error: float = 0.0,
+    reference: Optional[_Float64] = None,
 ) -> None:
+    """Stream ``x`` through ``graph`` at the schedules of ``dtype`` and compare with ``offline``; raise on a failure.
+
+    ``own_error`` and ``reference`` (a model in a dtype other than float64 whose float64 check passed): the
+    model's own rounding, which sets the bar (:func:`tolerance`) and names the layer that exceeds its own.
+    """
     switched, inexact_start = _start_inexact_to_exact(graph)
     layers = list(graph.streams)
     want = _run_offline(graph, x, None)[0] if switched else offline
@@ -237,7 +283,8 @@ def _check_streaming(
     for sizes in plans:
         got = _stream(graph, x, sizes)
         comparison = compare_streamed(_finite(got), _finite(want), stream.delay, warmup=warmup)
-        if comparison.compared_frames > 0 and comparison.max_abs_error <= tolerance(dtype, comparison.offline_scale):
+        bar = tolerance(dtype, comparison.offline_scale, own_error)
+        if comparison.compared_frames > 0 and comparison.max_abs_error <= bar:
             continue
         recorder = _Recorder(layers)  # again, keeping every layer's output, to name the culprit
         try:
@@ -245,8 +292,41 @@ def _check_streaming(
         finally:
             recorder.close()
         offline_recorder = _run_offline(graph, x, layers)[1]
-        raise StreamingError(_diagnose(layers, recorder, offline_recorder, stream, sources, dtype, sizes, warmup, x))
+        failure = _Failure(dtype, sizes, warmup, comparison.max_abs_error, own_error)
+        if reference is not None:
+            failure.layer_rounding = _layer_rounding(offline_recorder, reference, len(layers))
+        raise StreamingError(_diagnose(layers, recorder, offline_recorder, stream, sources, failure))
     _reset(graph)
+
+
+@dataclass
+class _Failure:
+    """What failed: the dtype and buffer schedule, the warm-up left out, the error and the model's own rounding."""
+
+    dtype: torch.dtype
+    sizes: List[int]
+    warmup: int
+    error: float
+    own_error: float
+    layer_rounding: Optional[List[float]] = None  # each layer's offline output against its float64 twin's
+
+    @property
+    def rounding_judged(self) -> bool:
+        """Whether the float64 check passed before this failure in another dtype (the structure is right)."""
+        return self.layer_rounding is not None
+
+
+def _layer_rounding(offline: _Recorder, reference: _Float64, count: int) -> List[float]:
+    """Each streaming layer's own rounding: its offline output in the model's dtype against the float64 copy's."""
+    layers64 = list(reference.graph.streams)
+    _start_inexact_to_exact(reference.graph)  # as the dtype graph now is: both run with the same paddings
+    recorder64 = _run_offline(reference.graph, reference.x, layers64)[1]
+    result = []
+    for index in range(count):
+        got, want = offline.joined(index), recorder64.joined(index)
+        same = got is not None and want is not None and got.shape == want.shape and got.numel() > 0
+        result.append((got.to(torch.float64) - want).abs().max().item() if same else 0.0)
+    return result
 
 
 def _finite(x: Tensor) -> Tensor:
@@ -288,49 +368,83 @@ def _diagnose(
     offline: _Recorder,
     stream: Any,
     sources: Sequence[str],
-    dtype: torch.dtype,
-    sizes: List[int],
-    warmup: int,
-    x: Tensor,
+    failure: _Failure,
 ) -> str:
+    sizes, dtype = failure.sizes, failure.dtype
     schedule = f"buffers of {sizes[0]} frames" if len(set(sizes)) == 1 else f"buffers of {sizes[:6]}... frames"
     head = (
         f"streamify: convert: verification failed: {stream.layer_name} streamed in {schedule} ({dtype}) differs "
-        f"from the model's offline output shifted by its delay {stream.delay}"
+        f"from the model's offline output shifted by its delay {stream.delay} (max error {failure.error:.3e})"
     )
-    first = _first_wrong_layer(layers, streamed, offline, dtype, warmup, stream)
+    if failure.rounding_judged:
+        return head + _rounding_diagnosis(layers, streamed, offline, stream, sources, failure)
+    first = _first_wrong_layer(layers, streamed, offline, failure, stream)
     if first is None:
+        if dtype != torch.float64:  # the model does not run in float64: rounding cannot be told from misalignment
+            return (
+                f"{head}; no single streaming layer differs beyond the {dtype} bar (1e-5 of the peak), and the model "
+                "does not run in float64, where a misalignment could be told from rounding. Convert the model in "
+                "float64 to check its structure, or pass verify=False at your own risk"
+            )
         return (
             f"{head}; no single streaming layer is wrong, so delay lines between branches do not align. This is "
             "a bug of streamify: please report the model"
         )
-    index, comparison = first
+    return f"{head}. {_layer_sentence(layers, sources, *first)}" + (
+        " Its streaming rule is wrong (a registered handler reporting the wrong delay, or a layer whose offline and "
+        "streaming computations disagree): fix the handler or the layer, or pass verify=False at your own risk"
+    )
+
+
+def _layer_sentence(layers: List[nn.Module], sources: Sequence[str], index: int, comparison: Any) -> str:
     layer = layers[index]
     source = sources[index] if index < len(sources) else "unknown source"
     error = "no frames to compare" if comparison is None else f"max error {comparison.max_abs_error:.3e}"
     return (
-        f"{head}. The first layer that differs (call order) is {layer.layer_name} (delay {layer.delay}, input "
-        f"delay {layer.input_delay}) made from {source}: its streamed output shifted by {layer.delay} differs from "
-        f"its offline output ({error}). Its streaming rule is wrong (a registered handler reporting the wrong "
-        "delay, or a layer whose offline and streaming computations disagree): fix the handler or the layer, or "
-        "pass verify=False at your own risk"
+        f"The first layer that differs (call order) is {layer.layer_name} (delay {layer.delay}, input delay "
+        f"{layer.input_delay}) made from {source}: its streamed output shifted by {layer.delay} differs from its "
+        f"offline output ({error})."
     )
 
 
+def _rounding_diagnosis(
+    layers: List[nn.Module],
+    streamed: _Recorder,
+    offline: _Recorder,
+    stream: Any,
+    sources: Sequence[str],
+    failure: _Failure,
+) -> str:
+    """A failure in the model's dtype after its float64 copy streamed exactly: precision, not structure."""
+    dtype = failure.dtype
+    text = (
+        f". Its float64 copy streams exactly (the delays and caches are right), but in {dtype} the stream is further "
+        f"from the offline output than {ROUNDING_MULTIPLE:g} x the model's own {dtype} rounding "
+        f"({failure.own_error:.3e}: its offline output against float64) plus 1e-5 of the peak, so a layer loses "
+        f"precision when it streams in {dtype}."
+    )
+    first = _first_wrong_layer(layers, streamed, offline, failure, stream)
+    if first is not None:
+        text += " " + _layer_sentence(layers, sources, *first).replace("that differs", "beyond its own rounding")
+    return text + " Stream the model in float64 (convert model.double()), or pass verify=False at your own risk"
+
+
 def _first_wrong_layer(
-    layers: List[nn.Module], streamed: _Recorder, offline: _Recorder, dtype: torch.dtype, warmup: int, stream: Any
+    layers: List[nn.Module], streamed: _Recorder, offline: _Recorder, failure: _Failure, stream: Any
 ) -> Optional[Tuple[int, Any]]:
     for index, layer in enumerate(layers):
         got, want = streamed.joined(index), offline.joined(index)
         if got is None or want is None:
             continue
         layer_warmup = 0
-        if warmup:
-            layer_warmup = math.ceil(warmup * stream.ratio / max(layer.ratio * _input_ratio(stream, index), 1e-9))
+        if failure.warmup:
+            ratio = max(layer.ratio * _input_ratio(stream, index), 1e-9)
+            layer_warmup = math.ceil(failure.warmup * stream.ratio / ratio)
         comparison = compare_streamed(got, want, layer.delay, warmup=layer_warmup)
         if comparison.compared_frames == 0:
             continue
-        if comparison.max_abs_error > tolerance(dtype, comparison.offline_scale):
+        own = failure.layer_rounding[index] if failure.layer_rounding is not None else 0.0
+        if comparison.max_abs_error > tolerance(failure.dtype, comparison.offline_scale, own):
             return index, comparison
     return None
 

@@ -16,10 +16,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from streamify.convert import StreamingModel
 from streamify.convert.verify import verify
 from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.export.nn_tilde import TYPE_BOOL, NnTildeModule, export_nn_tilde
-from streamify.export.rave_methods import DEFAULT_FIDELITY, RaveMethods, set_noise_gain
+from streamify.export.rave_methods import (
+    DEFAULT_FIDELITY,
+    NOISE_MARK,
+    RaveMethods,
+    noise_gain_names,
+    set_noise_gain,
+)
 from streamify.layers.base import StreamingError, StreamingModule
 
 #: the attributes of ``rave export``'s files (booleans; they act on AdaIN layers, which this export refuses)
@@ -133,21 +140,54 @@ def rave_labels(methods: RaveMethods) -> Dict[str, Tuple[List[str], List[str]]]:
     return {"encode": (audio, latents), "decode": (latents, audio), "forward": (audio, audio)}
 
 
-def convert_checked(model: RaveMethods, example: Tensor, methods: Sequence[str]) -> List[ConvertedMethod]:
-    """Convert each method with its random draws kept (drawn per buffer), and check each stream exactly with
-    them at their expected value (``noise_gain`` 0): the stream against :class:`RaveMethods` offline."""
+def convert_with_draws(model: RaveMethods, example: Tensor, methods: Sequence[str]) -> List[ConvertedMethod]:
+    """Convert each method with its random draws kept (drawn per buffer, :func:`streamify.convert` with
+    ``allow_random``), then switch them to their expected values (``noise_gain`` 0) in the stream and in its
+    offline model: deterministic streams. Each stream records the names of its gains (``noise_gain_names``)."""
     where = "export RAVE run"
-    set_noise_gain(model, 0.0)
-    converted = convert_methods(model, example, methods, where=where, allow_random=True, verify=False)
+    set_noise_gain(model, NOISE_MARK)
+    try:
+        converted = convert_methods(model, example, methods, where=where, allow_random=True, verify=False)
+    finally:
+        set_noise_gain(model, 0.0)
     for method in converted:
-        stream = method.stream
-        if set_noise_gain(stream, 0.0) == 0:
-            raise StreamingError(
-                f"streamify: {where}: internal error: method {method.name!r} lost its noise_gain buffer in conversion"
-            )
-        verify(stream, method.example, list(getattr(stream, "layer_sources", [])))
-        stream.reset()
+        draws_off(method.stream, f"{where}: method {method.name!r}")
     return converted
+
+
+def draws_off(stream: StreamingModel, where: str = "export RAVE run") -> List[str]:
+    """Find the noise gains of a stream converted from :class:`RaveMethods` with its gains at
+    :data:`NOISE_MARK`, record their names (``stream.noise_gain_names``) and set them to 0, in the stream and
+    in its offline model (the converter's copy): a deterministic stream. Returns the names."""
+    names = noise_gain_names(stream)
+    if not names:
+        raise StreamingError(f"streamify: {where}: internal error: the noise gains are not in the converted stream")
+    object.__setattr__(stream, "noise_gain_names", names)
+    set_noise_gain(stream, 0.0, names)
+    set_noise_gain(stream.original, 0.0)  # the converter's copy of the model: the offline reference
+    stream.reset()
+    return names
+
+
+def convert_checked(model: RaveMethods, example: Tensor, methods: Sequence[str]) -> List[ConvertedMethod]:
+    """:func:`convert_with_draws`, each stream then checked exactly against its offline method."""
+    converted = convert_with_draws(model, example, methods)
+    for method in converted:
+        verify(method.stream, method.example, list(getattr(method.stream, "layer_sources", [])))
+        method.stream.reset()
+    return converted
+
+
+def _switch_draws(converted: Sequence[ConvertedMethod], gain: float):
+    """The ``before_save`` hook: the noise gains of each method's stream in the scripted file set to ``gain``."""
+
+    def switch(scripted: torch.jit.ScriptModule) -> None:
+        for index, method in enumerate(converted):
+            names = [f"stream_{index}.stream.{name}" for name in method.stream.noise_gain_names]
+            if set_noise_gain(scripted, gain, names) != len(names):
+                raise StreamingError(f"streamify: export RAVE run: internal error: {method.name!r} lost its gains")
+
+    return switch
 
 
 def export_rave_run(
@@ -196,13 +236,16 @@ def export_rave_run(
         }
     }
     converted = convert_checked(model, example, methods)
+    extra["rave"]["noise_gain_buffers"] = {  # type: ignore[index]
+        m.name: [f"stream_{i}.stream.{name}" for name in m.stream.noise_gain_names] for i, m in enumerate(converted)
+    }
     return export_nn_tilde(
         model,
         path,
         example,
         methods=list(methods),
         converted=converted,
-        before_save=lambda scripted: set_noise_gain(scripted, 1.0 if noise else 0.0),
+        before_save=_switch_draws(converted, 1.0 if noise else 0.0),
         sample_rate=model.sample_rate,
         tune_buffers=tune_buffers,
         tune_batches=tune_batches,
@@ -212,4 +255,13 @@ def export_rave_run(
     )
 
 
-__all__ = ["METHODS", "RAVE_ATTRIBUTES", "RaveNnTilde", "export_rave_run", "rave_labels"]
+__all__ = [
+    "METHODS",
+    "RAVE_ATTRIBUTES",
+    "RaveNnTilde",
+    "convert_checked",
+    "convert_with_draws",
+    "draws_off",
+    "export_rave_run",
+    "rave_labels",
+]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,15 +36,32 @@ from streamify.layers.base import StreamingError
 DEFAULT_FIDELITY = 0.95
 #: the buffer that scales the random draws (0: expected values, 1: ``rave export``'s draws)
 NOISE_GAIN = "noise_gain"
+#: the value the gains hold while a method is converted: a converter may rename buffers (``const0``), and the
+#: gains are found again in the converted stream by this value (:func:`noise_gain_names`)
+NOISE_MARK = 0.7853981633974483
 
 
-def set_noise_gain(module: nn.Module, gain: float) -> int:
-    """Set every ``noise_gain`` buffer below ``module`` (a converted stream, a scripted file) to ``gain``; returns
-    how many were set."""
+def noise_gain_names(module: nn.Module) -> List[str]:
+    """Names of the noise gains below ``module``: buffers named ``noise_gain``, or scalars holding
+    :data:`NOISE_MARK` (in their dtype), as a converter leaves them."""
+
+    def marked(buffer: Tensor) -> bool:
+        mark = float(torch.tensor(NOISE_MARK, dtype=buffer.dtype)) if buffer.is_floating_point() else None
+        return buffer.dim() == 0 and mark is not None and float(buffer) == mark
+
+    named = [n for n, _ in module.named_buffers() if n == NOISE_GAIN or n.endswith("." + NOISE_GAIN)]
+    return named + [n for n, b in module.named_buffers() if n not in named and marked(b)]
+
+
+def set_noise_gain(module: nn.Module, gain: float, names: Optional[Sequence[str]] = None) -> int:
+    """Set the buffers ``names`` of ``module`` (default: those named ``noise_gain``) to ``gain``; returns how many
+    were set."""
+    wanted = set(names) if names is not None else None
     count = 0
     with torch.no_grad():
         for name, buffer in module.named_buffers():
-            if name == NOISE_GAIN or name.endswith("." + NOISE_GAIN):
+            named = name == NOISE_GAIN or name.endswith("." + NOISE_GAIN)
+            if (wanted is None and named) or (wanted is not None and name in wanted):
                 buffer.fill_(gain)
                 count += 1
     return count

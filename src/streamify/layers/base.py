@@ -33,6 +33,11 @@ class StreamingError(RuntimeError):
     """A streaming call or configuration was refused; the message says where and what to do."""
 
 
+def _over_axes(mask: Tensor, ndim: int) -> Tensor:
+    """A per-frame mask ``[batch, n]`` shaped to broadcast over a tensor ``[batch, ..., n]`` of ``ndim`` axes."""
+    return mask.view([mask.size(0)] + [1] * (ndim - 2) + [mask.size(1)])
+
+
 class StreamingModule(nn.Module):
     """Base class of streamify's streaming layers and containers.
 
@@ -48,6 +53,9 @@ class StreamingModule(nn.Module):
             as for recurrent layers).
         in_channels, out_channels: channel counts (-1 where any count is accepted or
             the count follows the input).
+        input_rank, complex_input: the buffers a root module takes (rank 3 by default; ``-k``: any rank
+            from ``k`` on, time last; complex for spectrograms). Containers take their first module's.
+        changes_layout: True where the output's axes differ from the input's (frames, spectra).
         streaming: when False, ``forward`` runs the offline computation (training).
         check_finite: when True, a root module refuses buffers with NaN or inf.
 
@@ -79,6 +87,14 @@ class StreamingModule(nn.Module):
         self.ratio_den: int = 1
         self.buffer_multiple: int = 1
         self.receptive_field: int = 1
+        # the rank of the buffers the module takes (time last; -k: any from k on) and whether they are
+        # complex (a spectrogram): checked at the root; the message that refuses a buffer names the layout
+        self.input_rank: int = 3
+        self.complex_input: bool = False
+        self.input_layout: str = "[batch, channels, time]"
+        # whether the output's axes differ from the input's (frames, spectra): containers then stop
+        # following the channel count through the module
+        self.changes_layout: bool = False
         self.in_channels: int = -1
         self.out_channels: int = -1
         self.stream_batch: int = 0
@@ -118,6 +134,12 @@ class StreamingModule(nn.Module):
     def _configure(self) -> None:
         """Derive ``delay`` and cache sizes from ``input_delay`` (subclasses)."""
         self.delay = self.input_delay
+
+    def _adopt_input(self, first: StreamingModule) -> None:
+        """Take the buffers that ``first`` takes (containers: their first module; see ``input_rank``)."""
+        self.input_rank = first.input_rank
+        self.complex_input = first.complex_input
+        self.input_layout = first.input_layout
 
     def set_name(self, name: str) -> None:
         """Set the qualified name used in error messages (containers recurse)."""
@@ -256,7 +278,7 @@ class StreamingModule(nn.Module):
             return x
         n = x.size(-1)
         position = self.warm_pos.unsqueeze(1) + torch.arange(n, device=x.device).unsqueeze(0)
-        x = x.masked_fill((position < self.input_delay).unsqueeze(1), self.pad_value)
+        x = x.masked_fill(_over_axes(position < self.input_delay, x.dim()), self.pad_value)
         self.warm_pos = torch.clamp(self.warm_pos + n, max=self.input_delay)
         if not self.explicit_state:
             self.warm_left -= n
@@ -270,7 +292,7 @@ class StreamingModule(nn.Module):
             return y
         n = y.size(-1)
         position = self.out_warm_pos.unsqueeze(1) + torch.arange(n, device=y.device).unsqueeze(0)
-        y = y.masked_fill((position < self.delay).unsqueeze(1), 0.0)
+        y = y.masked_fill(_over_axes(position < self.delay, y.dim()), 0.0)
         self.out_warm_pos = torch.clamp(self.out_warm_pos + n, max=self.delay)
         if not self.explicit_state:
             self.out_warm_left -= n
@@ -279,17 +301,15 @@ class StreamingModule(nn.Module):
     # ------------------------------------------------------------------ validation
     def _validate(self, x: Tensor) -> None:
         """Refuse a buffer the module cannot take, before any state changes."""
-        if x.dim() != 3:
+        if x.dim() != self.input_rank and (self.input_rank > 0 or x.dim() < -self.input_rank):
             raise StreamingError(
-                "streamify: "
-                + self.layer_name
-                + f": expected a buffer [batch, channels, time], got {x.dim()} dimensions"
+                "streamify: " + self.layer_name + f": expected a buffer {self.input_layout}, got {x.dim()} dimensions"
             )
         if self.in_channels >= 0 and x.size(1) != self.in_channels:
             raise StreamingError(
                 "streamify: " + self.layer_name + f": expected {self.in_channels} input channels, got {x.size(1)}"
             )
-        n = x.size(2)
+        n = x.size(-1)
         if n <= 0 or n % self.buffer_multiple != 0:
             raise StreamingError(
                 "streamify: "
@@ -297,12 +317,19 @@ class StreamingModule(nn.Module):
                 + f": buffer length {n} is not accepted; lengths must be positive multiples of "
                 f"buffer_multiple={self.buffer_multiple} (e.g. {self.buffer_multiple}, {2 * self.buffer_multiple}, {4 * self.buffer_multiple})"
             )
-        if x.dtype != self.dtype_marker.dtype:
+        if self.complex_input:
+            wrong_dtype = not x.is_complex() or torch.real(x).dtype != self.dtype_marker.dtype
+        else:
+            wrong_dtype = x.dtype != self.dtype_marker.dtype
+        if wrong_dtype:
+            want = self.dtype_marker
+            if self.complex_input:
+                want = torch.complex(want, want)
             raise StreamingError(
                 "streamify: "
                 + self.layer_name
                 + ": expected dtype "
-                + str(self.dtype_marker.dtype)
+                + str(want.dtype)
                 + ", got "
                 + str(x.dtype)
                 + "; convert the input, or the model with .to(dtype)"

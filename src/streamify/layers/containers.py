@@ -182,13 +182,14 @@ class Sequential(StreamingModule):
             if layer.out_channels >= 0:
                 channels = layer.out_channels
                 preserving = False
-            elif isinstance(layer, Branches) and layer.merge == "cat":
-                # concatenated paths of unknown channel counts: the count is unknown from here on
+            elif layer.changes_layout or (isinstance(layer, Branches) and layer.merge == "cat"):
+                # axes rearranged, or concatenated paths of unknown channel counts: the count is unknown from here on
                 channels = -1
                 preserving = False
             elif layer.in_channels >= 0:
                 channels = layer.in_channels
         multiples.append(frames_multiple(ratio, 1))
+        self._adopt_input(self.layers[0])
         self.delay = delay
         self._set_ratio(ratio)
         self.buffer_multiple = lcm_all(multiples)
@@ -281,6 +282,7 @@ class Branches(StreamingModule):
         self._adopt_timing()
         ins = {p.in_channels for p in self.paths if p.in_channels >= 0}
         self.in_channels = ins.pop() if len(ins) == 1 else -1
+        self._adopt_input(self.paths[0])
         outs = [p.out_channels for p in self.paths]
         if self.merge == "cat":
             # a path of unknown output channels (pools, pointwise ops) passes its input's count on
@@ -396,6 +398,7 @@ class Heads(Branches):
         # the heads share one input: its channel count is checked like a Branches' (outputs are a list)
         ins = {p.in_channels for p in self.paths if p.in_channels >= 0}
         self.in_channels = ins.pop() if len(ins) == 1 else -1
+        self._adopt_input(self.paths[0])
 
     def forward(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
         """One buffer ``[batch, channels, n]`` in, one tensor per head out."""

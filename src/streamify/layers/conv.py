@@ -115,6 +115,10 @@ class WindowOp(StreamingModule):
         self._fill_missing(index)
 
     def stream(self, x: Tensor) -> Tensor:
+        return self._window(self._windows_input(x))
+
+    def _windows_input(self, x: Tensor) -> Tensor:
+        """The cached frames and buffer ``x`` ``[batch, channels, n]`` that this call's windows read; updates the cache."""
         x = self._mask_input(x)
         n = x.size(-1)
         if self.cache_len > 0:
@@ -126,7 +130,7 @@ class WindowOp(StreamingModule):
         used = (n // self.stride - 1) * self.stride + self.span
         if z.size(-1) > used:
             z = z.narrow(2, 0, used)
-        return self._window(z)
+        return z
 
     def _window(self, z: Tensor) -> Tensor:
         """The op without padding over ``z`` ``[batch, channels, frames]`` (subclasses)."""
