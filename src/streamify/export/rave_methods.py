@@ -159,7 +159,9 @@ class RaveMethods(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """Audio to the kept latent dimensions: the posterior sampled (``noise_gain`` 1) or at its mean (0)."""
-        mean, scale = self.encoder(self._analysis(x)).chunk(2, 1)
+        # the variational encoder's own network: its wrapper only detaches the output in training
+        # (``if self.warmed_up``, a test of a buffer that a capture would have to guard on)
+        mean, scale = self.encoder.encoder(self._analysis(x)).chunk(2, 1)
         std = F.softplus(scale) + 1e-4  # acids-rave's VariationalEncoder.reparametrize
         z = mean + std * torch.randn_like(mean) * self.noise_gain
         z = z - self.latent_mean.unsqueeze(-1)
