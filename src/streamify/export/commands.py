@@ -74,8 +74,9 @@ def export(
     model: Annotated[
         Optional[str],
         typer.Argument(
-            help="'demo' (the default) or 'pretrained' (built-in), 'package.module:factory', or a checkpoint of "
-            "streamify train (.ckpt) or RAVE weights (.pt). Also --model/-m.",
+            help="'demo' (the default) or 'pretrained' (built-in), 'package.module:factory', a checkpoint of "
+            "streamify train (.ckpt) or RAVE weights (.pt), or an acids-rave training run (its folder, or a .ckpt "
+            "with config.gin beside or above it). Also --model/-m.",
             show_default=False,
         ),
     ] = None,
@@ -134,15 +135,44 @@ def export(
     ] = None,
     tag: Annotated[Optional[List[str]], typer.Option("--tag", help="Neutone: a tag; repeat (7 at most).")] = None,
     model_version: Annotated[str, typer.Option(help="Neutone: the model's version string.")] = "1.0.0",
+    fidelity: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=0.999,
+            help="acids-rave runs: share of the latent variance kept (the latent size), as rave export --fidelity.",
+        ),
+    ] = 0.95,
+    noise: Annotated[
+        bool,
+        typer.Option(
+            help="acids-rave runs: draw the posterior sample and the noise of the cut latent dimensions as rave "
+            "export does; --no-noise: their expected values (a deterministic file).",
+        ),
+    ] = True,
 ) -> None:
     """Export a model for real-time hosts: an nn~ TorchScript file, an ONNX model with explicit state, or a Neutone FX model (.nm) for DAWs.
 
     The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream; Neutone: saved by neutone-sdk, then streamed as the plugin does), and the file is written only if every check passes.
     """
     from streamify.models.loading import guess_channels, input_refusal, load_model
+    from streamify.models.rave_runs import is_rave_run
 
     out = Console(highlight=False)
     model = chosen_model(model, model_option)
+    if is_rave_run(model):
+        given = [
+            name
+            for name, value in (("--weights", weights), ("--channels", channels), ("--sample-rate", sample_rate))
+            if value is not None
+        ]
+        if given:
+            fail(
+                f"streamify: export: {', '.join(given)} do not apply to an acids-rave run ({model}): its config.gin "
+                "and checkpoint give the weights, channels and sample rate; leave them out"
+            )
+        _export_rave_run(out, model, output, format, method, fidelity, noise, tune, tune_batch)
+        return
     methods = list(method or ["forward"])
     kind = _format_of(output, format)
     example: Optional[torch.Tensor] = None
@@ -248,6 +278,40 @@ def _check_methods(loaded: torch.nn.Module, spec: str, methods: List[str]) -> No
             f"streamify: export: the model {spec} ({type(loaded).__name__}) has no method {missing[0]!r}; "
             f"it has {', '.join(has) or 'no method streamify knows'} (--method)"
         )
+
+
+def _export_rave_run(
+    out: Console,
+    run: str,
+    output: Path,
+    chosen: Optional[ExportFormat],
+    method: Optional[List[str]],
+    fidelity: float,
+    noise: bool,
+    tune: Optional[str],
+    tune_batch: str,
+) -> None:
+    """``streamify export RUN``: an acids-rave run to an nn~ file (streamify.export.rave)."""
+    if _format_of(output, chosen) is not ExportFormat.nn_tilde:
+        fail("streamify: export: an acids-rave run is exported to an nn~ file; name the output .ts")
+    from streamify.export.nn_tilde import describe_file
+    from streamify.export.rave import METHODS, export_rave_run
+
+    try:
+        with said_stages():
+            export_rave_run(
+                run,
+                output,
+                fidelity=fidelity,
+                methods=list(method or METHODS),
+                noise=noise,
+                tune_buffers=_sizes(tune, "--tune"),
+                tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
+            )
+    except StreamingError as error:
+        fail(error)
+    out.print(describe_file(output))
+    out.print(f"[green]wrote[/green] {output}")
 
 
 def register(app: typer.Typer) -> None:

@@ -114,6 +114,7 @@ def convert_methods(
     methods: Sequence[str],
     examples: Optional[Mapping[str, MethodExample]] = None,
     where: str = "export",
+    **convert_options: bool,
 ) -> List[ConvertedMethod]:
     """Convert each method of ``model`` for a real-time host.
 
@@ -125,6 +126,7 @@ def convert_methods(
     256 for a vocoder that makes 256 samples of each input frame.
 
     A model that is already a :class:`StreamingModel` is used as it is for the one method.
+    ``convert_options`` go to :func:`streamify.convert` (``allow_random``, ``verify``).
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     examples = dict(examples or {})
@@ -136,7 +138,7 @@ def convert_methods(
     for name in methods:
         method_example, given_ratio, output = _method_example(model, name, example, examples, done, where)
         stage(f"converting {name} (capture, streaming layers, verification)")
-        stream = convert(model, method_example, method=name)
+        stream = convert(model, method_example, method=name, **convert_options)
         if given_ratio is None:
             given_ratio = stream.ratio.denominator
         if given_ratio < 1:

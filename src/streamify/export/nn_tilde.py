@@ -17,7 +17,7 @@ import linecache
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -145,6 +145,14 @@ class NnTildeModule(nn.Module):
         """streamify version, sample rate, and per method its delay, ratios and buffer multiple."""
         return self.streamify_info
 
+    def before_call(self, index: int, x: Tensor) -> Tensor:
+        """The host's buffer for method ``index``, before its stream (subclasses adapt it; here unchanged)."""
+        return x
+
+    def after_call(self, index: int, y: Tensor) -> Tensor:
+        """Method ``index``'s stream output, before it is returned (subclasses adapt it; here unchanged)."""
+        return y
+
 
 _METHOD_TEMPLATE = '''
     @torch.jit.export
@@ -161,7 +169,7 @@ _METHOD_TEMPLATE = '''
             items = self.pending_items[{index}]
             self.pending_items[{index}] = torch.jit.annotate(List[int], [])
             self.stream_{index}.reset(items)  # queued; items outside the batch are ignored
-        return self.stream_{index}(x)
+        return self.after_call({index}, self.stream_{index}(self.before_call({index}, x)))
 '''
 
 _RESET_TEMPLATE = '''
@@ -202,10 +210,11 @@ _RESET_TEMPLATE = '''
 '''
 
 
-def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
-    """Generate the module class whose methods carry the exported names (TorchScript reads their source)."""
+def _wrapper_class(methods: Sequence[ConvertedMethod], base: Optional[type] = None) -> type:
+    """Generate the module class whose methods carry the exported names (TorchScript reads their source), a
+    subclass of ``base`` (:class:`NnTildeModule` or a subclass of it)."""
     parts = [
-        "class StreamifyNnTilde(NnTildeModule):\n"
+        "class StreamifyNnTilde(Base):\n"
         '    """An nn~ model exported by streamify."""\n\n'
         # TorchScript reads attribute types from the class's own annotations
         "    _methods: List[str]\n"
@@ -265,7 +274,7 @@ def _wrapper_class(methods: Sequence[ConvertedMethod]) -> type:
         "Tensor": Tensor,
         "List": List,
         "Dict": Dict,
-        "NnTildeModule": NnTildeModule,
+        "Base": base or NnTildeModule,
         "StreamInterface": StreamInterface,
     }
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
@@ -370,6 +379,11 @@ def export_nn_tilde(
     examples: Optional[Mapping[str, MethodExample]] = None,
     tune_buffers: Optional[Sequence[int]] = None,
     tune_batches: Sequence[int] = (1,),
+    wrapper_base: type = NnTildeModule,
+    labels: Optional[Mapping[str, Tuple[List[str], List[str]]]] = None,
+    extra_info: Optional[Mapping[str, object]] = None,
+    converted: Optional[Sequence[ConvertedMethod]] = None,
+    before_save: Optional[Callable[[torch.jit.ScriptModule], None]] = None,
 ) -> Dict[str, object]:
     """Write a TorchScript file that nn~ loads and streams, exactly.
 
@@ -386,6 +400,15 @@ def export_nn_tilde(
         tune_buffers: nn~ buffer sizes (samples) to tune each method's convs for, by timing
             (:func:`streamify.tune`) on this machine, with batch sizes ``tune_batches``;
             sizes a method does not accept are skipped. None: untuned defaults.
+        wrapper_base: the class the file's module derives from: :class:`NnTildeModule` or a subclass that
+            adds attributes and adapts buffers (``before_call`` / ``after_call``), e.g. RAVE's.
+        labels: per method, its inlet and outlet labels (default ``(signal) input i`` / ``output i``).
+        extra_info: more JSON metadata for the file (e.g. the model it came from).
+        converted: the methods converted already (:func:`~streamify.export.methods.convert_methods`), for a
+            caller that converts with options of its own; ``model``, ``example``, ``methods`` and ``examples``
+            are then not used.
+        before_save: called with the scripted module after every check passed and its streams were reset,
+            just before it is saved (e.g. to switch on noise that the checks ran without).
 
     Returns:
         The metadata written into the file (also in its extra file ``streamify.json``).
@@ -398,24 +421,35 @@ def export_nn_tilde(
     where = "export_nn_tilde"
     if sample_rate is not None and int(sample_rate) <= 0:
         raise StreamingError(f"streamify: {where}: sample_rate must be positive, got {sample_rate}")
-    for name in [methods] if isinstance(methods, str) else methods:
-        check_method_name(name, _RESERVED, where)
-    converted = convert_methods(model, example, methods, examples, where)
+    if converted is None:
+        for name in [methods] if isinstance(methods, str) else methods:
+            check_method_name(name, _RESERVED, where)
+        converted = convert_methods(model, example, methods, examples, where)
+    else:
+        for method in converted:
+            check_method_name(method.name, _RESERVED, where)
     if tune_buffers:
         stage(f"tuning the convs for buffers of {', '.join(str(n) for n in tune_buffers)} samples (timing)")
         _tune_methods(converted, tune_buffers, tune_batches, where)
     for method in converted:  # the file must load in any libtorch: PyTorch's products only
         make_portable(method.stream)
     all_sizes = [nn_tilde_sizes(m, where, *NN_TILDE_SIZES) for m in converted]
-    cls = _wrapper_class(converted)
+    cls = _wrapper_class(converted, wrapper_base)
     # a method fed by another method's output (decode after encode) starts where that signal starts (chaining.py)
     streams = [StartsAtSignal(m.stream) if starts_at_signal(m) else m.stream for m in converted]
     wrapper = cls(streams, [m.name for m in converted], int(sample_rate or 0), {})
     for method in converted:
         params = [method.in_channels, method.in_ratio, method.out_channels, method.out_ratio]
         wrapper.register_buffer(f"{method.name}_params", torch.tensor(params, dtype=torch.long))
-        setattr(wrapper, f"{method.name}_input_labels", [f"(signal) input {i}" for i in range(method.in_channels)])
-        setattr(wrapper, f"{method.name}_output_labels", [f"(signal) output {i}" for i in range(method.out_channels)])
+        inputs, outputs = (labels or {}).get(method.name, (None, None))
+        setattr(
+            wrapper, f"{method.name}_input_labels", inputs or [f"(signal) input {i}" for i in range(method.in_channels)]
+        )
+        setattr(
+            wrapper,
+            f"{method.name}_output_labels",
+            outputs or [f"(signal) output {i}" for i in range(method.out_channels)],
+        )
     wrapper.eval()
     stage("compiling the file (TorchScript)")
     try:
@@ -436,7 +470,10 @@ def export_nn_tilde(
 
         reports.append(check_host_contract(method, call, scripted.reset_streams, sizes, where, None, extra_frames))
     scripted.reset_streams()
+    if before_save is not None:
+        before_save(scripted)
     info = _file_info(converted, sample_rate, reports)
+    info.update(extra_info or {})
     flat = _flat_info(info)
     scripted.streamify_info = flat
     _check_fresh(scripted, where)

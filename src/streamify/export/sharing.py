@@ -14,6 +14,10 @@ from typing import Dict, Iterable, List, Tuple
 import torch
 from torch import Tensor, nn
 
+#: tensors smaller than this are left alone: sharing them saves nothing, and a scalar that a caller sets in place
+#: after the export's checks (e.g. a noise gain) must not be tied to another scalar of equal value
+MIN_SHARED = 256
+
 
 def _constants(module: nn.Module) -> Iterable[Tuple[nn.Module, str, Tensor, bool]]:
     """(owner, name, tensor, is_parameter) of every parameter and persistent buffer: what a stream only reads.
@@ -42,7 +46,7 @@ def share_equal_constants(modules: Iterable[nn.Module]) -> int:
     saved = 0
     for module in modules:
         for owner, name, tensor, is_parameter in list(_constants(module)):
-            if tensor.numel() == 0:
+            if tensor.numel() < MIN_SHARED:
                 continue
             # a cheap fingerprint first (the first values), then equality of every value
             key = (tensor.dtype, tuple(tensor.shape), tensor.device, tuple(tensor.detach().flatten()[:8].tolist()))
