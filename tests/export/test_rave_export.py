@@ -145,7 +145,7 @@ def test_decode_and_forward_stream_exactly(loaded, method):
 
 
 def _exported_encode(run: Path, path: Path, *options: str) -> torch.jit.ScriptModule:
-    result = runner.invoke(app, ["export", str(run), "-o", str(path), "-m", "encode", *options])
+    result = runner.invoke(app, ["export", str(run), "-o", str(path), "--method", "encode", *options])
     assert result.exit_code == 0, result.output
     return torch.jit.load(str(path))
 
@@ -224,7 +224,10 @@ def test_export_encode_samples_the_posterior_like_rave_export(run, loaded, tmp_p
 
     torch.manual_seed(0)  # the file draws from torch's global generator: the test is repeatable
     sampled = streamed()
-    gains = read_info(path)["rave"]["noise_gain_buffers"]["encode"]  # the file names its gains
+    listed = read_info(path)["rave"]["noise_gain_buffers"]  # the file names its gains, for every method
+    buffers = dict(module.named_buffers())
+    assert all(name in buffers for names in listed.values() for name in names), listed
+    gains = listed["encode"]
     assert set_noise_gain(module, 0.0, gains) == len(gains) >= 1
     mean = streamed()
     methods = RaveMethods(loaded.model)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from streamify.convert import StreamingModel
 from streamify.convert.verify import verify
+from streamify.export.chaining import starts_at_signal
 from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.export.nn_tilde import TYPE_BOOL, NnTildeModule, export_nn_tilde
 from streamify.export.rave_methods import (
@@ -163,6 +164,9 @@ def draws_off(stream: StreamingModel, where: str = "export RAVE run") -> List[st
     if not names:
         raise StreamingError(f"streamify: {where}: internal error: the noise gains are not in the converted stream")
     object.__setattr__(stream, "noise_gain_names", names)
+    # the tensors themselves: the nn~ export wraps layers and streams (export/dispatch.py, chaining.py), which
+    # moves the buffers' paths in the scripted file, not the tensors (scripting shares them)
+    object.__setattr__(stream, "noise_gain_tensors", [stream.get_buffer(name) for name in names])
     set_noise_gain(stream, 0.0, names)
     set_noise_gain(stream.original, 0.0)  # the converter's copy of the model: the offline reference
     stream.reset()
@@ -183,9 +187,17 @@ def _switch_draws(converted: Sequence[ConvertedMethod], gain: float):
 
     def switch(scripted: torch.jit.ScriptModule) -> None:
         for index, method in enumerate(converted):
-            names = [f"stream_{index}.stream.{name}" for name in method.stream.noise_gain_names]
-            if set_noise_gain(scripted, gain, names) != len(names):
+            wanted = {tensor.data_ptr() for tensor in method.stream.noise_gain_tensors}
+            found = {
+                name: buffer
+                for name, buffer in scripted.named_buffers()
+                if name.startswith(f"stream_{index}.") and buffer.data_ptr() in wanted
+            }
+            if {buffer.data_ptr() for buffer in found.values()} != wanted:
                 raise StreamingError(f"streamify: export RAVE run: internal error: {method.name!r} lost its gains")
+            with torch.no_grad():
+                for buffer in found.values():
+                    buffer.fill_(gain)
 
     return switch
 
@@ -237,7 +249,11 @@ def export_rave_run(
     }
     converted = convert_checked(model, example, methods)
     extra["rave"]["noise_gain_buffers"] = {  # type: ignore[index]
-        m.name: [f"stream_{i}.stream.{name}" for name in m.stream.noise_gain_names] for i, m in enumerate(converted)
+        # where they are in the scripted file: a latent-fed method's stream is wrapped (export/chaining.py)
+        m.name: [
+            f"stream_{i}.stream.{'model.' if starts_at_signal(m) else ''}{name}" for name in m.stream.noise_gain_names
+        ]
+        for i, m in enumerate(converted)
     }
     return export_nn_tilde(
         model,
