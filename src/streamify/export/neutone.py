@@ -89,14 +89,41 @@ def native_buffer_sizes(multiple: int) -> List[int]:
     return sorted({math.lcm(int(multiple), size) for size in COMMON_BUFFER_SIZES})
 
 
+def _marked_tensor(stream: StreamingModel, mark: Tensor, where: str) -> Tensor:
+    """The one tensor of ``stream`` that holds ``mark``'s values (a knob after conversion)."""
+    found = {
+        tensor.data_ptr(): tensor
+        for tensor in list(stream.buffers()) + list(stream.parameters())
+        if tensor.numel() == mark.numel() and torch.equal(tensor.detach().flatten().to(mark.dtype), mark)
+    }
+    if len(found) != 1:
+        raise StreamingError(
+            f"streamify: {where}: internal error: the latent knobs are not one tensor each in the stream"
+        )
+    return next(iter(found.values()))
+
+
 def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[StreamingModel, Tensor, Tensor]:
     """The stream of ``forward`` (with the latent edit of an autoencoder) and its knob tensors."""
     latent = _latent_channels(model, example)
     if latent:
         edit = LatentEdit(model, latent).eval()
+        # converted with marks in the knobs (any values stream alike: the product and sum are pointwise), so
+        # that the stream's copies are found whatever the converter names them; then set to 1 and 0
+        marks = (1.0 + torch.arange(1, latent + 1) / 1024.0, torch.arange(1, latent + 1) / 4096.0)
+        with torch.no_grad():
+            edit.latent_scale.copy_(marks[0].view(1, -1, 1))
+            edit.latent_offset.copy_(marks[1].view(1, -1, 1))
         stream = convert(edit, example)
-        knobs = stream.graph.get_submodule("model")
-        return stream, knobs.latent_scale, knobs.latent_offset
+        scale, offset = (_marked_tensor(stream, mark, where) for mark in marks)
+        with torch.no_grad():
+            for knobs in (edit, getattr(stream.original, "model", stream.original)):  # the offline reference too
+                knobs.latent_scale.fill_(1.0)
+                knobs.latent_offset.fill_(0.0)
+            scale.fill_(1.0)
+            offset.fill_(0.0)
+        stream.reset()
+        return stream, scale, offset
     stream = model if isinstance(model, StreamingModel) else convert(model, example)
     if stream.ratio != 1:
         raise StreamingError(
@@ -270,9 +297,9 @@ def _wrapper(stream: StreamingModel, scale: Tensor, offset: Tensor, meta, sample
         scripted = torch.jit.script(stream)
     if scale.shape[1] > 0:
         # the knobs write into the stream's own latent scale and offset: hand the scripted stream's tensors over
-        # (by name: a ScriptModule's .graph is its TorchScript graph, not the submodule)
-        buffers = dict(scripted.named_buffers())
-        scale, offset = buffers["graph.model.latent_scale"], buffers["graph.model.latent_offset"]
+        # (scripting shares the tensors: found by their storage)
+        shared = {tensor.data_ptr(): tensor for tensor in scripted.buffers()}
+        scale, offset = shared[scale.data_ptr()], shared[offset.data_ptr()]
     channels = (int(stream.in_channels), int(stream.out_channels))
     return StreamifyNeutone(scripted, meta, sample_rate, sizes, int(stream.delay), *channels, scale, offset)
 
