@@ -192,9 +192,11 @@ def convert_ops(model: nn.Module, method: str, example: Tensor, probe: Tensor, a
 
 def op_capture_applies(model: nn.Module) -> bool:
     """Whether the op-level capture may take ``model``: not where it holds streamify layers, TorchScript
-    modules or layers registered with ``streamify.register`` (those are kept whole by the fx tracer)."""
+    modules or layers registered with ``streamify.register`` (those are kept whole by the fx tracer), nor
+    recurrent layers: ``torch.export`` traces an ``nn.GRU`` / ``nn.LSTM`` step by step over the example (100 s
+    for a 6-channel GRU over 4096 samples, against 0.4 s for the fx tracer, which keeps it whole)."""
     for module in model.modules():
-        if isinstance(module, (StreamingModule, torch.jit.ScriptModule)):
+        if isinstance(module, (StreamingModule, torch.jit.ScriptModule, nn.RNNBase)):
             return False
         found = rule_for(module)
         if found is not None and not found[0].__module__.startswith("torch."):
