@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import published_module  # at import: later folders' conftest modules take the name 'conftest'
 from helpers import assert_streams_exactly, warmup_frames
 from streamify import StreamingError
 from streamify.convert import convert
@@ -88,8 +89,6 @@ def test_vocos_istft_head(padding):
     """vocos' ISTFT head: "center" calls torch.istft; "same" is irfft per frame, F.fold, and a division by
     the window envelope computed from the whole signal, behind an ``assert`` on its values: torch.export
     cannot capture that assert and the fx tracer refuses the fold; the message gives both causes."""
-    from conftest import published_module
-
     spectral = published_module("vocos", "spectral_ops", stubs=("scipy",))
 
     class Head(nn.Module):

@@ -97,6 +97,22 @@ def convert(
     op_error: Optional[StreamingError] = None
     if capture == "ops":
         return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
+    if capture == "auto" and _has_recurrent_layers(model):
+        # torch.export traces a recurrent layer step by step over the example (100 s for a small GRU over 4096
+        # samples): the fx tracer, which keeps it whole, goes first; the op level takes what it refuses
+        try:
+            return _checked(_convert_fx(model, method, example, probe, allow_random), example, verify, allow_random)
+        except StreamingError as error:
+            fx_error = error
+        if not op_capture_applies(model):
+            raise fx_error
+        try:
+            return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
+        except StreamingError as error:
+            if not getattr(error, "fallback", True):
+                raise  # the op-level rules named the true cause
+            why = str(error).removeprefix("streamify: convert: ")
+            raise type(fx_error)(f"{fx_error} (at the op level: {why})") from fx_error
     if capture == "auto" and op_capture_applies(model):
         try:
             return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
@@ -190,13 +206,15 @@ def convert_ops(model: nn.Module, method: str, example: Tensor, probe: Tensor, a
     return assemble(rewriter.root, graph, model, method, out_info, out_value, example, rewriter, "aten")
 
 
+def _has_recurrent_layers(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.RNNBase) for module in model.modules())
+
+
 def op_capture_applies(model: nn.Module) -> bool:
     """Whether the op-level capture may take ``model``: not where it holds streamify layers, TorchScript
-    modules or layers registered with ``streamify.register`` (those are kept whole by the fx tracer), nor
-    recurrent layers: ``torch.export`` traces an ``nn.GRU`` / ``nn.LSTM`` step by step over the example (100 s
-    for a 6-channel GRU over 4096 samples, against 0.4 s for the fx tracer, which keeps it whole)."""
+    modules or layers registered with ``streamify.register`` (those are kept whole by the fx tracer)."""
     for module in model.modules():
-        if isinstance(module, (StreamingModule, torch.jit.ScriptModule, nn.RNNBase)):
+        if isinstance(module, (StreamingModule, torch.jit.ScriptModule)):
             return False
         found = rule_for(module)
         if found is not None and not found[0].__module__.startswith("torch."):
