@@ -98,21 +98,7 @@ def convert(
     if capture == "ops":
         return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
     if capture == "auto" and _has_recurrent_layers(model):
-        # torch.export traces a recurrent layer step by step over the example (100 s for a small GRU over 4096
-        # samples): the fx tracer, which keeps it whole, goes first; the op level takes what it refuses
-        try:
-            return _checked(_convert_fx(model, method, example, probe, allow_random), example, verify, allow_random)
-        except StreamingError as error:
-            fx_error = error
-        if not op_capture_applies(model):
-            raise fx_error
-        try:
-            return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
-        except StreamingError as error:
-            if not getattr(error, "fallback", True):
-                raise  # the op-level rules named the true cause
-            why = str(error).removeprefix("streamify: convert: ")
-            raise type(fx_error)(f"{fx_error} (at the op level: {why})") from fx_error
+        return _convert_recurrent(model, method, example, probe, allow_random, verify)
     if capture == "auto" and op_capture_applies(model):
         try:
             return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
@@ -204,6 +190,27 @@ def convert_ops(model: nn.Module, method: str, example: Tensor, probe: Tensor, a
     graph, out_info, out_value = rewriter.run()
     rewriter.root.streams = nn.ModuleList(rewriter.streams)
     return assemble(rewriter.root, graph, model, method, out_info, out_value, example, rewriter, "aten")
+
+
+def _convert_recurrent(
+    model: nn.Module, method: str, example: Tensor, probe: Tensor, allow_random: bool, verify: bool
+) -> StreamingModel:
+    """A model with recurrent layers: ``torch.export`` traces them step by step over the example (100 s for a
+    small GRU over 4096 samples), so the fx tracer, which keeps them whole, goes first; the op level takes what
+    it refuses (time merged with the batch around an LSTM, say)."""
+    try:
+        return _checked(_convert_fx(model, method, example, probe, allow_random), example, verify, allow_random)
+    except StreamingError as error:
+        fx_error = error
+    if not op_capture_applies(model):
+        raise fx_error
+    try:
+        return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
+    except StreamingError as error:
+        if not getattr(error, "fallback", True):
+            raise  # the op-level rules named the true cause
+        why = str(error).removeprefix("streamify: convert: ")
+        raise type(fx_error)(f"{fx_error} (at the op level: {why})") from fx_error
 
 
 def _has_recurrent_layers(model: nn.Module) -> bool:
