@@ -28,20 +28,28 @@ NOISE = (
 )
 
 
+#: the loggers Lightning says its info lines through (the unified package's names and the standalone packages')
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
+
+
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's info lines (hardware, tips, "`Trainer.fit` stopped") off and its internal notices filtered,
     inside the block; its warnings about the run itself stay."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+    # Lightning says its info lines through both its trainer's loggers and its fabric's (rank_zero_info): they
+    # reach a root handler where the host configured one (a logging setup, Ray), not only Lightning's own
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             for pattern in NOISE:
                 warnings.filterwarnings("ignore", message=pattern)
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class StepProgress(ProgressBar):
