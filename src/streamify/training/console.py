@@ -97,6 +97,8 @@ class StepProgress(ProgressBar):
             return
         if self.start_step:
             self.console.print(f"resumed at step {self.start_step}")
+        if trainer.world_size > 1:  # Lightning's own rank lines are quieted: say that the run is distributed
+            self.console.print(f"{trainer.world_size} processes ({type(trainer.strategy).__name__})")
         if self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=self.console
