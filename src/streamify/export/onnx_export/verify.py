@@ -34,9 +34,9 @@ def verify(
     sizes = [frames] * 6
     if dynamic_length:
         sizes += [multiple, 3 * multiple, 2 * frames, multiple, 5 * multiple, frames]
-    from streamify.export.host_contract import host_signal
+    from streamify.export.nn_contract import contract_signal
 
-    x = host_signal(converted, sum(sizes), 2, seed=1)
+    x = contract_signal(converted, sum(sizes), 2, seed=1)
     reference = copy.deepcopy(stream)
     reference.reset()
     fixed_part = 6

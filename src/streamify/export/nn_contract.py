@@ -1,8 +1,9 @@
-"""Checks an exported method must pass before a file is written.
+"""nn~'s contract: the checks an exported method must pass before a file is written.
 
-A real-time host calls a method buffer after buffer, with the buffer size the user
+nn~ (and any real-time host that calls a method the same way: the ONNX export checks its
+streams with the same signal) calls a method buffer after buffer, with the buffer size the user
 chose (a power of two for nn~) and one stream per batch item (mc.nn~ sends several).
-:func:`check_host_contract` streams a seeded signal through the method the way a host
+:func:`check_nn_contract` streams a seeded signal through the method the way a host
 does, for each buffer size and for batch sizes 1 and 2, and refuses (naming the
 method, the buffer size and the reason) unless:
 
@@ -37,7 +38,7 @@ REPEAT_TOL = 1e-7
 
 @dataclass
 class ContractReport:
-    """What :func:`check_host_contract` verified for one method."""
+    """What :func:`check_nn_contract` verified for one method."""
 
     method: str
     buffer_sizes: List[int]
@@ -48,7 +49,7 @@ class ContractReport:
     notes: List[str] = field(default_factory=list)
 
 
-def host_signal(method: ConvertedMethod, frames: int, batch: int, seed: int = 0) -> Tensor:
+def contract_signal(method: ConvertedMethod, frames: int, batch: int, seed: int = 0) -> Tensor:
     """A seeded float32 input ``[batch, in_channels, frames]``: noise with the per-channel mean and spread of
     the method's example (audio, or latents for a method that takes another's output)."""
     generator = torch.Generator().manual_seed(seed)
@@ -102,7 +103,7 @@ def _stream(
     return torch.cat(outputs, -1)
 
 
-def check_host_contract(
+def check_nn_contract(
     method: ConvertedMethod,
     call: Callable[[Tensor], Tensor],
     reset: Callable[[], None],
@@ -178,7 +179,7 @@ class _Sweep:
             for n in sizes
         }
         longest = max(n * calls[n] for n in sizes)  # audio samples
-        x = host_signal(method, longest // method.in_ratio, batch)
+        x = contract_signal(method, longest // method.in_ratio, batch)
         with torch.no_grad():
             offline = method.stream.offline(x)
         if not isinstance(offline, Tensor) or offline.dtype != torch.float32:

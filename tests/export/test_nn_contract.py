@@ -8,8 +8,8 @@ from export_models import PowerOfTwoAutoencoder, build
 
 from streamify import StreamingError
 from streamify.convert import convert
-from streamify.export.host_contract import check_host_contract
 from streamify.export.methods import ConvertedMethod
+from streamify.export.nn_contract import check_nn_contract
 
 
 def _example() -> torch.Tensor:
@@ -60,12 +60,12 @@ def test_contract_check_names_the_method_and_the_fault(fault, message):
         return y * float("nan")
 
     with pytest.raises(StreamingError, match=r"method 'forward' breaks the real-time host contract.*" + message):
-        check_host_contract(method, call, stream.reset, [256, 512], "test")
+        check_nn_contract(method, call, stream.reset, [256, 512], "test")
 
 
 def test_contract_check_passes_a_good_stream_and_reports_sizes():
     method = _method()
-    report = check_host_contract(method, method.stream, method.stream.reset, [256, 1024], "test")
+    report = check_nn_contract(method, method.stream, method.stream.reset, [256, 1024], "test")
     assert report.buffer_sizes == [256, 1024] and report.batch_sizes == [1, 2]
     assert report.max_rel_error <= 1e-5 and report.warmup_frames == 0 and report.compared_frames > 500
 
@@ -90,10 +90,10 @@ class _Late:
 def test_buffering_latency_is_skipped_when_silent_and_refused_otherwise():
     method = _method()
     late = _Late(method, 3)
-    report = check_host_contract(method, late, late.reset, [256, 512], "test", extra_frames=lambda n: 3)
+    report = check_nn_contract(method, late, late.reset, [256, 512], "test", extra_frames=lambda n: 3)
     assert report.max_rel_error <= 1e-5 and report.warmup_frames == 0
     with pytest.raises(StreamingError, match="differs from the offline output shifted by the delay"):
-        check_host_contract(method, late, late.reset, [256, 512], "test")  # latency not declared
+        check_nn_contract(method, late, late.reset, [256, 512], "test")  # latency not declared
     noisy = _Late(method, 3, fill=0.5)
     with pytest.raises(StreamingError, match=r"the first 3 frames \(the buffering latency\) are not silent"):
-        check_host_contract(method, noisy, noisy.reset, [256, 512], "test", extra_frames=lambda n: 3)
+        check_nn_contract(method, noisy, noisy.reset, [256, 512], "test", extra_frames=lambda n: 3)
