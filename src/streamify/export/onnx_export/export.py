@@ -164,13 +164,40 @@ def export_onnx(
             f"streamify: {where}: buffer_size {buffer_size} is not a positive multiple of the buffer multiple {multiple}"
         )
     trace_frames = buffer_size or multiple * max(1, math.ceil(256 / multiple))
-    fresh_one = initial_state(stream, 1)
-    fresh_two = initial_state(stream, 2)
-    explicit = _explicit_copy(stream)
-    slots = _used_slots(explicit, fresh_two, 2, trace_frames)
-    spec = _state_spec(slots, fresh_one, fresh_two, stream)
-    step = _Step(explicit, slots).eval()
-    info: Dict[str, Any] = {
+    trace = _Trace(stream, trace_frames)
+    info = _onnx_info(converted, method, sample_rate, buffer_size, trace.spec)
+    stage(f"tracing one step of {method} into ONNX")
+    data = _exported_and_verified(trace, converted, info, dynamic_length=buffer_size is None)
+    stage(f"writing {path}")
+    write_atomically(path, data, "export_onnx")  # whole or not at all: the old file stays on failure
+    stream.reset()
+    return info
+
+
+class _Trace:
+    """What tracing one step of ``stream`` needs: a private explicit-state copy wrapped as :class:`_Step`, the
+    state slots one step replaces, their fresh values at batch 2 and their spec (the file's state protocol)."""
+
+    def __init__(self, stream: StreamingModel, frames: int) -> None:
+        self.frames = frames
+        fresh_one = initial_state(stream, 1)
+        self.fresh_two = initial_state(stream, 2)
+        explicit = _explicit_copy(stream)
+        self.slots = _used_slots(explicit, self.fresh_two, 2, frames)
+        self.spec = _state_spec(self.slots, fresh_one, self.fresh_two, stream)
+        self.step = _Step(explicit, self.slots).eval()
+
+
+def _onnx_info(
+    converted: ConvertedMethod,
+    method: str,
+    sample_rate: Optional[int],
+    buffer_size: Optional[int],
+    spec: List[Dict[str, Any]],
+) -> Dict[str, Any]:
+    """The file's metadata (key ``"streamify"``): versions, timing, the buffer length and the state protocol."""
+    stream = converted.stream
+    return {
         "format": "streamify ONNX stream step",
         "streamify_version": __version__,
         "torch_version": torch.__version__,
@@ -183,29 +210,31 @@ def export_onnx(
         "out_ratio": converted.out_ratio,
         "delay_frames": converted.delay_frames,
         "delay_samples": converted.delay_samples,
-        "buffer_multiple": multiple,
+        "buffer_multiple": int(stream.buffer_multiple),
         "buffer_size": buffer_size,
         "input": "x",
         "output": "y",
         "states": spec,
     }
-    fixed = buffer_size is not None
-    stage(f"tracing one step of {method} into ONNX")
-    data = _export_bytes(step, converted, spec, fresh_two, slots, trace_frames, dynamic_length=not fixed)
+
+
+def _exported_and_verified(
+    trace: _Trace, converted: ConvertedMethod, info: Dict[str, Any], dynamic_length: bool
+) -> bytes:
+    """The ONNX file's bytes, with ``info``, once ONNX Runtime reproduced the PyTorch stream; a graph that holds
+    at the traced length only is exported again with that length fixed (``info["buffer_size"]`` set to it)."""
+    stream, frames = converted.stream, trace.frames
+    data = _export_bytes(trace, converted, dynamic_length)
     try:
         stage("checking ONNX Runtime against the PyTorch stream (many buffers, batch 2)")
-        verify(_with_metadata(data, info), info, stream, converted, trace_frames, dynamic_length=not fixed)
+        verify(_with_metadata(data, info), info, stream, converted, frames, dynamic_length=dynamic_length)
     except LengthMismatch:
         # the graph is right at the traced length only: ship it with that length fixed
-        stage(f"the graph holds at {trace_frames} frames only: exporting it with that buffer length fixed")
-        info["buffer_size"] = trace_frames
-        data = _export_bytes(step, converted, spec, fresh_two, slots, trace_frames, dynamic_length=False)
-        verify(_with_metadata(data, info), info, stream, converted, trace_frames, dynamic_length=False)
-    data = _with_metadata(data, info)
-    stage(f"writing {path}")
-    write_atomically(path, data, "export_onnx")  # whole or not at all: the old file stays on failure
-    stream.reset()
-    return info
+        stage(f"the graph holds at {frames} frames only: exporting it with that buffer length fixed")
+        info["buffer_size"] = frames
+        data = _export_bytes(trace, converted, dynamic_length=False)
+        verify(_with_metadata(data, info), info, stream, converted, frames, dynamic_length=False)
+    return _with_metadata(data, info)
 
 
 def _movedim_symbolic(g, self, source, destination):
@@ -240,17 +269,11 @@ def _movedim_symbolic(g, self, source, destination):
     return g.op("Transpose", self, perm_i=perm)
 
 
-def _export_bytes(
-    step: _Step,
-    converted: ConvertedMethod,
-    spec: List[Dict[str, Any]],
-    fresh_two: Dict[str, Tensor],
-    slots: List[StateSlot],
-    frames: int,
-    dynamic_length: bool,
-) -> bytes:
+def _export_bytes(trace: _Trace, converted: ConvertedMethod, dynamic_length: bool) -> bytes:
+    """One step traced into ONNX (batch 2; the buffer length dynamic or fixed at the traced length)."""
+    step, spec, frames = trace.step, trace.spec, trace.frames
     x = torch.zeros(2, converted.in_channels, frames)
-    state = tuple(fresh_two[slot.name].clone() for slot in slots)
+    state = tuple(trace.fresh_two[slot.name].clone() for slot in trace.slots)
     input_names = ["x"] + [s["input"] for s in spec]
     output_names = ["y"] + [s["output"] for s in spec]
     dynamic_axes: Dict[str, Dict[int, str]] = {
