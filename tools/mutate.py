@@ -286,7 +286,7 @@ MUTANTS: List[Mutant] = [
     ),
     _m(
         "nn-tilde-params",
-        "src/streamify/export/nn_tilde.py",
+        "src/streamify/export/nn_tilde/pipeline.py",
         "params = [method.in_channels, method.in_ratio, method.out_channels, method.out_ratio]",
         "params = [method.in_channels, method.out_ratio, method.out_channels, method.in_ratio]",
         ["tests/export/test_export_nn_tilde.py", "-k", "contract or decode"],

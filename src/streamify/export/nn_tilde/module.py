@@ -49,6 +49,8 @@ RESERVED = (
     "call_method",
     "call_stream",
     "reset_stream",
+    "before_call",
+    "after_call",
 )
 
 
