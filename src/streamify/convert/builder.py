@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import operator
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
@@ -29,20 +29,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.convert import ops
-from streamify.convert.capture import describe_node, mutates, where_of
-from streamify.convert.lengths import run_graph
+from streamify.convert.emit import StreamEmitter
+from streamify.convert.mutation import mutates
+from streamify.convert.sources import describe_node, where_of
 from streamify.convert.timeinfo import TimeInfo, broadcast_dim, view_time_dim
+from streamify.convert.trial_runs import run_graph
 from streamify.convert.verify import tolerance
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d, WindowOp
+from streamify.layers.conv import AvgPool1d, Conv1d, MaxPool1d
 from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.periodic import Periodic
 from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
-from streamify.layers.shift import Crop, Delay, Pad
+from streamify.layers.shift import Crop, Pad
 from streamify.layers.torch_layers import rule_for
 from streamify.state import set_streaming
-from streamify.timing import frames_multiple
 
 
 class Unsupported(StreamingError):
@@ -64,7 +65,7 @@ def _norm_dim(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
 
 
-class GraphRewriter:
+class GraphRewriter(StreamEmitter):
     """Builds the streaming graph from a captured one (see the module docstring)."""
 
     def __init__(
@@ -96,12 +97,8 @@ class GraphRewriter:
         self.graph = fx.Graph()
         self.env: Dict[fx.Node, Any] = {}
         self.info: Dict[fx.Node, Any] = {}
-        self.streams: List[StreamingModule] = []
-        self.multiples: List[int] = []
-        self.input_ratios: List[Fraction] = []  # model input samples per frame at each stream's input
+        self._init_streams()
         self.kept_modules: Dict[str, nn.Module] = {}
-        #: the user's source line of each streaming layer (same order as ``streams``), for error messages
-        self.sources: List[str] = []
         self.current: Optional[fx.Node] = None
 
     # ------------------------------------------------------------------ helpers
@@ -134,59 +131,8 @@ class GraphRewriter:
         except Exception:
             return False
 
-    def emit_stream(
-        self, module: StreamingModule, x: Any, info: TimeInfo, ndim: int, name: str
-    ) -> Tuple[fx.Node, TimeInfo]:
-        """Apply a streaming module to new-graph node ``x`` whose time axis is ``info.dim``.
-
-        A stream of negative delay (after a pad) lacks the first offline frames; only
-        window ops (their cache stands for those frames) and time shifts may take it,
-        any other layer gets a delay line that brings it to delay 0 first.
-        """
-        if info.delay < 0 and not isinstance(module, (WindowOp, Pad, Crop, Delay)):
-            x, info = self.emit_stream(Delay(-info.delay), x, info, ndim, f"{name}.pre")
-        module.is_root = False
-        module.configure(info.delay)
-        module.set_name(f"{name.removeprefix('model.')}:{type(module).__name__}")
-        self.input_ratios.append(info.ratio)
-        index = len(self.streams)
-        self.streams.append(module)
-        self.sources.append(self.where(self.current) if self.current is not None else "the model's input")
-        self.multiples.append(frames_multiple(info.ratio, module.buffer_multiple))
-        moved = info.dim != ndim - 1
-        if moved:
-            x = self.graph.call_method("movedim", (x, info.dim, -1))
-        y = self.graph.call_module(f"streams.{index}", (x,))
-        if moved:
-            y = self.graph.call_method("movedim", (y, -1, info.dim))
-        ratio = info.ratio * module.ratio
-        field = None
-        if info.field is not None and module.receptive_field >= 0:
-            field = info.field + (module.receptive_field - 1) * info.ratio
-        self.multiples.append(frames_multiple(ratio, 1))
-        return y, TimeInfo(info.dim, module.delay, ratio, field)
-
-    def align(
-        self, node: fx.Node, pairs: Sequence[Tuple[fx.Node, TimeInfo]]
-    ) -> Tuple[Dict[fx.Node, fx.Node], int, Fraction, Optional[Fraction]]:
-        """Delay lines so that every time input of ``node`` has the largest delay; returns replacements."""
-        ratios = {info.ratio for _, info in pairs}
-        if len(ratios) > 1:
-            raise self.fail(
-                node,
-                f"combines signals at different rates {sorted(str(r) for r in ratios)} (input samples per frame)",
-                "resample them to one rate before combining",
-            )
-        target = max([0] + [info.delay for _, info in pairs])  # see emit_stream on negative delays
-        fields = [info.field for _, info in pairs]
-        field = None if any(f is None for f in fields) else max(fields)
-        replaced: Dict[fx.Node, fx.Node] = {}
-        for arg, info in pairs:
-            if info.delay < target and arg not in replaced:
-                ndim = self.values[arg].dim()
-                y, _ = self.emit_stream(Delay(target - info.delay), self.env[arg], info, ndim, f"align.{node.name}")
-                replaced[arg] = y
-        return replaced, target, ratios.pop(), field
+    def layer_name(self, module: StreamingModule, name: Optional[str]) -> str:
+        return f"{(name or 'input').removeprefix('model.')}:{type(module).__name__}"
 
     def copy_node(self, node: fx.Node, replaced: Optional[Dict[fx.Node, fx.Node]] = None) -> fx.Node:
         replaced = replaced or {}
@@ -234,27 +180,26 @@ class GraphRewriter:
                 "return [batch, channels, frames] with time last",
             )
         output = self.env[result]
-        if info.delay < 0:  # a trailing pad: the offline output starts before the stream can
-            output, info = self.emit_stream(Delay(-info.delay), output, info, 3, "output")
+        output, info = self.emit_catch_up(output, info, 3, "output")  # after a trailing pad
         self.graph.output(output)
         return self.graph, info, value
 
     def visit(self, node: fx.Node) -> None:
         self.current = node
-        tins = self.time_inputs(node)
-        if tins and self._writes_pattern(node):
+        time_args = self.time_inputs(node)
+        if time_args and self._writes_pattern(node):
             self.env[node] = None  # already in the pattern's values (see visit_pattern)
             self.info[node] = None
             return
-        if tins and self._mutated_in_place(node) and self.visit_pattern(node, tins):
+        if time_args and self._mutated_in_place(node) and self.visit_pattern(node, time_args):
             return
-        if not tins:
+        if not time_args:
             self.visit_static(node)
             return
         if node.op == "call_module":
-            self.visit_module(node, tins)
+            self.visit_module(node, time_args)
         elif node.op in ("call_function", "call_method"):
-            self.visit_function(node, tins)
+            self.visit_function(node, time_args)
         else:
             raise self.fail(node, f"unexpected graph op {node.op}", "report this model to the streamify developers")
 
@@ -274,11 +219,11 @@ class GraphRewriter:
         a, b = self.values.get(node), self.alt_values.get(node)
         return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and torch.equal(a, b)
 
-    def visit_pattern(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> bool:
+    def visit_pattern(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> bool:
         """A tensor written in place that does not depend on the signal's values and is periodic along time
         (``mask = ones_like(x); mask[..., 1::2, ::2] = -1``) becomes a :class:`Periodic` layer; returns False
         (the node is then treated as usual) for anything else."""
-        arg, info = tins[0]
+        arg, info = time_args[0]
         value, probe = self.values[node], self.probe_values.get(node)
         ref = self.values[arg]
         if not isinstance(value, Tensor) or not isinstance(probe, Tensor) or value.dim() != ref.dim():
@@ -320,9 +265,9 @@ class GraphRewriter:
         return node.op == "call_method" and node.target in ops.RANDOM_METHODS
 
     # ------------------------------------------------------------------ modules
-    def visit_module(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_module(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         module = self.modules[node.target]
-        arg, info = tins[0]
+        arg, info = time_args[0]
         x = self.values[node.args[0]] if node.args else None
         found = rule_for(module)
         if isinstance(module, StreamingModule):
@@ -336,7 +281,7 @@ class GraphRewriter:
             if rule.layout == "recurrent":
                 self.visit_recurrent(node, module, info)
                 return
-            if node.args[0] is not arg or len(tins) > 1 or not isinstance(x, Tensor) or x.dim() != 3:
+            if node.args[0] is not arg or len(time_args) > 1 or not isinstance(x, Tensor) or x.dim() != 3:
                 raise self.fail(
                     node, "a time layer gets other than one [batch, channels, time] input", "call it on one 3-D tensor"
                 )
@@ -347,7 +292,7 @@ class GraphRewriter:
             streaming = self._handle(node, rule.handler, module)
             self._check_offline(node, streaming, x)
         else:
-            self.visit_opaque(node, tins)
+            self.visit_opaque(node, time_args)
             return
         y, out = self.emit_stream(streaming, self.env[arg], info, x.dim(), node.target)
         self.env[node] = y
@@ -413,12 +358,12 @@ class GraphRewriter:
         self.env[node] = (y, None)
         self.info[node] = (out, None)
 
-    def visit_opaque(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_opaque(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         """A call the converter has no rule for: kept if it is shown to act frame by frame."""
-        if len(tins) > 1:
+        if len(time_args) > 1:
             raise self.fail(
                 node,
-                f"combines {len(tins)} time-varying tensors in a call the converter has no rule for",
+                f"combines {len(time_args)} time-varying tensors in a call the converter has no rule for",
                 "express it with torch functions the converter knows (elementwise ops, cat over channels), or "
                 "register the module that makes it with streamify.register",
             )
@@ -429,7 +374,7 @@ class GraphRewriter:
                 "nor a pattern periodic in time)",
                 "compute it out of place, per frame (torch.where, arithmetic), or with constants",
             )
-        if not self._acts_per_frame(node, tins[0]):
+        if not self._acts_per_frame(node, time_args[0]):
             raise self.fail(
                 node,
                 "mixes time frames in a way the converter does not know (it does not act frame by frame on the "
@@ -438,7 +383,7 @@ class GraphRewriter:
                 "makes it with streamify.register",
             )
         self.env[node] = self.copy_node(node)
-        arg, info = tins[0]
+        arg, info = time_args[0]
         out_value = self.values[node]
         in_ndim = self.values[arg].dim()
         self.info[node] = fx.node.map_aggregate(
@@ -486,36 +431,36 @@ class GraphRewriter:
         return node.target
 
     # ------------------------------------------------------------------ functions and methods
-    def visit_function(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_function(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         target = node.target
         is_method = node.op == "call_method"
         if self._is_random(node):
             if not self.allow_random:
                 raise self.fail(node, "draws random numbers", "pass allow_random=True to convert() to keep the noise")
             self.random_kept = True
-            return self.visit_elementwise(node, tins)  # noise shaped like its input, drawn per frame
+            return self.visit_elementwise(node, time_args)  # noise shaped like its input, drawn per frame
         if not is_method and target in ops.WHOLE_AXIS:
             raise self.fail(node, "reads the whole time axis", ops.WHOLE_AXIS[target])
         handler = ops.handler_of(node.op, target)
         if handler is not None:
-            return getattr(self, handler)(node, tins)
-        return self.visit_opaque(node, tins)
+            return getattr(self, handler)(node, time_args)
+        return self.visit_opaque(node, time_args)
 
     def _single_time_input(
-        self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]], what: str
+        self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]], what: str
     ) -> Tuple[fx.Node, TimeInfo]:
         first = node.args[0] if node.args else None
-        if len(tins) != 1 or tins[0][0] is not first:
+        if len(time_args) != 1 or time_args[0][0] is not first:
             raise self.fail(node, f"{what} with time-varying weights or several time inputs", "use constant weights")
-        return tins[0]
+        return time_args[0]
 
     def _const(self, node: fx.Node, index: int, name: str, default: Any) -> Any:
         if len(node.args) > index:
             return self.value(node.args[index])
         return self.value(node.kwargs.get(name, default))
 
-    def visit_conv(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "a convolution")
+    def visit_conv(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "a convolution")
         weight = self._const(node, 1, "weight", None)
         bias = self._const(node, 2, "bias", None)
         stride = self._const(node, 3, "stride", 1)
@@ -542,8 +487,8 @@ class GraphRewriter:
         streaming = Conv1d.from_torch(conv, padding=pad)
         self._emit_unary(node, streaming, arg, info)
 
-    def visit_conv_transpose(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "a transposed convolution")
+    def visit_conv_transpose(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "a transposed convolution")
         weight = self._const(node, 1, "weight", None)
         bias = self._const(node, 2, "bias", None)
         first = lambda v: v[0] if isinstance(v, (list, tuple)) else v  # noqa: E731
@@ -570,8 +515,8 @@ class GraphRewriter:
             conv.bias.data = bias.detach().clone()
         self._emit_unary(node, ConvTranspose1d.from_torch(conv), arg, info)
 
-    def visit_pad(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "a pad")
+    def visit_pad(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "a pad")
         x = self.values[arg]
         pad = list(self._const(node, 1, "pad", None))
         mode = self._const(node, 2, "mode", "constant")
@@ -606,8 +551,8 @@ class GraphRewriter:
         self.env[node] = y
         self.info[node] = out
 
-    def visit_interpolate(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "an interpolation")
+    def visit_interpolate(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "an interpolation")
         self._require_last(node, arg, info)
         size = self._const(node, 1, "size", None)
         scale = self._const(node, 2, "scale_factor", None)
@@ -624,8 +569,8 @@ class GraphRewriter:
             raise self.fail(node, "downsamples by interpolation", "use a strided conv or pool")
         self._emit_unary(node, upsample(scale, mode), arg, info)
 
-    def visit_pool(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "a pool")
+    def visit_pool(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "a pool")
         self._require_last(node, arg, info)
         first = lambda v: v[0] if isinstance(v, (list, tuple)) else v  # noqa: E731
         kernel = first(self._const(node, 1, "kernel_size", None))
@@ -657,7 +602,7 @@ class GraphRewriter:
         self.info[node] = out
 
     # ------------------------------------------------------------------ time-axis slicing
-    def visit_getitem(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_getitem(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         container, index = node.args
         structure = self.env[container]
         if (
@@ -759,8 +704,8 @@ class GraphRewriter:
             raise self.fail(node, "keeps only the end of the signal", "crop from the start by a constant")
         return start_n, max(length - stop_n, 0)
 
-    def visit_narrow(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "narrow")
+    def visit_narrow(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "narrow")
         x = self.values[arg]
         dim = _norm_dim(self._const(node, 1, "dim", None), x.dim())
         if dim != info.dim:
@@ -778,13 +723,13 @@ class GraphRewriter:
         self._emit_unary(node, crop, arg, info)
 
     # ------------------------------------------------------------------ shapes and layouts
-    def visit_size(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_size(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         self.env[node] = self.copy_node(node)
         self.info[node] = None
 
-    def visit_permute(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_permute(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         """permute, transpose, movedim, swapaxes, mT: follow the time axis on a meta tensor of distinct sizes."""
-        arg, info = tins[0]
+        arg, info = time_args[0]
         ndim = self.values[arg].dim()
         sizes = [2 + d for d in range(ndim)]
         probe = torch.empty(sizes, device="meta")
@@ -797,9 +742,9 @@ class GraphRewriter:
         self.env[node] = self.copy_node(node)
         self.info[node] = info.moved(list(moved.shape).index(sizes[info.dim]))
 
-    def visit_view(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = tins[0]
-        if len(tins) > 1:
+    def visit_view(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = time_args[0]
+        if len(time_args) > 1:
             raise self.fail(node, "reshapes with the shape of another time tensor", "reshape with explicit sizes")
         x = self.values[arg]
         y = self.values[node]
@@ -811,32 +756,32 @@ class GraphRewriter:
         self.info[node] = info.moved(new_dim)
 
     # ------------------------------------------------------------------ combining
-    def visit_elementwise(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_elementwise(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         out = self.values[node]
         if not isinstance(out, Tensor):
             self.env[node] = self.copy_node(node)
             self.info[node] = None
             return
-        self._check_static_operands(node, tins, out)
+        self._check_static_operands(node, time_args, out)
         for arg in node.all_input_nodes:
             if not isinstance(self.values[arg], Tensor) and self.length_dependent(arg):
                 raise self.fail(node, "computes with the signal length", "use only constants and per-frame values")
-        replaced, delay, ratio, field = self.align(node, tins)
-        first_arg, first_info = tins[0]
+        replaced, aligned = self.align(node, time_args)
+        first_arg, first_info = time_args[0]
         dim = broadcast_dim(first_info, self.values[first_arg].dim(), out.dim())
-        for arg, info in tins[1:]:
+        for arg, info in time_args[1:]:
             if broadcast_dim(info, self.values[arg].dim(), out.dim()) != dim:
                 raise self.fail(
                     node, "combines tensors whose time axes do not line up", "permute them to one layout first"
                 )
         self.env[node] = self.copy_node(node, replaced)
-        self.info[node] = TimeInfo(dim, delay, ratio, field)
+        self.info[node] = aligned.moved(dim)
 
-    def _check_static_operands(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]], out: Tensor) -> None:
+    def _check_static_operands(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]], out: Tensor) -> None:
         """A constant operand must not extend along time (e.g. a positional table of the signal's length)."""
-        first_arg, first_info = tins[0]
+        first_arg, first_info = time_args[0]
         dim = broadcast_dim(first_info, self.values[first_arg].dim(), out.dim())
-        timed = {a for a, _ in tins}
+        timed = {a for a, _ in time_args}
         for arg in node.all_input_nodes:
             if arg in timed:
                 continue
@@ -872,40 +817,40 @@ class GraphRewriter:
             return False
         return value.size(k) == out.size(dim) and probe.size(k) == probe_out.size(dim) != out.size(dim)
 
-    def visit_join(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_join(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         out = self.values[node]
         tensors = self.value(node.args[0])
         dim = self._const(node, 1, "dim", 0)
-        first_arg, first_info = tins[0]
+        first_arg, first_info = time_args[0]
         in_ndim = self.values[first_arg].dim()
         is_stack = node.target is torch.stack
         if not is_stack and _norm_dim(dim, in_ndim) == first_info.dim:
-            if self._join_as_pad(node, tins):
+            if self._join_as_pad(node, time_args):
                 return
             raise self.fail(
                 node, "concatenates along time", "concatenate along channels, or stream the parts separately"
             )
-        if len(tins) != len([t for t in tensors if isinstance(t, Tensor)]):
+        if len(time_args) != len([t for t in tensors if isinstance(t, Tensor)]):
             raise self.fail(
                 node, "joins the signal with constant tensors", "broadcast constants in an elementwise op instead"
             )
-        replaced, delay, ratio, field = self.align(node, tins)
+        replaced, aligned = self.align(node, time_args)
         time_dim = first_info.dim
         if is_stack and _norm_dim(dim, in_ndim + 1) <= time_dim:
             time_dim += 1
-        if len({info.dim for _, info in tins}) > 1:
+        if len({info.dim for _, info in time_args}) > 1:
             raise self.fail(node, "joins tensors whose time axes differ", "permute them to one layout first")
         self.env[node] = self.copy_node(node, replaced)
-        self.info[node] = TimeInfo(time_dim, delay, ratio, field)
+        self.info[node] = aligned.moved(time_dim)
         del out
 
-    def _join_as_pad(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> bool:
+    def _join_as_pad(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> bool:
         """A concatenation along time of one signal with constant blocks (``torch.cat([zeros, x], -1)``,
         a hand-written pad) becomes constant pads; returns False if it is not one."""
         parts = node.args[0]
-        if len(tins) != 1 or not isinstance(parts, (list, tuple)):
+        if len(time_args) != 1 or not isinstance(parts, (list, tuple)):
             return False
-        arg, info = tins[0]
+        arg, info = time_args[0]
         if sum(1 for p in parts if p is arg) != 1:
             return False
         x = self.values[arg]
@@ -937,8 +882,8 @@ class GraphRewriter:
         self.info[node] = out
         return True
 
-    def visit_split(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "a split")
+    def visit_split(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "a split")
         x = self.values[arg]
         name = node.target if isinstance(node.target, str) else node.target.__name__
         default = 0
@@ -950,8 +895,8 @@ class GraphRewriter:
         self.env[node] = self.copy_node(node)
         self.info[node] = tuple(info.moved(out_dim) for _ in self.values[node])
 
-    def visit_dim_op(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
-        arg, info = self._single_time_input(node, tins, "a reduction")
+    def visit_dim_op(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
+        arg, info = self._single_time_input(node, time_args, "a reduction")
         x = self.values[arg]
         name = node.target if isinstance(node.target, str) else node.target.__name__
         if node.target is F.normalize:
@@ -978,9 +923,9 @@ class GraphRewriter:
         moved = info.moved(new_dim)
         self.info[node] = tuple(moved for _ in out) if isinstance(out, tuple) else moved
 
-    def visit_last_dim_op(self, node: fx.Node, tins: List[Tuple[fx.Node, TimeInfo]]) -> None:
+    def visit_last_dim_op(self, node: fx.Node, time_args: List[Tuple[fx.Node, TimeInfo]]) -> None:
         """Ops that act on the last axis (linear, matmul, layer norm) or on channels (batch norm)."""
-        arg, info = tins[0]
+        arg, info = time_args[0]
         x = self.values[arg]
         out = self.values[node]
         if node.target is F.batch_norm:
@@ -992,7 +937,7 @@ class GraphRewriter:
             if info.dim >= x.dim() - len(shape):
                 raise self.fail(node, "normalises over the time axis", "normalise over channels (move them last first)")
         else:
-            if len(tins) > 1 or info.dim == x.dim() - 1 or (node.args[0] is not arg):
+            if len(time_args) > 1 or info.dim == x.dim() - 1 or (node.args[0] is not arg):
                 raise self.fail(node, "multiplies along the time axis", "apply it over channels")
         self.env[node] = self.copy_node(node)
         self.info[node] = info.moved(broadcast_dim(info, x.dim(), out.dim()))
