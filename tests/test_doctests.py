@@ -39,6 +39,7 @@ MODULES = [
     "streamify.layers.shift",
     "streamify.layers.stft",
     "streamify.layers.time_fold",
+    "streamify.layers.timeline",
 ]
 
 PUBLIC_LAYERS = [

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.conv import Conv1d
 from streamify.layers.products import PRODUCT_NAMES, Product, Products, choose_product
 from streamify.native import (
     NativeProducts,
@@ -93,10 +92,10 @@ class TuneReport:
 
 
 def _rows(layer: nn.Module, x: Tensor) -> int:
-    """Rows of the layer's product for input ``x`` ``[batch, channels, n]``: batch x frames it computes."""
-    if isinstance(layer, Conv1d):
-        return x.size(0) * (x.size(-1) // layer.stride)
-    return x.size(0) * x.size(-1)
+    """Rows of the layer's product for input ``x`` ``[batch, channels, n]``: batch x frames it computes, one per
+    frame of its slower side (a conv's output frames, a transposed conv's input frames)."""
+    per_row = max(layer.ratio, 1)  # input frames per output frame, at least 1
+    return x.size(0) * int(x.size(-1) // per_row)
 
 
 def _candidates(layer: nn.Module, rows: int) -> List[int]:

@@ -9,7 +9,7 @@ delay alignment (:mod:`streamify.convert.builder`) and wraps the result in a
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.fx as fx
@@ -18,15 +18,14 @@ from torch import Tensor, nn
 from streamify.convert.builder import GraphRewriter, Unsupported
 from streamify.convert.capture import MethodCall, capture
 from streamify.convert.draws import ZeroDraws
-from streamify.convert.lengths import run_model
 from streamify.convert.model import StreamingModel
 from streamify.convert.opcapture import capture_ops
 from streamify.convert.prepare import private_copy
 from streamify.convert.rewrite import Rewriter
+from streamify.convert.trial_runs import run_model
 from streamify.convert.verify import verify as check
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.torch_layers import rule_for
-from streamify.timing import lcm_all
 
 __all__ = ["StreamingModel", "Unsupported", "convert"]
 
@@ -80,20 +79,7 @@ def convert(
     >>> torch.allclose(y[..., 1:], model(x)[..., :15], atol=1e-6)
     True
     """
-    if example.dim() != 3:
-        raise StreamingError(
-            f"streamify: convert: the example must be [batch, channels, time], got {tuple(example.shape)}"
-        )
-    if not callable(getattr(model, method, None)):
-        raise StreamingError(f"streamify: convert: {type(model).__name__} has no method {method!r}")
-    model = private_copy(model)
-    run_model(model, method, example)  # runs weight-norm hooks and checks the example
-    # a second signal, twice as long and one batch item more: whatever the capture decides from
-    # the example's shapes must hold for it too, and integers that differ depend on the length
-    probe = torch.cat([example, example.flip(-1)], -1)
-    probe = torch.cat([probe, probe[:1]], 0).contiguous()
-    if capture not in ("auto", "ops", "fx"):
-        raise StreamingError(f"streamify: convert: capture must be 'auto', 'ops' or 'fx', not {capture!r}")
+    model, probe = _prepared(model, example, method, capture)
     op_error: Optional[StreamingError] = None
     if capture == "ops":
         return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
@@ -104,6 +90,19 @@ def convert(
             return _checked(convert_ops(model, method, example, probe, allow_random), example, verify, allow_random)
         except StreamingError as error:  # the fx tracer may still convert it (see docs/conversion.md)
             op_error = error
+    return _convert_fx_after(op_error, model, method, example, probe, allow_random, verify)
+
+
+def _convert_fx_after(
+    op_error: Optional[StreamingError],
+    model: nn.Module,
+    method: str,
+    example: Tensor,
+    probe: Tensor,
+    allow_random: bool,
+    verify: bool,
+) -> StreamingModel:
+    """The fx tracer's conversion, after the op level refused ``op_error`` (None: it was not tried)."""
     try:
         return _checked(_convert_fx(model, method, example, probe, allow_random), example, verify, allow_random)
     except StreamingError as error:
@@ -113,6 +112,27 @@ def convert(
             why = str(op_error).removeprefix("streamify: convert: ")
             raise type(error)(f"{error} (at the op level: {why})") from error
         raise
+
+
+def _prepared(model: nn.Module, example: Tensor, method: str, capture: str) -> Tuple[nn.Module, Tensor]:
+    """The converter's private copy of ``model`` (checked on the example) and the probe signal.
+
+    The probe is twice as long as the example, with one batch item more: whatever the capture decides from
+    the example's shapes must hold for it too, and integers that differ depend on the length.
+    """
+    if example.dim() != 3:
+        raise StreamingError(
+            f"streamify: convert: the example must be [batch, channels, time], got {tuple(example.shape)}"
+        )
+    if not callable(getattr(model, method, None)):
+        raise StreamingError(f"streamify: convert: {type(model).__name__} has no method {method!r}")
+    model = private_copy(model)
+    run_model(model, method, example)  # runs weight-norm hooks and checks the example
+    probe = torch.cat([example, example.flip(-1)], -1)
+    probe = torch.cat([probe, probe[:1]], 0).contiguous()
+    if capture not in ("auto", "ops", "fx"):
+        raise StreamingError(f"streamify: convert: capture must be 'auto', 'ops' or 'fx', not {capture!r}")
+    return model, probe
 
 
 def _checked(result: StreamingModel, example: Tensor, verify: bool, allow_random: bool) -> StreamingModel:
@@ -162,7 +182,7 @@ def assemble(
         method,
         out_info.delay,
         out_info.ratio,
-        lcm_all(rewriter.multiples),
+        rewriter.fold.buffer_multiple,
         -1 if out_info.field is None else math.ceil(out_info.field),
         example.size(1),
         out_value.size(1),

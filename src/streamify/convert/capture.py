@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import inspect
 import math
 import operator
 import sys
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from streamify.convert.mutation import remove_dead_code
+from streamify.convert.sources import source_of, user_frame, where_of
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.torch_layers import rule_for
 
@@ -390,7 +391,7 @@ def _capture_failure(model: nn.Module, method: str, error: BaseException) -> str
             "take one, script the helper with torch.jit.script, make it a streamify layer, or register its module "
             "class with streamify.register"
         )
-    return f"streamify: convert: could not capture {where}{_user_frame(error)}: {cause}; {fix}"
+    return f"streamify: convert: could not capture {where}{user_frame(error)}: {cause}; {fix}"
 
 
 _CALLERS: Dict[int, Callable] = {}
@@ -440,22 +441,11 @@ def script_function_caller(fn: torch.jit.ScriptFunction) -> Callable:
     return caller
 
 
-def _user_frame(error: BaseException) -> str:
-    """`` at file:line: code`` of the innermost user frame of an exception's traceback (best effort)."""
-    import traceback
-
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not _library_frame(f.filename)]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f' at File "{frame.filename}", line {frame.lineno}: {(frame.line or "").strip()}'
-
-
 def _check_guards(
     gm: fx.GraphModule, guards: List[Tuple[fx.Node, Callable, Any]], example, probe, model: nn.Module, method: str
 ) -> None:
     """Check that each decision the concrete trace took on the example comes out the same on ``probe``."""
-    from streamify.convert.lengths import run_graph
+    from streamify.convert.trial_runs import run_graph
 
     modules = dict(gm.named_modules())
     modules.update({("model." + k if k else "model"): v for k, v in model.named_modules()})
@@ -473,203 +463,3 @@ def _check_guards(
                 "a stream cannot follow it. Make the decision independent of the length (e.g. pad or crop by "
                 "constants) and from the batch size"
             )
-
-
-_INPLACE_OPERATORS = {
-    operator.setitem,
-    operator.iadd,
-    operator.isub,
-    operator.imul,
-    operator.itruediv,
-    operator.ifloordiv,
-    operator.imod,
-    operator.ipow,
-    operator.iand,
-    operator.ior,
-    operator.ixor,
-    operator.ilshift,
-    operator.irshift,
-    operator.imatmul,
-}
-_VIEW_METHODS = {
-    "view",
-    "view_as",
-    "reshape",
-    "reshape_as",
-    "narrow",
-    "select",
-    "permute",
-    "transpose",
-    "t",
-    "unsqueeze",
-    "squeeze",
-    "expand",
-    "expand_as",
-    "movedim",
-    "swapaxes",
-    "flatten",
-    "unflatten",
-    "as_strided",
-    "detach",
-    "contiguous",
-    "split",
-    "chunk",
-    "unbind",
-    "__getitem__",
-}
-
-
-def mutates(node: fx.Node) -> bool:
-    """Whether the node writes in place into its first argument (setitem, ``add_``, ``+=``)."""
-    if node.op == "call_function":
-        return node.target in _INPLACE_OPERATORS
-    if node.op == "call_method":
-        name = str(node.target)
-        return name.endswith("_") and not name.startswith("__")
-    return False
-
-
-def _alias_groups(nodes: List[fx.Node]) -> Dict[fx.Node, Set[fx.Node]]:
-    """Nodes that may share memory: same storage on the example, or linked by view ops."""
-    parent: Dict[fx.Node, fx.Node] = {n: n for n in nodes}
-
-    def find(n: fx.Node) -> fx.Node:
-        while parent[n] is not n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    def union(a: fx.Node, b: fx.Node) -> None:
-        parent[find(a)] = find(b)
-
-    by_storage: Dict[int, fx.Node] = {}
-    for node in nodes:
-        value = node.meta.get("concrete", _UNKNOWN)
-        if isinstance(value, Tensor) and value.layout == torch.strided:
-            try:
-                pointer = value.untyped_storage().data_ptr()
-            except Exception:
-                pointer = 0
-            if pointer:
-                if pointer in by_storage:
-                    union(node, by_storage[pointer])
-                else:
-                    by_storage[pointer] = node
-        first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
-        if first is None:
-            continue
-        is_view = (node.op == "call_method" and node.target in _VIEW_METHODS) or (
-            node.op == "call_function" and (node.target is operator.getitem or mutates(node))
-        )
-        if node.op == "call_function" and node.target is getattr and node.args[1] in ("T", "mT", "data"):
-            is_view = True
-        if is_view:
-            union(node, first)
-    groups: Dict[fx.Node, Set[fx.Node]] = {}
-    for node in nodes:
-        groups.setdefault(find(node), set()).add(node)
-    return {node: groups[find(node)] for node in nodes}
-
-
-def remove_dead_code(graph: fx.Graph) -> None:
-    """Erase the nodes that do not contribute to the output.
-
-    An in-place op (``x[:] = ...``, ``x.add_(...)``) is kept when a later node that is kept
-    reads the tensor it modifies or a view of it; so a model's bookkeeping that is never
-    read (state updates of a module's own streaming API, unused branches) goes away.
-    """
-    nodes = list(graph.nodes)
-    position = {node: i for i, node in enumerate(nodes)}
-    aliases: Optional[Dict[fx.Node, Set[fx.Node]]] = None
-    live: Set[fx.Node] = set()
-    for node in reversed(nodes):
-        if node.op in ("output", "placeholder") or any(user in live for user in node.users):
-            live.add(node)
-        elif mutates(node) and node.args and isinstance(node.args[0], fx.Node):
-            if aliases is None:
-                aliases = _alias_groups(nodes)
-            here = position[node]
-            if any(user in live and position[user] > here for m in aliases[node.args[0]] for user in m.users):
-                live.add(node)
-        elif node.op == "call_module" and graph.owning_module is not None:
-            module = graph.owning_module.get_submodule(str(node.target))
-            if getattr(module, "_is_impure", False):
-                live.add(node)
-    for node in reversed(nodes):
-        if node not in live:
-            graph.erase_node(node)
-
-
-#: frames of these libraries are never the user's source line (einops: tensor helpers user code calls)
-_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/einops/")
-
-
-def _library_frame(filename: str) -> bool:
-    return any(part in filename for part in _LIBRARY_PATHS)
-
-
-def source_of(node: fx.Node) -> str:
-    """``file:line: code`` of the user code that created ``node`` (best effort)."""
-    trace = node.stack_trace or ""
-    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith("File ") and not _library_frame(lines[i]):
-            code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
-            return f"{lines[i]}: {code}"
-    return f"graph node {node.name}"
-
-
-def describe_node(modules: Dict[str, nn.Module], node: fx.Node) -> str:
-    """The op of ``node``, or for a module call its path in the model and its class."""
-    if node.op == "call_module":
-        module = modules.get(str(node.target))
-        path = str(node.target).removeprefix("model.") or "the model"
-        kind = type(module).__name__ if module is not None else "module"
-        where = getattr(type(module), "__module__", "")
-        return f"layer {path!r} ({where}.{kind})" if where else f"layer {path!r} ({kind})"
-    stack = node.meta.get("nn_module_stack") or {}
-    if stack:  # the innermost layer whose forward made the op
-        path, cls = list(stack.values())[-1]
-        path = str(path).removeprefix("model").removeprefix(".")
-        if path:
-            return f"{describe_target(node)} in layer {path!r} ({cls.__module__}.{cls.__qualname__})"
-    return describe_target(node)
-
-
-def where_of(modules: Dict[str, nn.Module], node: fx.Node) -> str:
-    """The op or layer of ``node`` and the user's source line that made it.
-
-    A layer called by a container (``nn.Sequential``) has no call in the user's code: the container is
-    named, and for a user's class, the line that defines it.
-    """
-    source = source_of(node)
-    if source.startswith("graph node") and node.op == "call_module":
-        module = modules.get(str(node.target))
-        parent_path = str(node.target).rpartition(".")[0]
-        parent = modules.get(parent_path)
-        caller = parent_path.removeprefix("model").removeprefix(".") or "the model"
-        called = f"called by {type(parent).__name__} {caller!r}" if parent is not None else "called by a container"
-        if module is not None and not type(module).__module__.startswith("torch."):
-            return f"{describe_node(modules, node)} ({called}) at {class_source(type(module))}"
-        return f"{describe_node(modules, node)} ({called})"
-    return f"{describe_node(modules, node)} at {source}"
-
-
-def class_source(cls: type) -> str:
-    """``File "...", line n: class Name(...)`` where ``cls`` is defined (best effort)."""
-    try:
-        lines, number = inspect.getsourcelines(cls)
-        return f'File "{inspect.getsourcefile(cls)}", line {number}: {lines[0].strip()}'
-    except (OSError, TypeError):
-        return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def describe_target(node: fx.Node) -> str:
-    target = node.target
-    if isinstance(target, str):
-        return target
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__name__", None) or repr(target)
-    if inspect.isbuiltin(target) or module.startswith("torch"):
-        return f"{module}.{name}" if module else name
-    return name

@@ -160,7 +160,7 @@ def capture_ops(model: nn.Module, method: str, example: Tensor, probe: Tensor) -
 
 def source_line(node: fx.Node) -> str:
     """The user's source line that executed ``node`` (the innermost frame outside torch and streamify)."""
-    from streamify.convert.capture import source_of
+    from streamify.convert.sources import source_of
 
     return source_of(node)
 

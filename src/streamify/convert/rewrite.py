@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import operator
 from fractions import Fraction
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from streamify.convert.emit import Pairs, StreamEmitter
 from streamify.convert.opcapture import OpGraph, module_of, module_path, source_line
 from streamify.convert.timeinfo import TimeInfo
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.conv import WindowOp
-from streamify.layers.shift import Crop, Delay, Pad
-from streamify.timing import frames_multiple
-
-Pairs = List[Tuple[fx.Node, TimeInfo]]
 
 
 class OpRefusal(StreamingError):
@@ -47,7 +43,7 @@ def norm_dim(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
 
 
-class Rewriter:
+class Rewriter(StreamEmitter):
     """Builds the streaming graph from an :class:`OpGraph` (see the module docstring)."""
 
     def __init__(self, og: OpGraph, example: Tensor, probe: Tensor, allow_random: bool = False) -> None:
@@ -62,10 +58,7 @@ class Rewriter:
         self.env: Dict[fx.Node, Any] = {}
         self.info: Dict[fx.Node, Any] = {}
         self.consts: Dict[Any, fx.Node] = {}
-        self.streams: List[StreamingModule] = []
-        self.multiples: List[int] = []
-        self.input_ratios: List[Fraction] = []
-        self.sources: List[str] = []
+        self._init_streams()
         self.current: Optional[fx.Node] = None
         self.input: Optional[fx.Node] = None
         self._batch: Optional[fx.Node] = None
@@ -172,42 +165,7 @@ class Rewriter:
         return self.graph.call_function(target, tuple(new_args), new_kwargs)
 
     # ------------------------------------------------------------------ streams and delays
-    def emit_stream(self, module: StreamingModule, x: Any, info: TimeInfo, ndim: int) -> Tuple[fx.Node, TimeInfo]:
-        """Apply a streaming module to ``x`` (a streaming-graph node) whose time axis is ``info.dim``.
-
-        A stream of negative delay (after a pad) lacks the first offline frames; only window ops and
-        time shifts may take it, any other layer gets a delay line to delay 0 first.
-        """
-        if info.folded:
-            raise self.fail(
-                self.current,
-                "applies a time layer to a tensor whose time axis is merged with the batch axis",
-                "split time from the batch (reshape back) before the time layer",
-            )
-        if info.delay < 0 and not isinstance(module, (WindowOp, Pad, Crop, Delay)):
-            x, info = self.emit_stream(Delay(-info.delay), x, info, ndim)
-        module.is_root = False
-        module.configure(info.delay)
-        module.set_name(self._layer_name(module))
-        self.input_ratios.append(info.ratio)
-        index = len(self.streams)
-        self.streams.append(module)
-        self.sources.append(self.where(self.current))
-        self.multiples.append(frames_multiple(info.ratio, module.buffer_multiple))
-        moved = info.dim != ndim - 1
-        if moved:
-            x = self.graph.call_method("movedim", (x, info.dim, -1))
-        y = self.graph.call_module(f"streams.{index}", (x,))
-        if moved:
-            y = self.graph.call_method("movedim", (y, -1, info.dim))
-        ratio = info.ratio * module.ratio
-        field = None
-        if info.field is not None and module.receptive_field >= 0:
-            field = info.field + (module.receptive_field - 1) * info.ratio
-        self.multiples.append(frames_multiple(ratio, 1))
-        return y, TimeInfo(info.dim, module.delay, ratio, field)
-
-    def _layer_name(self, module: StreamingModule) -> str:
+    def layer_name(self, module: StreamingModule, name: Optional[str] = None) -> str:
         """``path:Class``: the path of the model's layer that made it (else the op's node), unique."""
         node = self.current
         base = (module_path(node) or node.name) if node is not None else "input"
@@ -220,28 +178,6 @@ class Rewriter:
 
     def unary(self, node: fx.Node, module: StreamingModule, arg: fx.Node, info: TimeInfo) -> None:
         self.env[node], self.info[node] = self.emit_stream(module, self.env[arg], info, self.values[arg].dim())
-
-    def align(
-        self, node: fx.Node, pairs: Sequence[Tuple[fx.Node, TimeInfo]]
-    ) -> Tuple[Dict[fx.Node, fx.Node], TimeInfo]:
-        """Delay lines so that every time input of ``node`` has the largest delay; returns replacements."""
-        ratios = {info.ratio for _, info in pairs}
-        if len(ratios) > 1:
-            raise self.fail(
-                node,
-                f"combines signals at different rates {sorted(str(r) for r in ratios)} (input samples per frame)",
-                "resample them to one rate before combining",
-            )
-        target = max([0] + [info.delay for _, info in pairs])
-        fields = [info.field for _, info in pairs]
-        field = None if any(f is None for f in fields) else max(fields)
-        replaced: Dict[fx.Node, fx.Node] = {}
-        for arg, info in pairs:
-            if info.delay < target and arg not in replaced:
-                replaced[arg], _ = self.emit_stream(
-                    Delay(target - info.delay), self.env[arg], info, self.values[arg].dim()
-                )
-        return replaced, TimeInfo(pairs[0][1].dim, target, ratios.pop(), field, any(i.folded for _, i in pairs))
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> Tuple[fx.Graph, TimeInfo, Tensor]:
@@ -259,15 +195,15 @@ class Rewriter:
             elif node.op != "call_function":
                 raise self.fail(node, f"unexpected graph op {node.op}", "report this model", fallback=True)
             else:
-                tins = self.time_inputs(node)
-                if self._patterns(node, tins):
+                time_args = self.time_inputs(node)
+                if self._patterns(node, time_args):
                     continue
-                tins = self.time_inputs(node)
-                rule = rule_of(node.target, bool(tins))
-                if not tins and any(a in self.random for a in node.all_input_nodes):
+                time_args = self.time_inputs(node)
+                rule = rule_of(node.target, bool(time_args))
+                if not time_args and any(a in self.random for a in node.all_input_nodes):
                     self.random.add(node)
                 if rule is None:
-                    if not tins:
+                    if not time_args:
                         self.info[node] = fx.node.map_aggregate(self.values[node], lambda v: None)
                         continue
                     name = getattr(node.target, "__name__", str(node.target))
@@ -277,10 +213,10 @@ class Rewriter:
                         "express it with ops that have one (docs/conversion.md), or teach it with streamify.register",
                         fallback=True,
                     )
-                rule(self, node, tins)
+                rule(self, node, time_args)
         raise StreamingError("streamify: convert: the captured graph has no output")
 
-    def _patterns(self, node: fx.Node, tins: Pairs) -> bool:
+    def _patterns(self, node: fx.Node, time_args: Pairs) -> bool:
         """Patterns (:mod:`streamify.convert.rules.pattern`) among the inputs: propagated where only patterns
         and constants meet (returns True), made :class:`Periodic` streams where they meet the signal."""
         from streamify.convert.rules.pattern import Pattern, realize
@@ -288,7 +224,7 @@ class Rewriter:
         found = [a for a in node.all_input_nodes if isinstance(self.info.get(a), Pattern)]
         if not found:
             return False
-        if not tins:
+        if not time_args:
             self.info[node] = fx.node.map_aggregate(self.values[node], lambda v: self.info[found[0]])
             return True
         for a in found:
@@ -313,8 +249,7 @@ class Rewriter:
                 "return [batch, channels, frames]",
             )
         output = self.env[result]
-        if info.delay < 0:  # a trailing pad: the offline output starts before the stream can
-            output, info = self.emit_stream(Delay(-info.delay), output, info, 3)
+        output, info = self.emit_catch_up(output, info, 3, "output")  # after a trailing pad
         self.graph.output(output)
         return self.graph, info, value
 

@@ -40,9 +40,6 @@ from torch import Tensor, nn
 
 from streamify.exactness import ROUNDING_MULTIPLE, compare_streamed, rounding_bar
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.conv import AvgPool1d, WindowOp
-from streamify.layers.resample import LinearUpsample
-from streamify.layers.shift import Pad
 
 #: max abs error in float64 (relative to the peak where the peak exceeds 1)
 FLOAT64_TOL = 1e-10
@@ -106,19 +103,10 @@ def _start_inexact_to_exact(graph: nn.Module) -> Tuple[bool, bool]:
     """
     remains = switched = False
     for module in graph.modules():
-        if isinstance(module, Pad) and module.mode != "constant":
-            module.mode, module.value, module.pad_value = "constant", 0.0, 0.0
-            switched = True
-        elif isinstance(module, WindowOp) and getattr(module, "padding_mode", "zeros") != "zeros":
-            module.padding_mode = "zeros"
-            switched = True
-        remains = remains or _inexact_start(module)
+        if isinstance(module, StreamingModule):
+            switched = module.pad_with_zeros() or switched
+            remains = remains or not module.starts_exact()
     return switched, remains
-
-
-def _inexact_start(module: nn.Module) -> bool:
-    """Layers whose stream starts differently from offline other than by a padding mode."""
-    return (isinstance(module, AvgPool1d) and not module.count_include_pad) or isinstance(module, LinearUpsample)
 
 
 def _set_streaming(graph: nn.Module, streaming: bool) -> None:
@@ -179,7 +167,7 @@ def verify(stream: Any, example: Tensor, sources: Sequence[str]) -> None:
             not compute what the model computes.
     """
     graph = copy.deepcopy(stream.graph)
-    inexact = any(_inexact_start(module) for module in graph.modules())
+    inexact = any(isinstance(m, StreamingModule) and not m.starts_exact() for m in graph.modules())
     dtype = example.dtype
     x = _probe(example, probe_length(stream, example.size(-1), inexact), dtype)
     with torch.no_grad():

@@ -98,6 +98,25 @@ class StreamingModule(nn.Module):
     #: the module's own state: names of its state buffers, each ``[batch, ...]`` (declared once per
     #: layer class; :meth:`state_names` adds the warm-up positions that every module has)
     _state_buffers: Tuple[str, ...] = ()
+    #: what the layer class is in time (read by :mod:`streamify.layers.timeline` and the converter's checks):
+    #: it may take a stream ahead of offline (negative delay: window ops, time shifts); it may output one
+    #: from an on-time stream (pads); an early stream in stays early out (time shifts)
+    takes_early_stream: bool = False
+    makes_early_stream: bool = False
+    keeps_early_stream: bool = False
+    #: it holds matmul weights whose product :func:`streamify.tune` times and the native products may run
+    tunable_matmul: bool = False
+
+    def starts_exact(self) -> bool:
+        """Whether a fresh stream equals the offline output from its first frame once paddings that read
+        the signal are zeros (False for linear upsampling, ``count_include_pad=False``): verification
+        compares the others after a receptive field."""
+        return True
+
+    def pad_with_zeros(self) -> bool:
+        """Switch a padding that reads the signal (reflect, replicate, circular) to zero padding, whose
+        stream is exact from the first frame; returns whether it switched (verification's copies)."""
+        return False
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule, busy_message
-from streamify.layers.conv import WindowOp
 from streamify.layers.pointwise import Pointwise
-from streamify.layers.shift import Crop, Delay, Pad
-from streamify.timing import frames_multiple, lcm_all
+from streamify.layers.shift import Delay
+from streamify.layers.timeline import Fold, RatesDiffer, Timing, align, align_in_time, guarded
+from streamify.timing import lcm_all
 
 MERGES = ("sum", "mean", "prod", "cat")
 
@@ -76,36 +76,6 @@ def _is_pointwise_torch(module: nn.Module) -> bool:
     return False
 
 
-class LeadGuard(Delay):
-    """A delay line that brings a stream running ahead of offline (negative delay, after a pad) back to delay 0.
-
-    Such a stream lacks the first offline frames (the pad's); window ops stand for them
-    with their cache, but any other layer would lose them: :class:`Sequential` puts a
-    guard before those layers, sized at configuration (0 frames when not needed).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(0)
-
-
-def _may_lead(module: StreamingModule) -> bool:
-    """Whether ``module`` can output a stream ahead of offline (it holds a pad)."""
-    return any(isinstance(m, Pad) for m in module.modules())
-
-
-def _guarded(layers: List[StreamingModule]) -> List[StreamingModule]:
-    """``layers`` with a :class:`LeadGuard` before each layer that cannot take a stream ahead of offline."""
-    out: List[StreamingModule] = []
-    leading = False
-    for layer in layers:
-        if leading and not isinstance(layer, (WindowOp, Pad, Crop, Delay)):
-            out.append(LeadGuard())
-            leading = False
-        out.append(layer)
-        leading = _may_lead(layer) or (leading and isinstance(layer, (Crop, Delay)))
-    return out
-
-
 def _dtype_of(modules: List[nn.Module]) -> torch.dtype:
     for module in modules:
         for parameter in module.parameters():
@@ -140,7 +110,7 @@ class Sequential(StreamingModule):
         super().__init__()
         if not layers:
             raise StreamingError("streamify: Sequential needs at least one layer")
-        self.layers = nn.ModuleList(_guarded([as_streaming(layer) for layer in layers]))
+        self.layers = nn.ModuleList(guarded([as_streaming(layer) for layer in layers]))
         for layer in self.layers:
             layer.is_root = False
         self.dtype_marker = torch.zeros(0, dtype=_dtype_of(list(self.layers)))
@@ -153,25 +123,23 @@ class Sequential(StreamingModule):
             layer.set_name(f"{name}.{i}:{type(layer).__name__}")
 
     def _configure(self) -> None:
-        delay = self.input_delay
-        ratio = Fraction(1)
-        field = Fraction(1)
-        unbounded = False
-        multiples = []
+        fold = Fold()
+        timing = Timing(self.input_delay)
+        for layer in self.layers:
+            timing = fold.place(layer, timing)
+        self._follow_channels()
+        self._adopt_input(self.layers[0])
+        self.delay = timing.delay
+        self._set_ratio(timing.ratio)
+        self.buffer_multiple = fold.buffer_multiple
+        self.receptive_field = -1 if timing.field is None else math.ceil(timing.field)
+
+    def _follow_channels(self) -> None:
+        """Check that each layer gets the channel count it expects; set the chain's in and out counts."""
         channels = -1
         self.in_channels = -1
         preserving = True  # every layer so far keeps the channel count of its input
         for layer in self.layers:
-            if isinstance(layer, LeadGuard):
-                layer.frames = max(0, -delay)
-            layer.configure(delay)
-            delay = layer.delay
-            multiples.append(frames_multiple(ratio, layer.buffer_multiple))
-            if layer.receptive_field < 0:
-                unbounded = True
-            else:
-                field += (layer.receptive_field - 1) * ratio
-            ratio *= layer.ratio
             if layer.in_channels >= 0 and channels >= 0 and layer.in_channels != channels:
                 raise StreamingError(
                     f"streamify: {layer.layer_name} expects {layer.in_channels} channels but the layer before "
@@ -188,12 +156,6 @@ class Sequential(StreamingModule):
                 preserving = False
             elif layer.in_channels >= 0:
                 channels = layer.in_channels
-        multiples.append(frames_multiple(ratio, 1))
-        self._adopt_input(self.layers[0])
-        self.delay = delay
-        self._set_ratio(ratio)
-        self.buffer_multiple = lcm_all(multiples)
-        self.receptive_field = -1 if unbounded else math.ceil(field)
         self.out_channels = channels
 
     def _reset_children(self, indices: Optional[List[int]]) -> None:
@@ -258,26 +220,27 @@ class Branches(StreamingModule):
         for i, path in enumerate(self.paths):
             path.set_name(f"{name}.branch{i}")
 
-    def _align(self) -> List[int]:
-        """Configure the branches and return their output delays before alignment."""
-        delays = []
+    def _branch_timings(self) -> List[Timing]:
+        """Configure the branches and return their output timings before alignment."""
+        timings = []
         for path in self.paths:
-            path.layers[0].configure(self.input_delay)
-            delays.append(path.layers[0].delay)
-        return delays
+            branch = path.layers[0]
+            branch.configure(self.input_delay)
+            field = None if branch.receptive_field < 0 else Fraction(branch.receptive_field)
+            timings.append(Timing(branch.delay, branch.ratio, field))
+        return timings
 
     def _configure(self) -> None:
-        delays = self._align()
-        ratios = {path.layers[0].ratio for path in self.paths}
-        if len(ratios) > 1:
+        try:  # the merge is frame by frame: the branches may run ahead together (a Sequential guards after)
+            alignment = align(self._branch_timings(), takes_early_stream=True)
+        except RatesDiffer as error:
             raise StreamingError(
                 f"streamify: {self.layer_name}: branches end at different rates "
-                f"{', '.join(str(r) for r in sorted(ratios))} "
+                f"{', '.join(str(r) for r in error.ratios)} "
                 "(input samples per frame) and cannot be merged frame by frame"
-            )
-        target = max(delays)
-        for path, delay in zip(self.paths, delays):
-            path.layers[1].frames = target - delay
+            ) from None
+        for path, frames in zip(self.paths, alignment.lines):
+            path.layers[1].frames = frames
             path.configure(self.input_delay)
         self._adopt_timing()
         ins = {p.in_channels for p in self.paths if p.in_channels >= 0}
@@ -384,13 +347,10 @@ class Heads(Branches):
             path.is_root = True  # each head validates its input and zeroes its own warm-up frames
 
     def _configure(self) -> None:
-        delays = self._align()
-        ratios = [path.layers[0].ratio for path in self.paths]
-        target = max(d * r for d, r in zip(delays, ratios))
+        lines = align_in_time(self._branch_timings())
         self.delays: List[int] = []
-        for path, delay, ratio in zip(self.paths, delays, ratios):
-            extra = math.ceil((target - delay * ratio) / ratio)
-            path.layers[1].frames = extra
+        for path, frames in zip(self.paths, lines):
+            path.layers[1].frames = frames
             path.configure(self.input_delay)
             self.delays.append(path.delay)
         self._adopt_timing()

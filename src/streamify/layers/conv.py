@@ -63,6 +63,7 @@ class WindowOp(StreamingModule):
     """
 
     _state_buffers = ("cache",)
+    takes_early_stream = True  # the cache stands for the offline frames an early stream lacks
 
     def __init__(self, kernel_size: int, stride: int, dilation: int, padding: Padding, channels: int) -> None:
         super().__init__()
@@ -303,6 +304,13 @@ class Conv1d(WindowOp):
             y = torch.bmm(cols, weight)  # [groups, batch * frames, per_out]
         return y.view(groups, batch, frames, per_out).permute(1, 0, 3, 2).reshape(batch, out_channels, frames)
 
+    tunable_matmul = True
+
+    def pad_with_zeros(self) -> bool:
+        switched = self.padding_mode != "zeros"
+        self.padding_mode = "zeros"
+        return switched
+
     def offline(self, x: Tensor) -> Tensor:
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
         x = F.pad(x, [self.pad_left, self.pad_right], mode=mode)
@@ -351,6 +359,9 @@ class AvgPool1d(WindowOp):
         super().__init__(kernel_size, kernel_size if stride is None else stride, 1, padding, -1)
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
+
+    def starts_exact(self) -> bool:
+        return self.count_include_pad  # else the first windows divide by fewer frames than a stream's
 
     def _window(self, z: Tensor) -> Tensor:
         return F.avg_pool1d(z, self.kernel_size, self.stride, 0)

@@ -226,6 +226,8 @@ class ConvTranspose1d(OverlapAdd):
         full = F.fold(cols, [1, length], [1, kernel], [1, self.dilation], [0, 0], [1, self.stride])
         return full.view(batch, self.out_channels, length)
 
+    tunable_matmul = True
+
     def offline(self, x: Tensor) -> Tensor:
         return F.conv_transpose1d(
             x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation

@@ -118,6 +118,9 @@ class LinearUpsample(OverlapAdd):
         # TorchScript builds float lists through float32); the weights are made in the input's dtype
         self.kernel_numerators: List[int] = numerators
 
+    def starts_exact(self) -> bool:
+        return False  # offline repeats the first frame before the signal; a fresh stream has zeros there
+
     def stream(self, x: Tensor) -> Tensor:
         x = self._mask_input(x)
         channels = x.size(1)

@@ -39,6 +39,8 @@ class Delay(StreamingModule):
     """
 
     _state_buffers = ("buffer",)
+    takes_early_stream = True
+    keeps_early_stream = True
 
     def __init__(self, frames: int, channels: int = -1) -> None:
         super().__init__()
@@ -99,6 +101,9 @@ class Crop(StreamingModule):
     torch.Size([1, 2, 6])
     """
 
+    takes_early_stream = True
+    keeps_early_stream = True
+
     def __init__(self, left: int, right: int = 0) -> None:
         super().__init__()
         if left < 0 or right < 0:
@@ -141,6 +146,10 @@ class Pad(StreamingModule):
     torch.Size([1, 2, 13])
     """
 
+    takes_early_stream = True
+    makes_early_stream = True  # its delay is the input's minus ``left``
+    keeps_early_stream = True
+
     def __init__(self, left: int, right: int = 0, mode: str = "constant", value: float = 0.0) -> None:
         super().__init__()
         if left < 0 or right < 0:
@@ -156,6 +165,12 @@ class Pad(StreamingModule):
 
     def _configure(self) -> None:
         self.delay = self.input_delay - self.left
+
+    def pad_with_zeros(self) -> bool:
+        switched = self.mode != "constant"
+        if switched:
+            self.mode, self.value, self.pad_value = "constant", 0.0, 0.0
+        return switched
 
     def stream(self, x: Tensor) -> Tensor:
         return self._mask_input(x)

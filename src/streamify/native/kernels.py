@@ -29,9 +29,9 @@ class NativeProducts(nn.Module):
 
 def product_layers(model: nn.Module) -> List[nn.Module]:
     """The layers of ``model`` that run products (streaming convs and transposed convs)."""
-    from streamify.layers import Conv1d, ConvTranspose1d
+    from streamify.layers.base import StreamingModule
 
-    return [m for m in model.modules() if isinstance(m, (Conv1d, ConvTranspose1d))]
+    return [m for m in model.modules() if isinstance(m, StreamingModule) and m.tunable_matmul]
 
 
 def can_run_native(layer: nn.Module) -> bool:

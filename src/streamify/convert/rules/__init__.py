@@ -44,7 +44,7 @@ def register_op(target: Any, rule: Optional[Rule] = None, *, refusal: Optional[s
     if refusal is not None:
         what, _, fix = refusal.partition("; ")
 
-        def refuse(rw: Any, node: Any, tins: Any) -> None:
+        def refuse(rw: Any, node: Any, time_args: Any) -> None:
             raise rw.fail(node, what, fix or "replace it")
 
         rule = refuse

@@ -30,9 +30,9 @@ aten = torch.ops.aten
 
 def _static_operands(rw: Rewriter, node: fx.Node, dim: int, out: Tensor) -> None:
     """A constant operand must not extend along time (a table as long as the example)."""
-    tins = rw.time_inputs(node)
-    timed = {a for a, _ in tins}
-    first_arg, first = tins[0]
+    time_args = rw.time_inputs(node)
+    timed = {a for a, _ in time_args}
+    first_arg, first = time_args[0]
     rw.time_ref = (rw.env[first_arg], first.dim, rw.values[first_arg].size(first.dim))
     for arg in node.all_input_nodes:
         if arg in timed:
@@ -47,17 +47,17 @@ def _static_operands(rw: Rewriter, node: fx.Node, dim: int, out: Tensor) -> None
                 raise rw.fail(node, "combines the signal with a constant that extends along time", "make it per frame")
 
 
-def pointwise(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def pointwise(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     out = rw.values[node]
     if not isinstance(out, Tensor):
         raise rw.fail(node, "turns a time-varying tensor into a Python value", "keep it a tensor", fallback=True)
-    first_arg, first = tins[0]
+    first_arg, first = time_args[0]
     dim = broadcast_dim(first, rw.values[first_arg].dim(), out.dim())
-    for arg, info in tins[1:]:
+    for arg, info in time_args[1:]:
         if broadcast_dim(info, rw.values[arg].dim(), out.dim()) != dim:
             raise rw.fail(node, "combines tensors whose time axes do not line up", "permute them to one layout first")
     _static_operands(rw, node, dim, out)
-    replaced, info = rw.align(node, tins)
+    replaced, info = rw.align(node, time_args)
     rw.env[node] = rw.copy(node, replaced)
     rw.info[node] = info.moved(dim)
 
@@ -66,20 +66,20 @@ op_rule(aten.where, aten.masked_fill, aten.clamp, aten.clamp_min, aten.clamp_max
 
 
 @op_rule(aten.cat, aten.stack)
-def join(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def join(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     parts = node.args[0]
-    first_arg, first = tins[0]
+    first_arg, first = time_args[0]
     ndim = rw.values[first_arg].dim()
     stack = node.target.overloadpacket is aten.stack
     dim = norm_dim(rw.static(node, 1, "dim", 0), ndim + stack)
     if not stack and dim == first.dim:
-        _cat_as_pad(rw, node, tins)
+        _cat_as_pad(rw, node, time_args)
         return
-    if len({info.dim for _, info in tins}) > 1:
+    if len({info.dim for _, info in time_args}) > 1:
         raise rw.fail(node, "joins tensors whose time axes differ", "permute them to one layout first")
-    replaced, info = rw.align(node, tins)
+    replaced, info = rw.align(node, time_args)
     reference = replaced.get(first_arg, rw.env[first_arg])
-    timed = {a for a, _ in tins}
+    timed = {a for a, _ in time_args}
     items = []
     for part in parts:
         if part in timed:
@@ -96,11 +96,11 @@ def join(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     rw.info[node] = info.moved(first.dim + (stack and dim <= first.dim))
 
 
-def _cat_as_pad(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def _cat_as_pad(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """``cat([zeros, x, ones], -1)``: the signal between constant blocks along time is a pad."""
     parts = node.args[0]
-    arg, info = tins[0]
-    if len(tins) != 1 or sum(1 for p in parts if p is arg) != 1:
+    arg, info = time_args[0]
+    if len(time_args) != 1 or sum(1 for p in parts if p is arg) != 1:
         raise rw.fail(node, "concatenates along time", "concatenate along channels, or stream the parts separately")
     y, out, side = rw.env[arg], info, 0
     blocks = [[], []]
@@ -123,7 +123,7 @@ def _cat_as_pad(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.mm, aten.bmm, aten.matmul, aten.linear, aten.addmm, aten.baddbmm)
-def product(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def product(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     name = node.target.overloadpacket.__name__
     offset = 1 if name in ("addmm", "baddbmm") else 0
     a, b = node.args[offset], node.args[offset + 1]
@@ -148,11 +148,11 @@ def product(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
             raise rw.fail(node, "multiplies along the time axis (contracts time)", "apply it over channels (time last)")
         dim = out.dim() - 1
     rw.env[node] = rw.copy(node)
-    rw.info[node] = tins[0][1].moved(dim)
+    rw.info[node] = time_args[0][1].moved(dim)
 
 
 @op_rule(aten.einsum)
-def einsum(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def einsum(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     equation = rw.static(node, 0, "equation").replace(" ", "")
     inputs, _, output = equation.partition("->")
     specs = inputs.split(",")
@@ -170,7 +170,7 @@ def einsum(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     for spec, operand in zip(specs, operands):
         if not isinstance(rw.info.get(operand), TimeInfo) and letter in spec:
             raise rw.fail(node, "combines the signal with a constant that extends along time", "make it per frame")
-    replaced, info = rw.align(node, tins)
+    replaced, info = rw.align(node, time_args)
     rw.env[node] = rw.copy(node, replaced)
     rw.info[node] = info.moved(output.index(letter))
 
@@ -224,12 +224,12 @@ _DIM_ARG = {
     aten.all,
     aten.median,
 )
-def reduction(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def reduction(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     x, out = rw.values[arg], rw.values[node]
     name = node.target.overloadpacket.__name__
     if name in ("max", "min") and len(node.args) > 1 and isinstance(node.args[1], fx.Node):
-        pointwise(rw, node, tins)  # max(a, b): elementwise
+        pointwise(rw, node, time_args)  # max(a, b): elementwise
         return
     dim = rw.static(node, _DIM_ARG.get(name, 1), "dim", None) if len(node.args) > 1 or "dim" in node.kwargs else None
     dims = list(range(x.dim())) if dim in (None, []) else [dim] if isinstance(dim, int) else list(dim)
@@ -245,8 +245,8 @@ def reduction(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.layer_norm, aten.native_layer_norm, aten.rms_norm)
-def layer_norm(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def layer_norm(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     x = rw.values[arg]
     shape = rw.static(node, 1, "normalized_shape")
     if arg is not node.args[0] or info.dim >= x.dim() - len(shape):
@@ -257,8 +257,8 @@ def layer_norm(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.batch_norm, aten._native_batch_norm_legit_no_training, aten.native_batch_norm)
-def batch_norm(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def batch_norm(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     training = (
         rw.arg(node, 5, "training", False)
         if node.target.overloadpacket is not aten._native_batch_norm_legit_no_training
@@ -272,17 +272,17 @@ def batch_norm(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.group_norm, aten.native_group_norm, aten.instance_norm)
-def norm_over_time(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def norm_over_time(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     name = node.target.overloadpacket.__name__
     what = "GroupNorm" if "group" in name else "InstanceNorm"
     raise rw.fail(node, f"reads the whole time axis ({what} normalises over time)", "use LayerNorm over channels")
 
 
 @op_rule(aten.scaled_dot_product_attention, aten._scaled_dot_product_flash_attention_for_cpu)
-def attention(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def attention(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """Attention over the sequence axis (-2) of q, k, v: refused where that axis (or the features') is time;
     attention within windows whose index is time (a local attention after folding time) acts per frame."""
-    for arg, info in tins:
+    for arg, info in time_args:
         if info.dim >= rw.values[arg].dim() - 2:
             raise rw.fail(node, "reads the whole time axis (attention)", "use causal, windowed attention")
-    pointwise(rw, node, [(a, i) for a, i in tins])
+    pointwise(rw, node, [(a, i) for a, i in time_args])

@@ -21,13 +21,14 @@ from typing import Any, List, Optional, Tuple
 import torch
 import torch.fx as fx
 
+from streamify.convert.emit import timing_of, with_timing
 from streamify.convert.rewrite import Pairs, Rewriter, norm_dim
 from streamify.convert.rules import op_rule
 from streamify.convert.timeinfo import TimeInfo
 from streamify.layers.framing import Frame
 from streamify.layers.overlap_add import OverlapAddFrames
 from streamify.layers.shift import Crop, Delay
-from streamify.timing import frames_multiple
+from streamify.layers.timeline import grouped, in_phase
 
 aten = torch.ops.aten
 _MARK = 10007  # a size no real axis has: where it lands is where time went
@@ -62,15 +63,15 @@ def _follow(rw: Rewriter, node: fx.Node, arg: fx.Node, info: TimeInfo) -> int:
     aten.movedim,
     aten.numpy_T,
 )
-def permute(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def permute(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     rw.env[node] = rw.copy(node)
     rw.info[node] = info.moved(_follow(rw, node, arg, info))
 
 
 @op_rule(aten.clone, aten.contiguous, aten.alias, aten.detach, aten.lift_fresh_copy, aten._to_copy, aten.to)
-def same_layout(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    rw.env[node], rw.info[node] = rw.copy(node), tins[0][1]
+def same_layout(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    rw.env[node], rw.info[node] = rw.copy(node), time_args[0][1]
 
 
 def _size_entries(rw: Rewriter, node: fx.Node, out: List[int], probe: List[int], time: Optional[int]) -> List[Any]:
@@ -115,8 +116,8 @@ def _fold(x: List[int], y: List[int], d: int) -> Optional[Tuple[str, int, int]]:
 
 
 @op_rule(aten.view, aten._unsafe_view, aten.reshape)
-def view(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def view(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     x, y = list(rw.values[arg].shape), list(rw.values[node].shape)
     px, py = list(rw.probe_values[arg].shape), list(rw.probe_values[node].shape)
     folded = _batch_fold(rw, x, px, y, py, info)
@@ -137,12 +138,11 @@ def view(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     kind, j, m = found
     source = rw.env[arg]
     if kind == "split":
-        target = -(-max(info.delay, 0) // m) * m  # the next multiple of M: groups in phase with offline
-        if target != info.delay:
-            source, info = rw.emit_stream(Delay(target - info.delay), source, info, len(x))
-        rw.multiples.append(frames_multiple(info.ratio, m))
-        field = None if info.field is None else info.field + (m - 1) * info.ratio
-        out = TimeInfo(j, info.delay // m, info.ratio * m, field)
+        lag = in_phase(info.delay, m)  # groups in phase with offline
+        if lag:
+            source, info = rw.emit_stream(Delay(lag), source, info, len(x))
+        rw.fold.require(info.ratio, m)
+        out = with_timing(info.moved(j), grouped(timing_of(info), m, m))
     elif kind == "merge":
         out = TimeInfo(j, info.delay * m, info.ratio / m, info.field)
     else:
@@ -172,8 +172,8 @@ def _batch_fold(rw: Rewriter, x: List[int], px: List[int], y: List[int], py: Lis
 
 
 @op_rule(aten.expand)
-def expand(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def expand(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     x, out = list(rw.values[arg].shape), list(rw.values[node].shape)
     lead = len(out) - len(x)
     probe = list(rw.probe_values[node].shape)
@@ -186,8 +186,8 @@ def expand(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.repeat)
-def repeat(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def repeat(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     repeats = list(rw.static(node, 1, "repeats"))
     lead = len(repeats) - rw.values[arg].dim()
     if repeats[info.dim + lead] != 1:
@@ -196,8 +196,8 @@ def repeat(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.slice)
-def slice_(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def slice_(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     x = rw.values[arg]
     dim = norm_dim(rw.static(node, 1, "dim", 0), x.dim())
     if dim != info.dim:
@@ -227,18 +227,17 @@ def _decimate(rw: Rewriter, node: fx.Node, arg: fx.Node, info: TimeInfo, first: 
     y, now = rw.env[arg], info
     if first:
         y, now = rw.emit_stream(Crop(first, 0), y, now, ndim)
-    target = -(-max(now.delay, 0) // step) * step
-    if target != now.delay:
-        y, now = rw.emit_stream(Delay(target - now.delay), y, now, ndim)
-    rw.multiples.append(frames_multiple(now.ratio, step))
+    lag = in_phase(now.delay, step)
+    if lag:
+        y, now = rw.emit_stream(Delay(lag), y, now, ndim)
+    rw.fold.require(now.ratio, step)
     rw.env[node] = rw.graph.call_function(aten.slice, (y, now.dim, 0, 9223372036854775807, step))
-    field = None if now.field is None else now.field
-    rw.info[node] = TimeInfo(now.dim, now.delay // step, now.ratio * step, field)
+    rw.info[node] = with_timing(now, grouped(timing_of(now), step, 1))
 
 
 @op_rule(aten.select)
-def select(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def select(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     dim = norm_dim(rw.static(node, 1, "dim"), rw.values[arg].dim())
     if dim == info.dim:
         raise rw.fail(node, "picks single time frames", "slice a range of frames instead")
@@ -246,8 +245,8 @@ def select(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.tensor_split)
-def split(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def split(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     name = node.target.overloadpacket.__name__
     dim = norm_dim(rw.static(node, 1 if name == "unbind" else 2, "dim", 0), rw.values[arg].dim())
     if dim == info.dim:
@@ -257,7 +256,7 @@ def split(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(operator.getitem)
-def getitem(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def getitem(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     container, index = node.args
     info = rw.info[container][index]
     structure = rw.env[container]
@@ -271,8 +270,8 @@ def getitem(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.flip, aten.roll, aten.index_select, aten.gather, aten.index)
-def reorder(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def reorder(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     name = node.target.overloadpacket.__name__
     if name == "index":
         raise rw.fail(node, "indexes a time-varying tensor with a tensor", "slice with integers")
@@ -286,7 +285,7 @@ def reorder(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.slice_scatter, aten.select_scatter, aten.copy)
-def scatter(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def scatter(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     name = node.target.overloadpacket.__name__
     base = rw.values[node.args[0]]
     if name != "copy":
@@ -296,14 +295,14 @@ def scatter(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
             raise rw.fail(node, "writes into a stretch of time", "write into channels, or compute it out of place")
     from streamify.convert.rules.combine import pointwise
 
-    pointwise(rw, node, tins)
+    pointwise(rw, node, time_args)
 
 
 @op_rule(aten.unfold)
-def framing(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def framing(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """``Tensor.unfold`` along time: :class:`~streamify.layers.Frame` (frames in torch's layout, time at the
     unfolded axis, the window last); along another axis: per frame."""
-    arg, info = tins[0]
+    arg, info = time_args[0]
     x = rw.values[arg]
     dim = norm_dim(rw.static(node, 1, "dimension", 0), x.dim())
     if dim != info.dim:
@@ -316,7 +315,7 @@ def framing(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.im2col)
-def unfold_2d(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def unfold_2d(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     raise rw.fail(
         node,
         "cuts time into frames with F.unfold (im2col), which has no streaming rule",
@@ -325,11 +324,11 @@ def unfold_2d(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.col2im)
-def overlap_add(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def overlap_add(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """``F.fold`` of ``[B, C*k, L]`` frames into ``[B, C, 1, T]`` (kernel ``(1, k)``, stride ``(1, s)``):
     :class:`~streamify.layers.OverlapAddFrames` (its left padding is delay; ``output_size`` only adds or
     cuts zeros at the end)."""
-    arg, info = tins[0]
+    arg, info = time_args[0]
     cols = rw.values[arg]
     out_size, kernel = rw.arg(node, 1, "output_size"), rw.static(node, 2, "kernel_size")
     dilation, padding, stride = (

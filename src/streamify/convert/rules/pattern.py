@@ -32,8 +32,8 @@ class Pattern:
 
 
 @op_rule(aten.ones_like, aten.zeros_like, aten.full_like, aten.empty_like, aten.new_ones, aten.new_zeros, aten.new_full)
-def like(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def like(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     rw.info[node] = Pattern(arg, info)
 
 

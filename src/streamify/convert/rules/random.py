@@ -27,18 +27,18 @@ RANDOM = (
 
 
 @op_rule(*RANDOM, static=True)
-def draw(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def draw(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """A draw that no time-varying tensor reaches: marked random (so is what is computed from it)."""
     rw.random.add(node)
     rw.info[node] = None
 
 
 @op_rule(*RANDOM)
-def draw_like(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def draw_like(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """A draw shaped like (or parametrized by) a time-varying tensor: drawn per buffer, frame by frame."""
     from streamify.convert.rules.combine import pointwise
 
-    pointwise(rw, node, tins)
+    pointwise(rw, node, time_args)
     rw.random_kept = True
 
 

@@ -17,8 +17,8 @@ aten = torch.ops.aten
 
 
 def _rnn(kind: str):
-    def rule(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-        arg, info = tins[0]
+    def rule(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+        arg, info = time_args[0]
         if arg is not node.args[0]:
             raise rw.fail(node, "takes its state from the signal", "let the recurrence start from zeros")
         hx = rw.arg(node, 1, "hx")

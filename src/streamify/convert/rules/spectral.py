@@ -37,8 +37,8 @@ aten = torch.ops.aten
     aten.fft_rfft2,
     aten.fft_irfft2,
 )
-def fft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-    arg, info = tins[0]
+def fft(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+    arg, info = time_args[0]
     ndim = rw.values[arg].dim()
     name = node.target.overloadpacket.__name__
     if name.startswith("_fft"):
@@ -58,26 +58,26 @@ def fft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.view_as_real, aten.view_as_complex)
-def complex_view(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def complex_view(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """[..., 2] real pairs <-> complex: the time axis keeps its index (it is never the pairs' axis)."""
-    arg, info = tins[0]
+    arg, info = time_args[0]
     if info.dim == rw.values[arg].dim() - 1 and node.target.overloadpacket is aten.view_as_complex:
         raise rw.fail(node, "pairs time frames into complex numbers", "pair channels instead")
     rw.env[node], rw.info[node] = rw.copy(node), info
 
 
 @op_rule(aten.real, aten.imag, aten.complex, aten.polar)
-def complex_parts(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def complex_parts(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     from streamify.convert.rules.combine import pointwise
 
-    pointwise(rw, node, tins)
+    pointwise(rw, node, time_args)
 
 
 @op_rule(aten.stft)
-def stft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def stft(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """``aten.stft`` (torch pads a centered STFT in Python before it: that pad has its own rule):
     :class:`~streamify.layers.STFT` with ``center=False``; complex frames, time last."""
-    arg, info = tins[0]
+    arg, info = time_args[0]
     x = rw.values[arg]
     if arg is not node.args[0] or info.dim != x.dim() - 1:
         raise rw.fail(node, "takes an STFT whose signal is not on the last axis", "give torch.stft [batch, time]")
@@ -102,9 +102,9 @@ def stft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.istft)
-def istft(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def istft(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     """``aten.istft``: :class:`~streamify.layers.ISTFT` (``length`` only cuts or pads the end: ignored)."""
-    arg, info = tins[0]
+    arg, info = time_args[0]
     spec = rw.values[arg]
     if arg is not node.args[0] or info.dim != spec.dim() - 1:
         raise rw.fail(

@@ -36,10 +36,10 @@ def _first(v: Any) -> Any:
     return v[0] if isinstance(v, (list, tuple)) else v
 
 
-def _single(rw: Rewriter, node: fx.Node, tins: Pairs, what: str):
-    if len(tins) != 1 or tins[0][0] is not node.args[0]:
+def _single(rw: Rewriter, node: fx.Node, time_args: Pairs, what: str):
+    if len(time_args) != 1 or time_args[0][0] is not node.args[0]:
         raise rw.fail(node, f"{what} with time-varying weights or several time inputs", "use constant weights")
-    return tins[0]
+    return time_args[0]
 
 
 def _build(rw: Rewriter, node: fx.Node, make: Callable[[], StreamingModule]) -> StreamingModule:
@@ -52,14 +52,14 @@ def _build(rw: Rewriter, node: fx.Node, make: Callable[[], StreamingModule]) -> 
 def _as_1d(
     rw: Rewriter,
     node: fx.Node,
-    tins: Pairs,
+    time_args: Pairs,
     build: Callable[[int], StreamingModule],
     per_frame: Callable[[int], bool],
     one_d_ok: Callable[[int], bool],
 ) -> None:
     """Apply a 1-D time layer to the input of ``node``: directly for ``[B, C, T]``; for ``[B, C, H, W]``
     with time on H or W, per frame (kept) or per row of the other axis (folded into the batch)."""
-    arg, info = _single(rw, node, tins, "a window op")
+    arg, info = _single(rw, node, time_args, "a window op")
     if info.folded:
         raise rw.fail(node, "slides a window over time merged with the batch axis", "split time from the batch first")
     x = rw.values[arg]
@@ -119,7 +119,7 @@ def _pick(v: Any, axis: int, n: int) -> Any:
 
 
 @op_rule(aten.conv1d, aten.conv2d, aten.convolution, aten.conv_transpose1d)
-def conv(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def conv(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     weight, bias, stride, padding, dilation, transposed, output_padding, groups = _conv_args(rw, node)
     n = weight.dim() - 2
     if n not in (1, 2):
@@ -166,12 +166,12 @@ def conv(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
             and _pick(padding, axis, n) in (0, "valid", "same")
         )
 
-    _as_1d(rw, node, tins, build, per_frame, one_d_ok)
+    _as_1d(rw, node, time_args, build, per_frame, one_d_ok)
 
 
 def _pad_rule(mode_of: Callable[[Rewriter, fx.Node], str]):
-    def rule(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
-        arg, info = _single(rw, node, tins, "a pad")
+    def rule(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
+        arg, info = _single(rw, node, time_args, "a pad")
         x = rw.values[arg]
         pad = list(rw.arg(node, 1, "pad"))
         mode = mode_of(rw, node)
@@ -216,7 +216,7 @@ op_rule(aten._pad_circular)(_pad_rule(lambda rw, node: "circular"))
 
 
 @op_rule(aten.avg_pool1d)
-def avg_pool(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def avg_pool(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     kernel = _first(rw.static(node, 1, "kernel_size"))
     stride = rw.static(node, 2, "stride", [])
     stride = kernel if stride in (None, [], ()) else _first(stride)
@@ -225,7 +225,7 @@ def avg_pool(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     _as_1d(
         rw,
         node,
-        tins,
+        time_args,
         lambda a: _build(rw, node, lambda: AvgPool1d(kernel, stride, padding, ceil, count)),
         lambda a: False,
         lambda a: False,
@@ -233,7 +233,7 @@ def avg_pool(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
 
 
 @op_rule(aten.max_pool1d, aten.max_pool1d_with_indices)
-def max_pool(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+def max_pool(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
     if node.target.overloadpacket is aten.max_pool1d_with_indices and any(
         u.target is not __import__("operator").getitem or u.args[1] != 0 for u in node.users
     ):
@@ -243,9 +243,9 @@ def max_pool(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
     stride = kernel if stride in (None, [], ()) else _first(stride)
     padding, dilation = _first(rw.static(node, 3, "padding", 0)), _first(rw.static(node, 4, "dilation", 1))
     ceil = rw.static(node, 5, "ceil_mode", False)
-    arg, info = _single(rw, node, tins, "a pool")
+    arg, info = _single(rw, node, time_args, "a pool")
     layer = _build(rw, node, lambda: MaxPool1d(kernel, stride, padding, dilation, ceil))
-    _as_1d(rw, node, tins, lambda a: layer, lambda a: False, lambda a: False)
+    _as_1d(rw, node, time_args, lambda a: layer, lambda a: False, lambda a: False)
     if node.target.overloadpacket is aten.max_pool1d_with_indices:
         rw.env[node], rw.info[node] = (rw.env[node], None), (rw.info[node], None)
 
@@ -264,7 +264,7 @@ def _scales(rw: Rewriter, node: fx.Node, n: int) -> List[float]:
 
 
 def _upsample_rule(mode: str, n: int):
-    def rule(rw: Rewriter, node: fx.Node, tins: Pairs) -> None:
+    def rule(rw: Rewriter, node: fx.Node, time_args: Pairs) -> None:
         if mode == "linear" and rw.arg(node, 2, "align_corners", False):
             raise rw.fail(
                 node, "uses align_corners=True, which depends on the signal length", "use align_corners=False"
@@ -279,7 +279,7 @@ def _upsample_rule(mode: str, n: int):
                 )
             return _build(rw, node, lambda: upsample(int(scale), mode))
 
-        _as_1d(rw, node, tins, build, lambda axis: scales[axis] == 1, lambda axis: scales[axis] == 1)
+        _as_1d(rw, node, time_args, build, lambda axis: scales[axis] == 1, lambda axis: scales[axis] == 1)
 
     return rule
 

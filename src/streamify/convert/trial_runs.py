@@ -104,11 +104,11 @@ def run_model(model: nn.Module, method: str, example: Tensor) -> None:
         with torch.no_grad():
             run(example)
     except Exception as error:
-        from streamify.convert.capture import _user_frame
+        from streamify.convert.sources import user_frame
 
         raise StreamingError(
             f"streamify: convert: {type(model).__name__}.{method} fails on the example {tuple(example.shape)}"
-            f"{_user_frame(error)}: {type(error).__name__}: {_first_line(error)}. Likely {length_advice(run, model, example)}"
+            f"{user_frame(error)}: {type(error).__name__}: {_first_line(error)}. Likely {length_advice(run, model, example)}"
         ) from error
 
 
