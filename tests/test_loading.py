@@ -97,3 +97,12 @@ def test_the_first_conv_is_found_once_for_guessing_and_for_refusals() -> None:
 
 def test_the_example_is_seeded() -> None:
     assert torch.equal(example(2, 64), example(2, 64)) and example(1, 8, torch.float64).dtype == torch.float64
+
+
+def test_the_package_docstring_example_runs() -> None:
+    import doctest
+
+    import streamify.loading
+
+    result = doctest.testmod(streamify.loading)
+    assert result.attempted >= 1 and result.failed == 0
