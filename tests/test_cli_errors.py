@@ -210,7 +210,7 @@ def test_a_missing_factory_lists_the_module_s_own_factories(tmp_path, monkeypatc
     lines += [f"def make{i}():\n    return Net0()" for i in range(8)]
     (tmp_path / "manyfactories.py").write_text("\n".join(lines) + "\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    from streamify.models.loading import factories, load_model
+    from streamify.loading import factories, load_model
 
     module = importlib.import_module("manyfactories")
     assert factories(module) == [f"make{i}" for i in range(8)] + [f"Net{i}" for i in range(6)]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from streamify import StreamingError
 from streamify.cli import app
-from streamify.models.loading import load_model, streaming_model
+from streamify.loading import load_model, streaming_model
 
 runner = CliRunner()
 

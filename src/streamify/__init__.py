@@ -16,7 +16,7 @@ from streamify._version import __version__
 from streamify.convert import StreamingModel, convert
 from streamify.convert.rules import register
 from streamify.export import export_nn_tilde
-from streamify.inspect import inspect
+from streamify.layer_report import inspect
 from streamify.layers import StreamingError, StreamingModule
 from streamify.state import get_state, initial_state, reset, set_state, set_streaming, step
 from streamify.tuning import tune

@@ -283,7 +283,7 @@ def pretrained_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pretrained_model():
-    from streamify.models.loading import load_model
+    from streamify.loading import load_model
 
     return load_model("pretrained")
 

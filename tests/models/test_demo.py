@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from streamify import cli
+from streamify import demo_run
 from streamify.cli import app
 from streamify.exactness import compare_streamed, measure_delay, stream_signal
 from streamify.layers import Sequential
@@ -159,28 +159,28 @@ def test_demo_float64_and_threads_option() -> None:
 
 
 def test_demo_fails_when_the_stream_is_off_by_one_sample(monkeypatch) -> None:
-    original = cli.demo_stream
+    original = demo_run.demo_stream
 
     def broken(*args, **kwargs):
         stream = original(*args, **kwargs)
         stream.delay += 1  # what a wrong latency would give: the check must see it
         return stream
 
-    monkeypatch.setattr(cli, "demo_stream", broken)
+    monkeypatch.setattr(demo_run, "demo_stream", broken)
     result = runner.invoke(app, ["demo", "--seconds", "0.5"])
     assert result.exit_code == 1
     assert "FAIL" in result.output
 
 
 def test_demo_flags_a_real_time_factor_above_one(monkeypatch) -> None:
-    original = cli.stream_and_compare
+    original = demo_run.stream_and_compare
 
     def slow(*args, **kwargs):
         run = original(*args, **kwargs)
         run.buffer_seconds = [10.0 for _ in run.buffer_seconds]
         return run
 
-    monkeypatch.setattr(cli, "stream_and_compare", slow)
+    monkeypatch.setattr(demo_run, "stream_and_compare", slow)
     result = runner.invoke(app, ["demo", "--seconds", "0.5"])
     assert result.exit_code == 0, result.output
     assert "slower than real time" in result.output
@@ -224,14 +224,14 @@ def test_demo_input_fails_when_the_stream_is_off_by_one_sample(tmp_path, monkeyp
     pytest.importorskip("soxr")
     t = torch.arange(22050) / 22050
     soundfile.write(tmp_path / "in.wav", (0.3 * torch.sin(2 * torch.pi * 440 * t)).numpy(), 22050)
-    original = cli.demo_stream
+    original = demo_run.demo_stream
 
     def broken(*args, **kwargs):
         stream = original(*args, **kwargs)
         stream.delay += 1
         return stream
 
-    monkeypatch.setattr(cli, "demo_stream", broken)
+    monkeypatch.setattr(demo_run, "demo_stream", broken)
     result = runner.invoke(app, ["demo", "--input", str(tmp_path / "in.wav"), "--seconds", "0.5"])
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and "own rounding" in result.output

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 import streamify
 from streamify.convert import convert
 from streamify.exactness import compare_streamed, stream_signal
+from streamify.loading import load_model
 from streamify.models import RAVE, load_checkpoint, rave, save_weights
-from streamify.models.loading import load_model
 from streamify.models.pqmf import PQMFAnalysis, PQMFSynthesis
 from streamify.models.presets import SMALL, V2
 

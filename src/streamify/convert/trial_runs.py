@@ -9,7 +9,7 @@ The errors here name the layer, its source line, the real cause and the length t
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.fx as fx
@@ -64,18 +64,27 @@ def _resized(example: Tensor, length: int) -> Tensor:
     return example.repeat(1, 1, reps)[..., :length].contiguous()
 
 
-def _channel_mismatch(model: nn.Module, example: Tensor) -> Optional[str]:
-    """Where the first conv of ``model`` (module order) takes another channel count than ``example`` has."""
+def first_conv(model: nn.Module) -> Optional[Tuple[str, nn.Module]]:
+    """The first ``Conv1d`` or ``ConvTranspose1d`` of ``model`` in module order, named ``"path: Class"``, or None.
+
+    Its ``in_channels`` are what the model most likely takes (:func:`streamify.loading.guess_channels`).
+    """
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            if module.in_channels != example.size(1):
-                return (
-                    f"the example has {example.size(1)} channels but the first conv ({name or type(model).__name__}: "
-                    f"{type(module).__name__}) takes {module.in_channels}; give an example "
-                    f"[batch, {module.in_channels}, time]"
-                )
-            return None
+            return f"{name or type(model).__name__}: {type(module).__name__}", module
     return None
+
+
+def _channel_mismatch(model: nn.Module, example: Tensor) -> Optional[str]:
+    """Where the first conv of ``model`` (module order) takes another channel count than ``example`` has."""
+    found = first_conv(model)
+    if found is None or found[1].in_channels == example.size(1):
+        return None
+    label, conv = found
+    return (
+        f"the example has {example.size(1)} channels but the first conv ({label}) takes {conv.in_channels}; "
+        f"give an example [batch, {conv.in_channels}, time]"
+    )
 
 
 def length_advice(run: Callable[[Tensor], Any], model: nn.Module, example: Tensor) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, Dict, Iterator, List, Optional
 
 import torch
 import typer
@@ -155,97 +156,133 @@ def export(
 
     The model is converted with streamify.convert, each method is checked the way a host runs it (nn~: buffer sizes 256 to 8192 and batch 1 and 2; ONNX: against the PyTorch stream; Neutone: saved by neutone-sdk, then streamed as the plugin does), and the file is written only if every check passes.
     """
-    from streamify.models.loading import guess_channels, input_refusal, load_model
-    from streamify.models.rave_runs import is_rave_run
+    from streamify.loading import Kind, check_run_options, kind_of
 
     out = Console(highlight=False)
-    model = chosen_model(model, model_option)
-    if is_rave_run(model):
-        given = [
-            name
-            for name, value in (("--weights", weights), ("--channels", channels), ("--sample-rate", sample_rate))
-            if value is not None
-        ]
-        if given:
-            fail(
-                f"streamify: export: {', '.join(given)} do not apply to an acids-rave run ({model}): its config.gin "
-                "and checkpoint give the weights, channels and sample rate; leave them out"
-            )
-        _export_rave_run(out, model, output, format, method, fidelity, noise, tune, tune_batch)
-        return
-    methods = list(method or ["forward"])
-    kind = _format_of(output, format)
-    example: Optional[torch.Tensor] = None
-    with said_stages():
+    spec = chosen_model(model, model_option)
+    if kind_of(spec) is Kind.rave_run:
         try:
-            if kind is ExportFormat.onnx:  # a missing package is said before the model loads and converts
-                from streamify.export.onnx_export.runtime import _require
-
-                _require("onnx")
-                _require("onnxruntime")
-            elif kind is ExportFormat.neutone:
-                from streamify.export.neutone import import_neutone
-
-                import_neutone("export")
-            stage(f"loading the model {model}")
-            loaded = load_model(model, weights)
-            if channels is None:
-                channels = guess_channels(loaded)
-                if channels != 1:
-                    out.print(f"input channels: {channels} (guessed from the model's first conv; --channels to change)")
-            if (
-                not method
-                and kind is ExportFormat.nn_tilde
-                and all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
-            ):
-                methods = ["encode", "decode", "forward"]
-            _check_methods(loaded, model, methods)
-            if sample_rate is None:
-                sample_rate = int(getattr(loaded, "sample_rate", 48000))
-            generator = torch.Generator().manual_seed(0)
-            example = torch.randn(1, channels, length, generator=generator)
-            if kind is ExportFormat.neutone:
-                from streamify.export.neutone import describe_neutone, export_neutone
-
-                if method and methods != ["forward"]:
-                    raise StreamingError(
-                        "streamify: export: a Neutone model streams forward (audio to audio); drop --method"
-                    )
-                meta = dict(name=name, authors=author or [], description=description, tags=tag or [])
-                export_neutone(loaded, output, example, sample_rate, version=model_version, **meta)
-                out.print(describe_neutone(output))
-            elif kind is ExportFormat.onnx:
-                if len(methods) != 1:
-                    raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
-                from streamify.export.onnx_export import describe_onnx, export_onnx
-
-                export_onnx(
-                    loaded, output, example, method=methods[0], sample_rate=sample_rate, buffer_size=buffer_size
-                )
-                out.print(describe_onnx(output))
-            else:
-                from streamify.export.nn_tilde import describe_file, export_nn_tilde
-
-                export_nn_tilde(
-                    loaded,
-                    output,
-                    example,
-                    methods=methods,
-                    sample_rate=sample_rate,
-                    tune_buffers=_sizes(tune, "--tune"),
-                    tune_batches=_sizes(tune_batch, "--tune-batch") or [1],
-                )
-                out.print(describe_file(output))
-        except Exception as error:
-            # the model itself failing on the audio example (a wrong --channels) is the cause to report
-            audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
-            refusal = input_refusal(loaded, example, audio_methods) if example is not None else None
-            if refusal is not None:
-                fail(refusal)
-            if isinstance(error, StreamingError):
-                fail(error)
-            raise
+            check_run_options(spec, weights, channels, sample_rate)
+        except StreamingError as error:
+            fail(error)
+        _export_rave_run(out, spec, output, format, method, fidelity, noise, tune, tune_batch)
+        return
+    neutone = dict(name=name, authors=author or [], description=description, tags=tag or [], version=model_version)
+    job = _Job(spec, _format_of(output, format), output, method, length, buffer_size, tune, tune_batch, neutone)
+    with said_stages():
+        _export_model(out, job, weights, channels, sample_rate)
     out.print(f"[green]wrote[/green] {output}")
+
+
+@dataclass
+class _Job:
+    """What ``streamify export`` was asked to write (all but the model's loading options)."""
+
+    spec: str
+    format: ExportFormat
+    output: Path
+    methods: Optional[List[str]]  # as given (None: the default for the model and format)
+    length: int
+    buffer_size: Optional[int]
+    tune: Optional[str]
+    tune_batch: str
+    neutone: Dict[str, object]
+
+
+def _export_model(
+    out: Console, job: _Job, weights: Optional[str], channels: Optional[int], sample_rate: Optional[int]
+) -> None:
+    """Resolve, check and write a PyTorch model (:mod:`streamify.loading`); a refusal ends the command in one line."""
+    from streamify.loading import example, input_refusal, resolve
+
+    methods = list(job.methods or ["forward"])
+    loaded: Optional[torch.nn.Module] = None
+    x: Optional[torch.Tensor] = None
+    try:
+        _require_format(job.format)  # a missing package is said before the model loads and converts
+        stage(f"loading the model {job.spec}")
+        resolved = resolve(job.spec, weights, channels=channels, sample_rate=sample_rate)
+        if resolved.module is None:
+            raise StreamingError(
+                f"streamify: export: {job.spec} is an exported {resolved.kind.value} file already; export the "
+                "model it was made from (its factory or checkpoint)"
+            )
+        loaded = resolved.module
+        if resolved.channels_guessed and resolved.channels != 1:
+            out.print(
+                f"input channels: {resolved.channels} (guessed from the model's first conv; --channels to change)"
+            )
+        methods = _methods(loaded, job)
+        x = example(int(resolved.channels or 1), job.length)
+        _write(out, job, loaded, x, methods, resolved.sample_rate or 48000)
+    except Exception as error:
+        # the model itself failing on the audio example (a wrong --channels) is the cause to report
+        audio_methods = [m for m in methods if m in ("forward", "encode")] or methods[:1]
+        refusal = input_refusal(loaded, x, audio_methods) if loaded is not None and x is not None else None
+        if refusal is not None:
+            fail(refusal)
+        if isinstance(error, StreamingError):
+            fail(error)
+        raise
+
+
+def _require_format(kind: ExportFormat) -> None:
+    """Refuse a format whose optional packages are missing (one line naming the extra)."""
+    if kind is ExportFormat.onnx:
+        from streamify.export.onnx_export.runtime import _require
+
+        _require("onnx")
+        _require("onnxruntime")
+    elif kind is ExportFormat.neutone:
+        from streamify.export.neutone import import_neutone
+
+        import_neutone("export")
+
+
+def _methods(loaded: torch.nn.Module, job: _Job) -> List[str]:
+    """The methods to export: those given, else ``forward``; an autoencoder (``encode`` and ``decode``) to nn~:
+    all three. Refuses a method the model does not have, and several for one-method formats."""
+    methods = list(job.methods or ["forward"])
+    autoencoder = all(callable(getattr(loaded, m, None)) for m in ("encode", "decode"))
+    if not job.methods and job.format is ExportFormat.nn_tilde and autoencoder:
+        methods = ["encode", "decode", "forward"]
+    _check_methods(loaded, job.spec, methods)
+    return methods
+
+
+def _write(
+    out: Console, job: _Job, loaded: torch.nn.Module, x: torch.Tensor, methods: List[str], sample_rate: int
+) -> None:
+    """Export ``loaded`` (converted on the example ``x``) to ``job.output`` in its format, and describe the file."""
+    if job.format is ExportFormat.neutone:
+        from streamify.export.neutone import describe_neutone, export_neutone
+
+        if job.methods and methods != ["forward"]:
+            raise StreamingError("streamify: export: a Neutone model streams forward (audio to audio); drop --method")
+        meta = dict(job.neutone)
+        version = str(meta.pop("version"))
+        export_neutone(loaded, job.output, x, sample_rate, version=version, **meta)  # type: ignore[arg-type]
+        out.print(describe_neutone(job.output))
+    elif job.format is ExportFormat.onnx:
+        if len(methods) != 1:
+            raise StreamingError("streamify: export: an ONNX file holds one method; pass one --method")
+        from streamify.export.onnx_export import describe_onnx, export_onnx
+
+        export_onnx(loaded, job.output, x, method=methods[0], sample_rate=sample_rate, buffer_size=job.buffer_size)
+        out.print(describe_onnx(job.output))
+    else:
+        from streamify.export import describe_file, export_nn_tilde
+
+        export_nn_tilde(
+            loaded,
+            job.output,
+            x,
+            methods=methods,
+            sample_rate=sample_rate,
+            tune_buffers=_sizes(job.tune, "--tune"),
+            tune_batches=_sizes(job.tune_batch, "--tune-batch") or [1],
+        )
+        out.print(describe_file(job.output))
 
 
 @contextlib.contextmanager
@@ -294,7 +331,7 @@ def _export_rave_run(
     """``streamify export RUN``: an acids-rave run to an nn~ file (streamify.export.rave)."""
     if _format_of(output, chosen) is not ExportFormat.nn_tilde:
         fail("streamify: export: an acids-rave run is exported to an nn~ file; name the output .ts")
-    from streamify.export.nn_tilde import describe_file
+    from streamify.export import describe_file
     from streamify.export.rave import METHODS, export_rave_run
 
     try:

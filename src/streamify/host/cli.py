@@ -14,8 +14,9 @@ import typer
 from rich.console import Console
 
 MODEL_HELP = (
-    "A factory 'package.module:factory' (with --weights), a checkpoint of our models, 'demo', "
-    "an nn~ TorchScript file (.ts) or an ONNX file with explicit state (.onnx)."
+    "A factory 'package.module:factory' (with --weights), a checkpoint of our models, 'demo', 'pretrained', "
+    "an acids-rave run (its folder or a .ckpt in it), an nn~ TorchScript file (.ts) or an ONNX file with "
+    "explicit state (.onnx)."
 )
 
 

@@ -9,19 +9,21 @@ each group of ``in_ratio``; each output frame of a method with ``out_ratio`` > 1
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from streamify.layers.base import StreamingError, StreamingModule
+
+if TYPE_CHECKING:
+    from streamify.loading import Resolved
 
 
 class HostError(StreamingError):
@@ -399,61 +401,44 @@ class OnnxModel(HostModel):
 
 
 def load_host_model(
-    spec: Union[str, Path, nn.Module],
+    spec: Union[str, Path, nn.Module, HostModel, Resolved],
     weights: Optional[Union[str, Path]] = None,
     method: str = "forward",
     channels: Optional[int] = None,
     sample_rate: Optional[int] = None,
     threads: int = 1,
 ) -> HostModel:
-    """The model a host runs, whatever its kind.
+    """The model a host runs, whatever its kind (resolved by :func:`streamify.loading.resolve`).
 
     Args:
-        spec: an ``nn.Module`` (converted unless it already streams); a ``.ts`` file (nn~ TorchScript);
-            an ``.onnx`` file (streamify's explicit-state export); else what
-            :func:`streamify.models.loading.load_model` accepts (``demo``, ``package.module:factory``, ...).
+        spec: a :class:`~streamify.loading.Resolved`; an ``nn.Module`` (converted unless it already streams); a
+            ``.ts`` file (nn~ TorchScript);
+            an ``.onnx`` file (streamify's explicit-state export); else what :func:`streamify.loading.resolve`
+            accepts (``demo``, ``package.module:factory``, a checkpoint, an acids-rave run, ...).
         weights: state dict for a factory.
         method: the method to run (``forward``, ``encode``, ``decode``).
         channels: input channels for converting a PyTorch model (default: the first conv's input channels).
         sample_rate: the model's rate in Hz when the model does not record it.
         threads: ONNX Runtime intra-op threads (PyTorch's are set by the caller, see :func:`set_torch_threads`).
     """
+    from streamify.loading import Kind, resolve, to_stream
+
     if isinstance(spec, HostModel):
         return spec
-    if isinstance(spec, nn.Module):
-        return _torch_model(spec, type(spec).__name__, method, channels, sample_rate)
-    name = str(spec)
-    suffix = Path(name).suffix.lower()
-    if suffix in (".ts", ".onnx"):
-        if not Path(name).is_file():
-            raise HostError(f"streamify: model file {name} does not exist")
-        if suffix == ".ts":
-            return ScriptModel(name, method, sample_rate)
+    resolved = resolve(spec, weights, channels=channels, sample_rate=sample_rate)
+    name = resolved.spec
+    if resolved.kind is Kind.torchscript:
+        return ScriptModel(name, method, sample_rate)
+    if resolved.kind is Kind.onnx:
         if method != "forward":
             raise HostError(f"streamify: {name}: an ONNX file holds one method; drop --method {method}")
         return OnnxModel(name, sample_rate, threads)
-    from streamify.models.loading import load_model
-
-    kwargs = {"method": method} if "method" in inspect.signature(load_model).parameters else {}
-    try:
-        model = load_model(name, weights, **kwargs)
-    except StreamingError:
-        raise
-    except (OSError, RuntimeError, ValueError, KeyError) as error:
-        raise HostError(f"streamify: cannot load model {name!r}: {str(error).splitlines()[0]}") from error
-    return _torch_model(model, name, method, channels, sample_rate)
-
-
-def _torch_model(
-    model: nn.Module, name: str, method: str, channels: Optional[int], sample_rate: Optional[int]
-) -> TorchModel:
-    from streamify.models.loading import guess_channels, streaming_model
-
-    if sample_rate is None:
-        sample_rate = getattr(model, "sample_rate", None)
-        sample_rate = int(sample_rate) if isinstance(sample_rate, (int, float)) and sample_rate > 0 else None
-    stream = streaming_model(model, channels or guess_channels(model), method=method)
-    return TorchModel(stream, name, sample_rate)
+    if resolved.kind is Kind.neutone:
+        raise HostError(
+            f"streamify: {name} is a Neutone FX model: it runs in the Neutone plugin of a DAW; to run the model "
+            "here, give its source model or export it as .ts (streamify export -o model.ts)"
+        )
+    return TorchModel(to_stream(resolved, method), name, resolved.sample_rate)
 
 
 def set_torch_threads(threads: int) -> str:

@@ -54,7 +54,7 @@ class ModelReport:
                     str(layer.input_delay),
                     str(layer.delay),
                     f"{layer.input_rate}->{layer.output_rate}",
-                    _bytes(layer.cache_bytes),
+                    human_bytes(layer.cache_bytes),
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -68,12 +68,13 @@ class ModelReport:
             f"rate: {self.ratio} input samples per output frame",
             f"buffer multiple: {self.buffer_multiple} samples",
             f"receptive field: {field_text}",
-            f"cache memory: {_bytes(self.cache_bytes)} for batch {self.batch}",
+            f"cache memory: {human_bytes(self.cache_bytes)} for batch {self.batch}",
         ]
         return "\n".join(lines)
 
 
-def _bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """``n`` bytes for a reader: ``"512 B"``, ``"1.5 KiB"``, ``"2.0 MiB"``, ``"3.1 GiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

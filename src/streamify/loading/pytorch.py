@@ -1,4 +1,7 @@
-"""Models named on the command line: a built-in one, or ``package.module:factory`` with optional weights.
+"""PyTorch models named by a spec: a built-in one, a checkpoint, or ``package.module:factory`` with optional weights.
+
+Part of :mod:`streamify.loading` (the one place a model spec is resolved); :func:`streamify.loading.resolve`
+dispatches here for the PyTorch kinds.
 
 Everything a user can get wrong here (a module that does not import, a weights file that is
 missing, unreadable, refused or of another model, an example of the wrong channel count) raises
@@ -7,20 +10,18 @@ missing, unreadable, refused or of another model, an example of the wrong channe
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import os
 import sys
 import types
 from pathlib import Path
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Union
 
-import torch
 from torch import Tensor, nn
 
 from streamify.cli_errors import one_line, where
-from streamify.layers.base import StreamingError, StreamingModule
+from streamify.layers.base import StreamingError
 from streamify.models.torch_files import load_tensors, unreadable
 
 BUILTIN = ("demo", "pretrained")
@@ -203,73 +204,4 @@ def _first(names: Sequence[str], count: int = 3) -> str:
     return shown + (", ..." if len(names) > count else "")
 
 
-def _first_conv(model: nn.Module) -> Optional[Tuple[str, int]]:
-    """The name of the first conv of ``model`` (module order) and its input channels, if it has one."""
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            return f"{name or type(model).__name__}: {type(module).__name__}", module.in_channels
-    return None
-
-
-def guess_channels(model: nn.Module) -> int:
-    """The input channels a model takes, guessed as those of its first conv (module order); 1 without one."""
-    first = _first_conv(model)
-    return int(first[1]) if first is not None else 1
-
-
-def input_refusal(model: nn.Module, example: Tensor, methods: Sequence[str]) -> Optional[StreamingError]:
-    """Why ``model`` fails on ``example`` offline (a StreamingError for the command line), or None if it runs."""
-    for method in methods:
-        try:
-            with torch.no_grad():
-                getattr(model, method)(example)
-        except Exception as error:
-            first = _first_conv(model)
-            if first is not None and first[1] != example.size(1):
-                hint = f"its first conv ({first[0]}) takes {first[1]} channels: pass --channels {first[1]}"
-            else:
-                hint = "check --channels and --length"
-            return StreamingError(
-                f"streamify: the model's {method} fails on an input of shape {list(example.shape)} "
-                f"(--channels {example.size(1)}, --length {example.size(-1)}): {type(error).__name__}: "
-                f"{one_line(str(error), 300)}; {hint}"
-            )
-    return None
-
-
-@contextlib.contextmanager
-def inputs_checked(model: nn.Module, example: Tensor, methods: Sequence[str]) -> Iterator[None]:
-    """Turn a failure of the conversion inside the block into a :func:`input_refusal` where the model itself
-    fails on ``example`` (a wrong ``--channels``); other failures pass through unchanged."""
-    try:
-        yield
-    except Exception as error:
-        # the converter's own refusals stand, unless the model cannot even run on the example: then
-        # the command line's options (--channels, --length) are the cause, and the refusal says so
-        refusal = input_refusal(model, example, methods)
-        if refusal is not None:
-            raise refusal from error
-        raise
-
-
-def streaming_model(
-    model: nn.Module, channels: int, length: int = 32768, method: str = "forward", dtype: torch.dtype = torch.float32
-) -> StreamingModule:
-    """``model`` itself if it already streams, else its conversion on a random example ``[1, channels, length]``.
-
-    Raises:
-        StreamingError: the conversion's refusal, or the model's own failure on the example (a
-            wrong channel count).
-    """
-    if isinstance(model, StreamingModule):
-        return model.to(dtype)
-    from streamify.convert import convert
-
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randn(1, channels, length, generator=generator, dtype=dtype)
-    model = model.to(dtype)
-    with inputs_checked(model, example, [method]):
-        return convert(model, example, method=method)
-
-
-__all__: List[str] = ["BUILTIN", "input_refusal", "inputs_checked", "load_model", "load_weights", "streaming_model"]
+__all__: List[str] = ["BUILTIN", "CHECKPOINT_SUFFIXES", "factories", "load_model", "load_weights"]
