@@ -101,6 +101,31 @@ def python_stream(path: Path, method: str, signal: np.ndarray, buffer: int) -> n
     return torch.cat(outs).numpy()
 
 
+def offline_forward(path: Path, signal: np.ndarray, multiple: int = 2048) -> np.ndarray:
+    """``forward`` of an offline file (e.g. ``rave export`` without ``--streaming``) on the whole signal, one call.
+
+    The signal is zero-padded to a whole number of ``multiple`` samples. Shape: ``[samples]`` -> ``[padded]``.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    padded = np.zeros(-(-signal.size // multiple) * multiple, dtype=np.float32)
+    padded[: signal.size] = signal
+    with torch.inference_mode():
+        return torch.jit.load(str(path)).forward(torch.from_numpy(padded).view(1, 1, -1))[0, 0].numpy()
+
+
+def stated_delay(path: Path, method: str = "forward") -> Optional[int]:
+    """The delay a streamify file states for ``method`` (samples); None for other files."""
+    from streamify import StreamingError
+    from streamify.export import read_info
+
+    try:
+        return int(read_info(path)["methods"][method]["delay_samples"])
+    except (StreamingError, KeyError):
+        return None
+
+
 class PdRun:
     """One Pd process on a generated patch: its console lines (with arrival times), rusage, output."""
 
@@ -254,6 +279,16 @@ def chain_exactness(run: PdRun, ref: np.ndarray, buffer: int, tol: float = 1e-5)
     return found
 
 
+def offline_exactness(run: PdRun, offline: np.ndarray, path: Path, buffer: int) -> Dict[str, object]:
+    """Pd's ``forward`` output against an offline file's output: at the stated delay plus nn~'s, and the best lag."""
+    found: Dict[str, object] = {}
+    delay = stated_delay(path)
+    if delay is not None:
+        found["stated"] = compare_at(run.output, offline, 2 * buffer - BLOCK + delay)
+    found["best"] = compare_at(run.output, offline, best_lag(run.output, offline, SR * 3 // 2, points=1024))
+    return found
+
+
 def describe(name: str, t: Dict[str, float], buffer: int) -> str:
     budget = buffer / SR * 1000
     return (
@@ -279,11 +314,22 @@ def describe_exact(found: Dict[str, float], chain: bool) -> str:
     return text + f" ({found['max_rel']:.2e} of the peak); best lag {best['lag']}: {best['max_rel']:.2e}"
 
 
+def describe_offline(found: Dict[str, object], name: str) -> str:
+    text = f"    vs the offline file {name}:"
+    if "stated" in found:
+        text += (
+            f" at the stated delay + 2B-64 ({found['stated']['lag']}): {found['stated']['max_rel']:.2e} of the peak;"
+        )
+    return text + f" best lag {found['best']['lag']}: {found['best']['max_rel']:.2e} of the peak"
+
+
 class Bench:
     """The alternated runs over the files, with the Python references computed once per file."""
 
     def __init__(self, args, signal: np.ndarray) -> None:
         self.args, self.signal, self.refs, self.results = args, signal, {}, []
+        self.offline = {Path(a).resolve(): Path(b) for a, b in args.offline or []}
+        self.offline_refs: Dict[Path, np.ndarray] = {}
 
     def reference(self, path: Path) -> np.ndarray:
         if path not in self.refs:
@@ -297,6 +343,12 @@ class Bench:
         entry["exact"] = forward_exactness(pd_run, self.reference(path), b)
         print(f"[{round_}] " + describe(f"{path.name} forward", entry, b), flush=True)
         print(describe_exact(entry["exact"], chain=False), flush=True)
+        offline = self.offline.get(path.resolve())
+        if offline is not None:
+            if offline not in self.offline_refs:
+                self.offline_refs[offline] = offline_forward(offline, self.signal)
+            entry["offline"] = offline_exactness(pd_run, self.offline_refs[offline], path, b)
+            print(describe_offline(entry["offline"], offline.name), flush=True)
         self.results.append(entry)
         if self.args.chain:
             params = method_params(path, ["encode", "decode"])
@@ -317,6 +369,43 @@ class Bench:
         self.results.append(entry)
 
 
+def _span(values: List[float], digits: int) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else f"{low:.{digits}f}-{high:.{digits}f}"
+
+
+def _exact_cell(entry: Dict[str, object]) -> str:
+    found = entry["exact"]
+    if entry["patch"] == "forward":
+        return "bit-exact" if found["max_abs"] == 0.0 else f"{found['max_rel']:.1e} of the peak"
+    return (
+        f"lag {found['lag']}: {found['max_rel']:.1e}; before the signal max {found['before_max']:.2g}; "
+        f"settles in {found['settle_samples']} samples"
+    )
+
+
+def summary(results: List[Dict[str, object]]) -> str:
+    """A markdown table of the runs: ranges over the rounds of each file and patch."""
+    rows = [
+        "| file | patch | load wall (s) | load CPU (s) | calls 1, 2 (ms) | CPU s per s | peak RSS (MB) | exactness |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|---|")
+    keys = []
+    for entry in results:
+        if entry["file"] is not None and (entry["file"], entry["patch"]) not in keys:
+            keys.append((entry["file"], entry["patch"]))
+    for file, patch in keys:
+        runs = [e for e in results if (e["file"], e["patch"]) == (file, patch)]
+        calls = "; ".join(f"{e['call1_wall_ms']:.0f}, {e['call2_wall_ms']:.0f}" for e in runs)
+        rows.append(
+            f"| {Path(file).name} | {patch} | {_span([e['load_wall_s'] for e in runs], 2)} | "
+            f"{_span([e['load_cpu_s'] for e in runs], 2)} | {calls} | "
+            f"{_span([e['steady_cpu_per_audio_s'] for e in runs], 3)} | {_span([e['peak_rss_mb'] for e in runs], 0)} | "
+            f"{_exact_cell(runs[-1])} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path, help="nn~ files (.ts) with a 1-in/1-out forward")
@@ -333,6 +422,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--input", type=Path, help="a mono sound file at 48 kHz instead of the test signal")
     parser.add_argument("--rounds", type=int, default=2, help="runs per file, files alternated")
     parser.add_argument("--chain", action="store_true", help="also run [nn~ encode] -> [nn~ decode] against forward")
+    parser.add_argument(
+        "--offline",
+        nargs=2,
+        action="append",
+        metavar=("FILE", "OFFLINE"),
+        help="also compare FILE's forward in Pd with OFFLINE's (e.g. rave export without --streaming); repeatable",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the run of the patch without nn~")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a Pd run is killed")
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -362,6 +458,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for round_ in range(args.rounds):
         for path in files:
             bench.run(round_, path)
+    print(summary(bench.results), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
