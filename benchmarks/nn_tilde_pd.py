@@ -358,7 +358,7 @@ class Bench:
     def run(self, round_: int, path: Path) -> None:
         seconds, b = self.signal.size / SR, self.args.buffer
         pd_run = run_patch(self.args, path, ["forward"], [], self.signal)
-        entry = {"round": round_, "file": str(path), "patch": "forward", **timing(pd_run, seconds, b)}
+        entry = {"round": round_, "file": path.name, "patch": "forward", **timing(pd_run, seconds, b)}
         entry["exact"] = forward_exactness(pd_run, self.reference(path), b)
         print(f"[{round_}] " + describe(f"{path.name} forward", entry, b), flush=True)
         print(describe_exact(entry["exact"], chain=False), flush=True)
@@ -372,7 +372,7 @@ class Bench:
         if self.args.chain:
             params = method_params(path, ["encode", "decode"])
             pd_run = run_patch(self.args, path, ["encode", "decode"], [params["encode"][2]], self.signal)
-            entry = {"round": round_, "file": str(path), "patch": "encode->decode", **timing(pd_run, seconds, b)}
+            entry = {"round": round_, "file": path.name, "patch": "encode->decode", **timing(pd_run, seconds, b)}
             entry["exact"] = chain_exactness(pd_run, self.reference(path), b)
             print(f"[{round_}] " + describe(f"{path.name} encode->decode", entry, b), flush=True)
             print(describe_exact(entry["exact"], chain=True), flush=True)
