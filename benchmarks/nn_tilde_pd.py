@@ -79,7 +79,7 @@ def method_params(path: Path, methods: List[str]) -> Dict[str, List[int]]:
     import torch
 
     module = torch.jit.load(str(path))
-    return {m: [int(v) for v in getattr(module, f"{m}_params")] for m in methods}
+    return {m: [int(v) for v in getattr(module, f"{m}_params")] for m in methods if hasattr(module, f"{m}_params")}
 
 
 def python_stream(path: Path, method: str, signal: np.ndarray, buffer: int) -> np.ndarray:
@@ -369,8 +369,8 @@ class Bench:
             entry["offline"] = offline_exactness(pd_run, self.offline_refs[offline], path, b)
             print(describe_offline(entry["offline"], offline.name), flush=True)
         self.results.append(entry)
-        if self.args.chain:
-            params = method_params(path, ["encode", "decode"])
+        params = method_params(path, ["encode", "decode"]) if self.args.chain else {}
+        if len(params) == 2:
             pd_run = run_patch(self.args, path, ["encode", "decode"], [params["encode"][2]], self.signal)
             entry = {"round": round_, "file": path.name, "patch": "encode->decode", **timing(pd_run, seconds, b)}
             entry["exact"] = chain_exactness(pd_run, self.reference(path), b)
