@@ -131,7 +131,7 @@ def stated_delay(path: Path, method: str = "forward") -> Optional[int]:
 class PdRun:
     """One Pd process on a generated patch: its console lines (with arrival times), rusage, output."""
 
-    def __init__(self, pd: str, nn_dir: Path, folder: Path, patch: str, timeout: float) -> None:
+    def __init__(self, pd: str, nn_dir: Path, folder: Path, patch: str, timeout: float, nrt: bool = False) -> None:
         (folder / "run.pd").write_text(patch)
         command = [
             pd,
@@ -147,6 +147,7 @@ class PdRun:
             "-open",
             "run.pd",
         ]
+        command[1:1] = ["-nrt"] if nrt else []
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         self.lines: List[tuple] = []
         start = time.perf_counter()
@@ -220,7 +221,7 @@ def run_patch(args, model: Path, methods: List[str], widths: List[int], signal: 
         soundfile.write(folder / "in.wav", signal, SR, subtype="FLOAT")
         (folder / "model.ts").symlink_to(model.resolve())
         patch = write_patch("model.ts", methods, widths, b, signal.size, marks)
-        return PdRun(args.pd, args.nn_dir, folder, patch, args.timeout)
+        return PdRun(args.pd, args.nn_dir, folder, patch, args.timeout, getattr(args, "nrt", False))
 
 
 def timing(run: PdRun, seconds: float, buffer: int) -> Dict[str, float]:
@@ -454,6 +455,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="also compare FILE's forward in Pd with OFFLINE's (e.g. rave export without --streaming); repeatable",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the run of the patch without nn~")
+    parser.add_argument(
+        "--nrt",
+        action="store_true",
+        help="run Pd without real-time priority (-nrt): no watchdog; by default Pd takes it where allowed (root)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a Pd run is killed")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
