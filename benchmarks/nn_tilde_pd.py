@@ -74,6 +74,13 @@ def test_signal(seconds: float, seed: int = 0) -> np.ndarray:
     return signal.astype(np.float32)
 
 
+def read_signal(path: Path) -> np.ndarray:
+    """Channel 0 of a sound file, float32 (played as it is: Pd runs at 48 kHz). Shape: ``[samples]``."""
+    import soundfile
+
+    return soundfile.read(path, dtype="float32", always_2d=True)[0][:, 0]
+
+
 def method_params(path: Path, methods: List[str]) -> Dict[str, List[int]]:
     """``[in_channels, in_ratio, out_channels, out_ratio]`` of each method, as nn~ reads them."""
     import torch
@@ -472,12 +479,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         files.append(export_preset(args.export, args.out))
     if not files:
         parser.error("give .ts files, or --export PRESET")
-    if args.input:
-        import soundfile
-
-        signal = soundfile.read(args.input, dtype="float32", always_2d=True)[0][:, 0]
-    else:
-        signal = test_signal(args.seconds)
+    signal = read_signal(args.input) if args.input else test_signal(args.seconds)
     bench = Bench(args, signal)
     print(
         f"nn~ in Pd: {signal.size / SR:.1f} s of audio, buffer {args.buffer}, OMP_NUM_THREADS=1, files alternated",
