@@ -1,6 +1,6 @@
 """Side by side on one acids-rave run: ``rave export --streaming`` and ``streamify export RUN``.
 
-``python benchmarks/rave_run_compare.py --out DIR [--capacity 96] [--latent 128] [--methods encode]``
+``python benchmarks/rave_run_compare.py --out DIR [--capacity 96] [--latent 128] [--methods encode] [--reuse] [--before FILE]``
 
 Writes a run of acids-rave's own ``v2.gin`` (random weights, the given capacity and latent size, 48 kHz)
 like ``rave train`` does (``tests/export/rave_run.py``), then three files:
@@ -14,8 +14,8 @@ like ``rave train`` does (``tests/export/rave_run.py``), then three files:
 
 Then, for each method: the error of each streamed file (a fresh load, 2048-sample buffers, batch 1) against
 the offline file, relative to the offline output's peak around its per-channel mean, at the lag that fits best (0 to 3 s or a third of the signal searched, each lag judged on the same frames) and, for streamify, at its stated delay;
-the CPU time per buffer at 2048 samples on one thread, the two streaming files called alternately (A/B
-rounds); and the first three calls after a fresh load (streamify's after ``get_methods()``, as nn~ loads it). Prints and writes ``DIR/rave_run_compare.json``.
+the wall and CPU time per buffer at 2048 samples on one thread, the streaming files called alternately (A/B
+rounds; ``--before FILE``: another streamify file of the run, e.g. one exported by an earlier version, in the same rounds); and the first three calls after a fresh load (streamify's after ``get_methods()``, as nn~ loads it). Prints and writes ``DIR/rave_run_compare.json``.
 """
 
 from __future__ import annotations
@@ -100,10 +100,13 @@ def best_lag(y: torch.Tensor, ref: torch.Tensor, most: int) -> Tuple[int, float]
     return best
 
 
-def timings(modules: Dict[str, object], method: str, x: torch.Tensor, step: int, rounds: int = 7) -> Dict[str, float]:
-    """Median ms per buffer of each module's ``method``, called alternately (A/B rounds), one thread."""
+def timings(
+    modules: Dict[str, object], method: str, x: torch.Tensor, step: int, rounds: int = 7
+) -> Dict[str, Tuple[float, float]]:
+    """Median wall and CPU (this process's) ms per buffer of each module's ``method``, called alternately
+    (A/B rounds), one thread."""
     torch.set_num_threads(1)
-    times: Dict[str, List[float]] = {name: [] for name in modules}
+    times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in modules}
     calls = x.size(-1) // step
     for module in modules.values():  # warm: compiled and profiled before timing
         streamed(module, method, x[..., : 4 * step], step)
@@ -111,11 +114,13 @@ def timings(modules: Dict[str, object], method: str, x: torch.Tensor, step: int,
         for name, module in modules.items():
             call = getattr(module, method)
             with torch.inference_mode():
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 for i in range(calls):
                     call(x[..., i * step : (i + 1) * step])
-                times[name].append(1000 * (time.perf_counter() - start) / calls)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+                wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+                times[name].append((1000 * wall / calls, 1000 * cpu / calls))
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    return {name: (median([w for w, _ in t]), median([c for _, c in t])) for name, t in times.items()}
 
 
 def first_calls(path: Path, method: str, x: torch.Tensor, step: int, warm: bool) -> List[float]:
@@ -141,16 +146,17 @@ def measure(paths: Dict[str, Path], info: Dict, method: str, given, want, in_rat
         y = streamed(torch.jit.load(str(path)), method, given, step)
         lag, error = best_lag(y, want, 3 * SR // out_ratio)
         entry[name] = {"best_lag_samples": lag * out_ratio, "max_error_at_best_lag": float(f"{error:.3g}")}
-        if name == "streamify":
+        if name.startswith("streamify"):
             stated = int(info["methods"][method]["delay_frames"])
             error = float((y[..., stated:] - want[..., : y.size(-1) - stated]).abs().max()) / spread(want)
             entry[name]["stated_delay_samples"] = stated * out_ratio
             entry[name]["max_error_at_stated_delay"] = float(f"{error:.3g}")
-        entry[name]["first_calls_ms"] = first_calls(path, method, given, step, warm=name == "streamify")
+        entry[name]["first_calls_ms"] = first_calls(path, method, given, step, warm=name.startswith("streamify"))
     modules = {name: torch.jit.load(str(path)) for name, path in paths.items()}
-    for name, ms in timings(modules, method, given, step).items():
+    for name, (ms, cpu_ms) in timings(modules, method, given, step).items():
         entry[name]["ms_per_buffer_1_thread"] = round(ms, 2)
-        entry[name]["cpu_s_per_audio_s"] = round(ms / 1000 * SR / BUFFER, 3)
+        entry[name]["cpu_ms_per_buffer_1_thread"] = round(cpu_ms, 2)
+        entry[name]["cpu_s_per_audio_s"] = round(cpu_ms / 1000 * SR / BUFFER, 3)
     return entry
 
 
@@ -180,6 +186,9 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=128)
     parser.add_argument("--methods", default="encode", help="comma-separated methods of the streamify file")
     parser.add_argument("--reuse", action="store_true", help="measure the run and files already in --out")
+    parser.add_argument(
+        "--before", type=Path, help="another streamify file of the run, timed alternately with the others"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     methods = args.methods.split(",")
@@ -204,6 +213,8 @@ def main() -> None:
         paths = {"rave": streaming_path}
         if method in methods:
             paths["streamify"] = args.out / "streamify.ts"
+            if args.before is not None:
+                paths["streamify (before)"] = args.before
         report["methods"][method] = measure(paths, info, method, given, want, in_ratio, out_ratio)
     (args.out / "rave_run_compare.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -302,7 +302,8 @@ def _keep_fastest(
             continue
         count = rows[id(layer)]
         medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
-        default = choose_product(previous[id(layer)], count, layer.fast_path_rows)
+        blocks = layer.weight_blocks() if isinstance(layer, Conv1d) else 1
+        default = choose_product(previous[id(layer)], count, layer.fast_path_rows, blocks)
         if default not in PRODUCT_NAMES:  # a value that an earlier version's table holds: it runs rows-left
             default = Product.ROWS_LEFT.value
         best = min(options, key=lambda p: medians[p])

@@ -14,6 +14,7 @@ from streamify.layers.conv import FAST_PATH_MAX_ROWS
 from streamify.layers.conv_transpose import ConvTranspose1d
 from streamify.layers.products import (
     BLOCK_BYTES,
+    FEW_ROWS,
     PRODUCT_NAMES,
     Product,
     block_rows,
@@ -110,6 +111,31 @@ def test_default_product_by_rows():
     assert default_product(128, 128) == ROWS_LEFT
     assert default_product(129, 128) == GENERIC
     assert default_product(1, 0) == GENERIC
+    # few rows by a weight of several blocks: blocked; more rows, or one block: rows-left
+    assert default_product(1, 128, weight_blocks=4) == BLOCKED
+    assert default_product(FEW_ROWS, 128, weight_blocks=2) == BLOCKED
+    assert default_product(FEW_ROWS + 1, 128, weight_blocks=2) == ROWS_LEFT
+    assert default_product(2, 128, weight_blocks=1) == ROWS_LEFT
+    assert default_product(2, 0, weight_blocks=4) == GENERIC
+
+
+def test_untuned_conv_with_a_large_weight_streams_few_rows_blocked():
+    """A conv whose weight spans several blocks computes calls of few frames by the blocked product
+    (a small one by rows-left), and streams what the offline conv computes."""
+    torch.manual_seed(0)
+    conv = Conv1d(192, 256, 3, stride=2, padding=1, dtype=torch.float64)  # 256 x 576 doubles: 8 blocks
+    small = Conv1d(8, 12, 3, stride=2, padding=1, dtype=torch.float64)
+    assert conv.weight_blocks() > 1 and small.weight_blocks() == 1
+    chosen = []
+    for layer in (conv, small):
+        original = layer.kernels.forward
+        layer.kernels.forward = lambda *args, run=original: chosen.append(args[3]) or run(*args)
+    x = torch.randn(2, 192, 40, dtype=torch.float64)
+    y = torch.cat([conv(x[..., i : i + n]) for i, n in ((0, 2), (2, 4), (6, 16), (22, 18))], -1)
+    assert chosen == [BLOCKED, BLOCKED, ROWS_LEFT, ROWS_LEFT]  # batch 2 x 1, 2, 8, 9 frames: 2, 4, 16, 18 rows
+    assert (y[..., conv.delay :] - conv.offline(x)[..., : y.size(-1) - conv.delay]).abs().max().item() <= 1e-12
+    small(torch.randn(1, 8, 4, dtype=torch.float64))
+    assert chosen[-1] == ROWS_LEFT
 
 
 @pytest.mark.parametrize("transpose", [False, True])

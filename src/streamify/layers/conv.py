@@ -239,10 +239,16 @@ class Conv1d(WindowOp):
     def _window(self, z: Tensor) -> Tensor:
         frames = (z.size(-1) - self.span) // self.stride + 1
         rows = frames * z.size(0)
-        product = choose_product(self.products, rows, self.fast_path_rows)
+        product = choose_product(self.products, rows, self.fast_path_rows, self.weight_blocks())
         if product == Product.GENERIC.value or torch.jit.is_tracing():
             return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         return self._window_matmul(z, frames, product)
+
+    def weight_blocks(self) -> int:
+        """Blocks of ``rows_per_block`` rows in the weight matrix (1 for grouped convs: they have one product)."""
+        if self.groups > 1:
+            return 1
+        return self.out_channels // self.rows_per_block
 
     def _window_matmul(self, z: Tensor, frames: int, product: int) -> Tensor:
         """``F.conv1d`` without padding over ``z`` as one matrix product over its ``frames`` windows.

@@ -7,7 +7,7 @@ loops, per-channel dilated loops, weight re-layouts), so a conv gathers its wind
 Which product reads the weights fastest depends on the rows, the matrix shape, the CPU
 and the BLAS (MKL differs from OpenBLAS, and a weight matrix read once per call is rarely
 in cache): the :class:`Product` kinds compute the same sums in different orders; a layer
-uses :func:`default_product` unless its ``products`` table (row count -> ``Product`` value)
+uses :func:`default_product` (by the row count and the weight's size) unless its ``products`` table (row count -> ``Product`` value)
 names another, and :func:`streamify.tune` fills that table by timing each product inside the
 model. A layer runs its products through its ``kernels`` submodule: :class:`Products`
 (PyTorch ops only, what exported files keep) or :class:`streamify.native.NativeProducts`,
@@ -73,19 +73,32 @@ def block_rows(out_features: int, in_features: int, element_size: int = 4) -> in
     return 1
 
 
-def default_product(rows: int, fast_path_rows: int) -> int:
-    """The product of an untuned layer: :attr:`Product.ROWS_LEFT` up to ``fast_path_rows`` rows,
-    :attr:`Product.GENERIC` beyond (and for none)."""
+#: untuned calls of at most this many rows take :attr:`Product.BLOCKED` when the weight spans several blocks
+#: (:func:`default_product` holds it as a literal: TorchScript does not read module globals)
+FEW_ROWS = 8
+
+
+def default_product(rows: int, fast_path_rows: int, weight_blocks: int = 1) -> int:
+    """The product of an untuned layer: :attr:`Product.BLOCKED` for calls of at most :data:`FEW_ROWS`
+    rows over a weight of several blocks (``weight_blocks`` > 1, :func:`block_rows`), else
+    :attr:`Product.ROWS_LEFT` up to ``fast_path_rows`` rows, :attr:`Product.GENERIC` beyond (and for none).
+
+    Few rows by a large weight is what a streaming call of a low-rate conv computes: there the
+    BLAS reads the weight well below the memory's bandwidth (MKL on an AMD EPYC: 9 GB/s at 2 rows,
+    against 25 GB/s for a plain read), and block by block each weight is read once, from cache
+    for every row after the first (docs/rave.md: RAVE's encoder)."""
     if rows <= 0 or rows > fast_path_rows:
         return Product.GENERIC.value
+    if rows <= 8 and weight_blocks > 1:  # FEW_ROWS
+        return Product.BLOCKED.value
     return Product.ROWS_LEFT.value
 
 
-def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int) -> int:
+def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int, weight_blocks: int = 1) -> int:
     """The product a layer runs for ``rows``: its ``table``'s entry (tuned), else :func:`default_product`."""
     if rows in table:
         return table[rows]
-    return default_product(rows, fast_path_rows)
+    return default_product(rows, fast_path_rows, weight_blocks)
 
 
 def rows_by_weight(
