@@ -302,7 +302,9 @@ def _keep_fastest(
             continue
         count = rows[id(layer)]
         medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
-        blocks = layer.weight_blocks() if hasattr(layer, "weight_blocks") else 1  # Conv1d: its weight in cache-sized blocks
+        blocks = (
+            layer.weight_blocks() if hasattr(layer, "weight_blocks") else 1
+        )  # Conv1d: its weight in cache-sized blocks
         default = choose_product(previous[id(layer)], count, layer.fast_path_rows, blocks)
         if default not in PRODUCT_NAMES:  # a value that an earlier version's table holds: it runs rows-left
             default = Product.ROWS_LEFT.value
