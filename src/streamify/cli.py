@@ -28,7 +28,7 @@ import streamify
 from streamify.cli_errors import fail, one_line, run_guarded
 from streamify.exactness import RELATIVE_FLOOR, ROUNDING_MULTIPLE, Comparison, compare_streamed, rounding_bar
 from streamify.layers import StreamingModule
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 app = typer.Typer(
     name="streamify",

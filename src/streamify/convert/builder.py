@@ -41,7 +41,7 @@ from streamify.layers.recurrent import Recurrent
 from streamify.layers.resample import upsample
 from streamify.layers.shift import Crop, Delay, Pad
 from streamify.layers.torch_layers import rule_for
-from streamify.state import set_streaming
+from streamify.runtime.state import set_streaming
 from streamify.timing import frames_multiple
 
 

@@ -26,12 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from streamify._version import __version__
-from streamify.convert import StreamingModel, convert
 from streamify.exactness import compare_streamed
 from streamify.export.files import write_atomically
 from streamify.export.methods import check_float32
 from streamify.layers.base import StreamingError
 from streamify.native import make_portable
+from streamify.runtime.model import StreamingModel
 
 #: DAW buffer sizes the native sizes are made for (each is rounded up to a multiple of the stream's)
 COMMON_BUFFER_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -114,6 +114,8 @@ def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[Streamin
         with torch.no_grad():
             edit.latent_scale.copy_(marks[0].view(1, -1, 1))
             edit.latent_offset.copy_(marks[1].view(1, -1, 1))
+        from streamify.convert import convert  # the converter, only where a model is converted
+
         stream = convert(edit, example)
         scale, offset = (_marked_tensor(stream, mark, where) for mark in marks)
         with torch.no_grad():
@@ -124,7 +126,11 @@ def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[Streamin
             offset.fill_(0.0)
         stream.reset()
         return stream, scale, offset
-    stream = model if isinstance(model, StreamingModel) else convert(model, example)
+    if not isinstance(model, StreamingModel):
+        from streamify.convert import convert
+
+        model = convert(model, example)
+    stream = model
     if stream.ratio != 1:
         raise StreamingError(
             f"streamify: {where}: the model's forward returns one frame per {stream.ratio} input samples; Neutone FX "

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from streamify._version import __version__
-from streamify.buffering import AnyLengthStream
 from streamify.export.chaining import StartsAtSignal, starts_at_signal
 from streamify.export.dispatch import StreamInterface, call_layers_through_interface
 from streamify.export.files import write_atomically
@@ -41,6 +40,7 @@ from streamify.export.progress import stage
 from streamify.export.sharing import share_equal_constants
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.native import make_portable
+from streamify.runtime.buffering import AnyLengthStream
 
 #: name of the JSON metadata stored in the file's ``extra/`` folder (``torch.jit.load(..., _extra_files=...)``)
 EXTRA_FILE = "streamify.json"
