@@ -138,7 +138,7 @@ def convert_methods(
     for name in methods:
         method_example, given_ratio, output = _method_example(model, name, example, examples, done, where)
         stage(f"converting {name} (capture, streaming layers, verification)")
-        stream = _convert(model, method_example, name, convert_options)
+        stream = convert_model(model, method_example, name, **convert_options)
         if given_ratio is None:
             given_ratio = stream.ratio.denominator
         if given_ratio < 1:
@@ -149,8 +149,8 @@ def convert_methods(
     return [c for c, _ in done]
 
 
-def _convert(model: nn.Module, example: Tensor, method: str, options: Mapping[str, object]) -> StreamingModel:
-    """:func:`streamify.convert`, imported here: the rest of the export runs without the converter."""
+def convert_model(model: nn.Module, example: Tensor, method: str = "forward", **options: object) -> StreamingModel:
+    """:func:`streamify.convert`, imported when a model is converted: the rest of the export runs without it."""
     from streamify.convert import convert
 
     return convert(model, example, method=method, **options)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from streamify._version import __version__
 from streamify.exactness import compare_streamed
 from streamify.export.files import write_atomically
-from streamify.export.methods import check_float32
+from streamify.export.methods import check_float32, convert_model
 from streamify.layers.base import StreamingError
 from streamify.native import make_portable
 from streamify.runtime.model import StreamingModel
@@ -114,9 +114,7 @@ def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[Streamin
         with torch.no_grad():
             edit.latent_scale.copy_(marks[0].view(1, -1, 1))
             edit.latent_offset.copy_(marks[1].view(1, -1, 1))
-        from streamify.convert import convert  # the converter, only where a model is converted
-
-        stream = convert(edit, example)
+        stream = convert_model(edit, example)
         scale, offset = (_marked_tensor(stream, mark, where) for mark in marks)
         with torch.no_grad():
             for knobs in (edit, getattr(stream.original, "model", stream.original)):  # the offline reference too
@@ -126,11 +124,7 @@ def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[Streamin
             offset.fill_(0.0)
         stream.reset()
         return stream, scale, offset
-    if not isinstance(model, StreamingModel):
-        from streamify.convert import convert
-
-        model = convert(model, example)
-    stream = model
+    stream = model if isinstance(model, StreamingModel) else convert_model(model, example)
     if stream.ratio != 1:
         raise StreamingError(
             f"streamify: {where}: the model's forward returns one frame per {stream.ratio} input samples; Neutone FX "

@@ -114,7 +114,8 @@ class AnyLengthStream(nn.Module):
                 f"streamify: AnyLengthStream: {stream.layer_name} does not know its output channels; "
                 "wrap a model made by streamify.convert"
             )
-        if int(stream.input_rank) != 3 or bool(stream.complex_input):
+        rank = int(stream.input_rank)  # -k: any rank from k on
+        if not (rank == 3 or -3 <= rank < 0) or bool(stream.complex_input):
             raise StreamingError(
                 f"streamify: AnyLengthStream: {stream.layer_name} takes buffers {stream.input_layout}; "
                 "AnyLengthStream streams models of real [batch, channels, time] buffers only"
