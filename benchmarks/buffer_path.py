@@ -8,6 +8,8 @@ with ``torch.jit.load``), as a host calls it. Medians over ``--blocks`` blocks o
     python benchmarks/buffer_path.py                          # this checkout: one JSON line
     python benchmarks/buffer_path.py --against OTHER/src      # alternate with another checkout's src/, in fresh
                                                               # processes (A, B, A, B...): medians per checkout
+    python benchmarks/buffer_path.py --rave --against OTHER/src   # the benchmark's rave-v2-small instead, buffers
+                                                              # [1, 1, 2048], called directly (eager, scripted)
 
 Timings are of this machine at the time of the run: compare the rows of one run only.
 """
@@ -71,14 +73,35 @@ def measure(blocks: int, calls: int) -> Dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def alternate(other: str, rounds: int, blocks: int, calls: int) -> None:
+def measure_rave(blocks: int, calls: int) -> Dict[str, float]:
+    """Median µs per call of the benchmark's rave-v2-small (harness/reference.py), called directly at 2048."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from harness.reference import RAVE_V2_SMALL, build_reference
+    from streamify import convert
+
+    torch.set_num_threads(1)
+    model = build_reference(RAVE_V2_SMALL, seed=0).eval()
+    stream = convert(model, torch.randn(1, 1, 8192, generator=torch.Generator().manual_seed(0)), verify=False)
+    x = torch.randn(1, 1, 2048)
+    ways = {"eager stream": stream, "scripted stream": torch.jit.script(stream)}
+    times: Dict[str, List[float]] = {name: [] for name in ways}
+    with torch.inference_mode():
+        for way in ways.values():
+            _per_call_us(lambda way=way: way(x), 20)
+        for _ in range(blocks):
+            for name, way in ways.items():
+                times[name].append(_per_call_us(lambda way=way: way(x), calls))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def alternate(other: str, rounds: int, blocks: int, calls: int, rave: bool) -> None:
     """Fresh processes, alternating this checkout's src/ and ``other``; the median of each way per checkout."""
     here = str(Path(__file__).resolve().parent.parent / "src")
     results: Dict[str, List[Dict[str, float]]] = {here: [], other: []}
     for _ in range(rounds):
         for src in (other, here):
             env = dict(os.environ, PYTHONPATH=src)
-            command = [sys.executable, __file__, "--blocks", str(blocks), "--calls", str(calls)]
+            command = [sys.executable, __file__, "--blocks", str(blocks), "--calls", str(calls)] + ["--rave"] * rave
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             results[src].append(json.loads(done.stdout.strip().splitlines()[-1]))
     for src, runs in results.items():
@@ -92,11 +115,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="calls per block")
     parser.add_argument("--against", help="another checkout's src/ folder: alternate with it in fresh processes")
     parser.add_argument("--rounds", type=int, default=4, help="alternations with --against")
+    parser.add_argument("--rave", action="store_true", help="the benchmark's rave-v2-small at 2048 samples instead")
     args = parser.parse_args()
     if args.against:
-        alternate(args.against, args.rounds, args.blocks, args.calls)
+        alternate(args.against, args.rounds, args.blocks, args.calls, args.rave)
     else:
-        print(json.dumps(measure(args.blocks, args.calls)))
+        print(json.dumps((measure_rave if args.rave else measure)(args.blocks, args.calls)))
 
 
 if __name__ == "__main__":
