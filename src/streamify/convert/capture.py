@@ -587,7 +587,7 @@ def remove_dead_code(graph: fx.Graph) -> None:
 
 
 #: frames of these libraries are never the user's source line (einops: tensor helpers user code calls)
-_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/einops/")
+_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/streamify/runtime/", "/einops/")
 
 
 def _library_frame(filename: str) -> bool:

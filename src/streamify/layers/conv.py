@@ -114,14 +114,6 @@ class WindowOp(StreamingModule):
         self.cache.index_fill_(0, index, self.pad_value)
         self._fill_missing(index)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """As :meth:`StreamingModule.forward`; inside a model, the op itself in the same call (one level less
-        on the path of every buffer: docs/architecture.md, "The path of a buffer")."""
-        if self.streaming and not self.is_root:
-            self._begin(x)
-            return self._window(self._windows_input(x))
-        return self._root_call(x)
-
     def stream(self, x: Tensor) -> Tensor:
         return self._window(self._windows_input(x))
 
