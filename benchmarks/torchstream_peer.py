@@ -88,7 +88,7 @@ def run_streamify(name: str, buffer: int, calls: int) -> Dict:
 
     from streamify import StreamingError
     from streamify.convert import convert
-    from streamify.state import reset
+    from streamify.runtime.state import reset
 
     entry, model, generator = _model(name)
     example = torch.randn(1, entry.channels, max(entry.frames, buffer), generator=generator)

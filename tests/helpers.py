@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from streamify.exactness import Comparison, compare_streamed, stream_signal
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 #: max abs error of a float64 stream
 ABS_TOL = 1e-10

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from streamify import StreamingError
-from streamify.buffering import AnyLengthStream, dtype_name, extra_latency_frames
 from streamify.convert import convert
+from streamify.runtime.buffering import AnyLengthStream, dtype_name, extra_latency_frames
 
 
 def _model() -> nn.Module:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from streamify.buffering import AnyLengthStream
 from streamify.convert import convert
+from streamify.runtime.buffering import AnyLengthStream
 from test_buffering import MODEL, SIGNAL
 
 

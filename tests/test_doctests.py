@@ -1,7 +1,7 @@
 """The examples in the docstrings of the public layers run as written, and every public layer shows its shapes.
 
 Each public layer (what :mod:`streamify.layers` exports, :class:`~streamify.layers.periodic.Periodic`,
-:class:`~streamify.buffering.AnyLengthStream`) has a ``Shape:`` block and an example in its own
+:class:`~streamify.runtime.buffering.AnyLengthStream`) has a ``Shape:`` block and an example in its own
 docstring; the examples of the modules below are run with :mod:`doctest` (tiny tensors, fast).
 """
 
@@ -17,12 +17,12 @@ from torch import nn
 
 import streamify
 import streamify.layers
-from streamify.buffering import AnyLengthStream
 from streamify.layers.periodic import Periodic
+from streamify.runtime.buffering import AnyLengthStream
 
 #: the modules whose docstring examples CI runs
 MODULES = [
-    "streamify.buffering",
+    "streamify.runtime.buffering",
     "streamify.convert",
     "streamify.exactness",
     "streamify.layers.base",

@@ -24,7 +24,7 @@ from core_cases import (
 )
 from streamify import StreamingError, StreamingModule, get_state, reset, set_state, set_streaming
 from streamify.layers import LSTM, AvgPool1d, Conv1d, ConvTranspose1d, LinearUpsample, Sequential
-from streamify.state import get_state_names, state_layout
+from streamify.runtime.state import get_state_names, state_layout
 
 COUNTERS = ("stream_batch", "warm_left", "out_warm_left")
 

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from core_cases import assert_exact, assert_identical, signal, stream
 from streamify import StreamingError, StreamingModule, convert, initial_state, step
-from streamify.buffering import AnyLengthStream
 from streamify.layers import Conv1d, Heads, Sequential
+from streamify.runtime.buffering import AnyLengthStream
 
 #: the refusal's words (the message also says what to do)
 BUSY = "already running a buffer on another thread"

@@ -180,7 +180,7 @@ MUTANTS: List[Mutant] = [
     # ---------------------------------------------------------------- state
     _m(
         "set-state-warm-counter",
-        "src/streamify/state.py",
+        "src/streamify/runtime/state.py",
         "            setattr(module, counter, int(state[_entry_name(name, counter)]))",
         '            setattr(module, counter, int(state[_entry_name(name, "out_warm_left" if counter == "warm_left" '
         "else counter)]))",
@@ -189,7 +189,7 @@ MUTANTS: List[Mutant] = [
     ),
     _m(
         "step-unknown-key",
-        "src/streamify/state.py",
+        "src/streamify/runtime/state.py",
         "    if given != expected:",
         "    if not expected <= given:",
         ["tests/test_state_api.py", "-k", "step"],
@@ -197,7 +197,7 @@ MUTANTS: List[Mutant] = [
     ),
     _m(
         "state-entry-length",
-        "src/streamify/state.py",
+        "src/streamify/runtime/state.py",
         "fits = value.size(-1) == current.size(-1)",
         "fits = value.size(-1) >= current.size(-1)",
         ["tests/test_state_api.py", "-k", "fit"],
@@ -205,7 +205,7 @@ MUTANTS: List[Mutant] = [
     ),
     _m(
         "initial-state-not-reset",
-        "src/streamify/state.py",
+        "src/streamify/runtime/state.py",
         "    reset(probe, list(range(batch)))\n",
         "    reset(probe, list(range(batch - 1)))\n",
         ["tests/test_state_api.py", "-k", "step"],
@@ -231,7 +231,7 @@ MUTANTS: List[Mutant] = [
     # ---------------------------------------------------------------- buffering (any buffer length)
     _m(
         "any-length-latency",
-        "src/streamify/buffering.py",
+        "src/streamify/runtime/buffering.py",
         "    return multiple - _gcd(length, multiple)\n",
         "    return max(multiple - _gcd(length, multiple) - 1, 0)\n",
         ["tests/test_buffering.py"],
@@ -239,7 +239,7 @@ MUTANTS: List[Mutant] = [
     ),
     _m(
         "any-length-reset-queue",
-        "src/streamify/buffering.py",
+        "src/streamify/runtime/buffering.py",
         "                self.ready = self.ready.index_fill(0, index, 0.0)",
         "                self.ready = self.ready",
         ["tests/test_buffering.py", "tests/test_buffering_reset.py"],

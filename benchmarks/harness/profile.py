@@ -234,7 +234,7 @@ def _product_steps(layers: List[nn.Module], shapes: Dict[int, Tensor]) -> List[C
     """One closure per conv: its product as the layer would choose it for the rows of its input in ``shapes``
     (or the generic kernel), over the layer's own weights and random inputs of the same shapes."""
     from streamify.layers import Conv1d
-    from streamify.layers.products import Product, choose_product
+    from streamify.layers.conv_kernels import ConvKernel, choose_kernel
 
     steps = []
     for layer in layers:
@@ -250,8 +250,8 @@ def _product_steps(layers: List[nn.Module], shapes: Dict[int, Tensor]) -> List[C
             rows = x.size(0) * x.size(-1)
             weight = layer.weight.reshape(layer.in_channels, -1).t()
             z = torch.randn_like(x)
-        product = choose_product(layer.products, rows, layer.fast_path_rows)
-        if product == Product.GENERIC.value or layer.groups != 1:
+        choice = choose_kernel(layer.kernel_table, rows, layer.fast_path_rows)
+        if choice == ConvKernel.GENERIC.value or layer.groups != 1:
             if isinstance(layer, Conv1d):
                 steps.append(
                     lambda z=z, layer=layer: F.conv1d(
@@ -268,7 +268,7 @@ def _product_steps(layers: List[nn.Module], shapes: Dict[int, Tensor]) -> List[C
         cols = torch.randn(rows, weight.size(1))
         bias = layer.bias if isinstance(layer, Conv1d) else None  # transposed convs add theirs after the overlap-add
         steps.append(
-            lambda cols=cols, weight=weight, bias=bias, p=product, layer=layer: layer.kernels.forward(
+            lambda cols=cols, weight=weight, bias=bias, p=choice, layer=layer: layer.matmul.forward(
                 cols, weight, bias, p, layer.rows_per_block
             )
         )

@@ -34,7 +34,7 @@ from streamify.exactness import (
 )
 from streamify.layer_report import human_bytes
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 #: exactness bars of streamed against offline output (the project's bar, see docs/conversion.md, "Verification")
 FLOAT64_MAX_ABS_ERROR = 1e-10

@@ -109,7 +109,7 @@ def measure_delay(
     through ``offline``; the delay is the shift between the first frames where the
     impulse responses differ from silence. Returns None if no response is seen.
     """
-    from streamify.state import reset
+    from streamify.runtime.state import reset
 
     length = buffer * buffers
     impulse = torch.zeros(1, channels, length, dtype=dtype)

@@ -1,11 +1,11 @@
 """Choose, by timing inside the model, how each conv computes its few frames per call.
 
-A conv that sees few frames per call runs as a matrix product (:mod:`streamify.layers.products`).
+A conv that sees few frames per call runs as a matrix product (:mod:`streamify.layers.conv_kernels`).
 Which product reads its weights fastest depends on the row count, the weight's shape, the
 CPU, the BLAS and what the rest of the model leaves in the caches, so no fixed rule is best
 everywhere. :func:`tune` streams noise through the model at the buffer and batch sizes a host
 will use, times every candidate product of every conv in place (all layers at once, rounds
-interleaved), and writes the fastest into each layer's ``products`` table. The choice only
+interleaved), and writes the fastest into each layer's ``kernel_table``. The choice only
 changes the order of floating-point sums, never the math; it is kept by ``torch.jit.script``,
 ``torch.jit.save``, pickling and the nn~ export. Where :mod:`streamify.native` can build its
 compiled kernel, it is one more candidate (exports replace it by PyTorch's products).
@@ -23,13 +23,13 @@ import torch
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import PRODUCT_NAMES, Product, Products, choose_product
+from streamify.layers.conv_kernels import KERNEL_LABELS, ConvKernel, TorchMatmul, choose_kernel
 from streamify.native import (
-    NativeProducts,
+    NativeMatmul,
     can_run_native,
+    kernel_layers,
     load,
     make_portable,
-    product_layers,
     unavailable_reason,
     use_native,
 )
@@ -83,7 +83,7 @@ class TuneReport:
 
     def table(self) -> str:
         """A plain-text table: layer, rows, the median of each product, the choice."""
-        names = [product.label for product in Product]
+        names = [choice.label for choice in ConvKernel]
         lines = ["layer | rows | " + " | ".join(names) + " | chosen"]
         for row in self.layers:
             cells = [f"{row.ms[name]:.3f}" if name in row.ms else "-" for name in names]
@@ -99,15 +99,15 @@ def _rows(layer: nn.Module, x: Tensor) -> int:
 
 
 def _candidates(layer: nn.Module, rows: int) -> List[int]:
-    """The products worth timing for ``layer`` at ``rows`` rows (values of :class:`Product`)."""
+    """The products worth timing for ``layer`` at ``rows`` rows (values of :class:`ConvKernel`)."""
     if rows > MAX_TUNED_ROWS:
         return []
     if layer.groups > 1:  # grouped convs have one product: a batched one over the groups
-        return [Product.GENERIC.value, Product.ROWS_LEFT.value]
-    options = [Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.BLOCKED, Product.COLUMNS]
-    if isinstance(layer.kernels, NativeProducts):
-        options.append(Product.NATIVE)
-    return [product.value for product in options]
+        return [ConvKernel.GENERIC.value, ConvKernel.ROWS_LEFT.value]
+    options = [ConvKernel.GENERIC, ConvKernel.ROWS_LEFT, ConvKernel.WEIGHT_LEFT, ConvKernel.BLOCKED, ConvKernel.COLUMNS]
+    if isinstance(layer.matmul, NativeMatmul):
+        options.append(ConvKernel.NATIVE)
+    return [choice.value for choice in options]
 
 
 def _native_wanted(native: Optional[bool]) -> Tuple[bool, str]:
@@ -162,13 +162,11 @@ def tune(
             f"streamify.tune: expected a streaming model (streamify.convert's result or a StreamingModule), "
             f"got {type(model).__name__}"
         )
-    layers = product_layers(model)
+    layers = kernel_layers(model)
     offer_native, native_note = _native_wanted(native)
     installed = []
     if offer_native:
-        installed = [
-            layer for layer in layers if can_run_native(layer) and not isinstance(layer.kernels, NativeProducts)
-        ]
+        installed = [layer for layer in layers if can_run_native(layer) and not isinstance(layer.matmul, NativeMatmul)]
         for layer in installed:
             use_native(layer)
     channels = model.in_channels if model.in_channels > 0 else 1
@@ -182,7 +180,7 @@ def tune(
         for buffer in _as_list(buffer_sizes):
             model.reset()
             model._validate(torch.zeros(batch, channels, buffer, dtype=dtype, device=device))
-            before = [dict(layer.products) for layer in layers]
+            before = [dict(layer.kernel_table) for layer in layers]
             report += _tune_one(
                 model, layers, batch, buffer, channels, dtype, device, rounds, min_gain, generator, shuffle
             )
@@ -191,8 +189,8 @@ def tune(
                 checks.append(_check_whole_calls(model, layers, before, x, 2 * rounds + 1, min_gain))
     model.reset()
     for layer in installed:  # layers that kept no native product script to portable code
-        if Product.NATIVE.value not in layer.products.values():
-            layer.kernels = Products()
+        if ConvKernel.NATIVE.value not in layer.kernel_table.values():
+            layer.matmul = TorchMatmul()
     return TuneReport(report, native=offer_native, native_note=native_note, whole_calls=checks)
 
 
@@ -206,12 +204,12 @@ def _check_whole_calls(
 ) -> WholeCallCheck:
     """Time whole calls on ``x`` with the tables ``before`` and the tuned ones, alternated ``pairs``
     times; restore ``before`` when the tuned tables are slower by more than ``min_gain``."""
-    tuned = [dict(layer.products) for layer in layers]
+    tuned = [dict(layer.kernel_table) for layer in layers]
     spent: Tuple[List[float], List[float]] = ([], [])
 
     def use(tables: List[Dict[int, int]]) -> None:
         for layer, table in zip(layers, tables):
-            layer.products = dict(table)
+            layer.kernel_table = dict(table)
 
     model.reset()
     with torch.inference_mode():
@@ -259,7 +257,7 @@ def _tune_one(
 
     handles = [layer.register_forward_pre_hook(before) for layer in layers]
     handles += [layer.register_forward_hook(after) for layer in layers]
-    previous = {id(layer): dict(layer.products) for layer in layers}
+    previous = {id(layer): dict(layer.kernel_table) for layer in layers}
     try:
         model.reset()
         with torch.inference_mode():
@@ -274,15 +272,15 @@ def _tune_one(
                     for layer in layers:
                         options = candidates[id(layer)]
                         if options:
-                            product = options[slot % len(options)]
-                            layer.products[rows[id(layer)]] = product
-                            chosen_now[id(layer)] = product
+                            choice = options[slot % len(options)]
+                            layer.kernel_table[rows[id(layer)]] = choice
+                            chosen_now[id(layer)] = choice
                     model(noise())
     finally:
         for handle in handles:
             handle.remove()
         for layer in layers:  # back to the earlier choices; the winners are written below
-            layer.products = dict(previous[id(layer)])
+            layer.kernel_table = dict(previous[id(layer)])
     return _keep_fastest(layers, candidates, rows, spent, previous, min_gain)
 
 
@@ -302,31 +300,29 @@ def _keep_fastest(
             continue
         count = rows[id(layer)]
         medians = {p: 1e3 * statistics.median(spent[(id(layer), p)]) for p in options}
-        blocks = (
-            layer.weight_blocks() if hasattr(layer, "weight_blocks") else 1
-        )  # Conv1d: its weight in cache-sized blocks
-        default = choose_product(previous[id(layer)], count, layer.fast_path_rows, blocks)
-        if default not in PRODUCT_NAMES:  # a value that an earlier version's table holds: it runs rows-left
-            default = Product.ROWS_LEFT.value
+        blocks = layer.weight_blocks() if hasattr(layer, "weight_blocks") else 1  # Conv1d: weight blocks
+        default = choose_kernel(previous[id(layer)], count, layer.fast_path_rows, blocks)
+        if default not in KERNEL_LABELS:  # a value that an earlier version's table holds: it runs rows-left
+            default = ConvKernel.ROWS_LEFT.value
         best = min(options, key=lambda p: medians[p])
         if default in medians and medians[default] <= (1.0 + min_gain) * medians[best]:
             best = default
-        layer.products[count] = best
+        layer.kernel_table[count] = best
         results.append(
             TunedLayer(
                 layer=layer.layer_name,
                 rows=count,
-                chosen=PRODUCT_NAMES[best],
-                ms={PRODUCT_NAMES[p]: medians[p] for p in options},
-                default=PRODUCT_NAMES[default],
+                chosen=KERNEL_LABELS[best],
+                ms={KERNEL_LABELS[p]: medians[p] for p in options},
+                default=KERNEL_LABELS[default],
             )
         )
     return results
 
 
 def untune(model: nn.Module) -> None:
-    """Forget every tuned choice: each conv goes back to :func:`~streamify.layers.products.default_product`
+    """Forget every tuned choice: each conv goes back to :func:`~streamify.layers.conv_kernels.default_kernel`
     and PyTorch's products."""
     make_portable(model)
-    for layer in product_layers(model):
-        layer.products = {}
+    for layer in kernel_layers(model):
+        layer.kernel_table = {}

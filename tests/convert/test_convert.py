@@ -11,7 +11,7 @@ from torch import nn
 import streamify.layers as sl
 from streamify.convert import convert
 from streamify.exactness import compare_streamed, measure_delay, stream_signal
-from streamify.state import set_streaming
+from streamify.runtime.state import set_streaming
 
 TOL = 1e-10
 

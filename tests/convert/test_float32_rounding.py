@@ -21,7 +21,7 @@ from streamify import StreamingError
 from streamify.exactness import compare_streamed, rounding_bar, stream_signal
 from streamify.layers import Conv1d
 from streamify.layers.torch_layers import unregister
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 
 class ResBlock(nn.Module):

@@ -27,7 +27,7 @@ from helpers import assert_streams_exactly, irregular_sizes, make_signal
 from streamify import StreamingError
 from streamify.convert import convert
 from streamify.exactness import compare_streamed, stream_signal
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 TOL = 1e-10
 

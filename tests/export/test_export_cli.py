@@ -94,7 +94,7 @@ def test_export_tunes_for_the_given_buffer_sizes(app, tmp_path, keep_tuned_table
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     loaded = torch.jit.load(str(path))
-    tables = [dict(m.products) for _, m in loaded.named_modules() if hasattr(m, "fast_path_rows")]
+    tables = [dict(m.kernel_table) for _, m in loaded.named_modules() if hasattr(m, "fast_path_rows")]
     # every conv got a choice per row count it sees: batch x frames of 256 and 512 samples at batch 1 and 2
     assert tables and all(tables)
     assert max(len(t) for t in tables) == 3 and 256 in tables[0]

@@ -243,8 +243,8 @@ def _tables(loaded) -> dict:
     """Each conv's products table in a loaded TorchScript file, by qualified name (non-empty ones only)."""
     tables = {}
     for name, module in loaded.named_modules():
-        if hasattr(module, "products") and hasattr(module, "fast_path_rows"):
-            table = dict(module.products)
+        if hasattr(module, "kernel_table") and hasattr(module, "fast_path_rows"):
+            table = dict(module.kernel_table)
             if table:
                 tables[name] = table
     return tables

@@ -40,7 +40,7 @@ from streamify.layers import (
     Residual,
     Sequential,
 )
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 
 @pytest.fixture(autouse=True)

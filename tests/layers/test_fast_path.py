@@ -11,19 +11,20 @@ import streamify
 from helpers import assert_streams_exactly
 from streamify.layers import Conv1d
 from streamify.layers.conv import FAST_PATH_MAX_ROWS
-from streamify.layers.conv_transpose import ConvTranspose1d
-from streamify.layers.products import (
+from streamify.layers.conv_kernels import (
     BLOCK_BYTES,
     FEW_ROWS,
-    PRODUCT_NAMES,
-    Product,
+    KERNEL_LABELS,
+    ConvKernel,
     block_rows,
-    default_product,
+    default_kernel,
     rows_by_weight,
 )
+from streamify.layers.conv_transpose import ConvTranspose1d
 
 GENERIC, ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS = (
-    p.value for p in (Product.GENERIC, Product.ROWS_LEFT, Product.WEIGHT_LEFT, Product.BLOCKED, Product.COLUMNS)
+    p.value
+    for p in (ConvKernel.GENERIC, ConvKernel.ROWS_LEFT, ConvKernel.WEIGHT_LEFT, ConvKernel.BLOCKED, ConvKernel.COLUMNS)
 )
 #: the portable products (the native one: tests/native)
 PRODUCTS = [ROWS_LEFT, WEIGHT_LEFT, BLOCKED, COLUMNS]
@@ -105,18 +106,18 @@ def test_fast_path_chosen_for_few_frames_only(transpose):
     assert counter["n"] == 1
 
 
-def test_default_product_by_rows():
-    assert default_product(1, 128) == ROWS_LEFT
-    assert default_product(2, 128) == ROWS_LEFT
-    assert default_product(128, 128) == ROWS_LEFT
-    assert default_product(129, 128) == GENERIC
-    assert default_product(1, 0) == GENERIC
+def test_default_kernel_by_rows():
+    assert default_kernel(1, 128) == ROWS_LEFT
+    assert default_kernel(2, 128) == ROWS_LEFT
+    assert default_kernel(128, 128) == ROWS_LEFT
+    assert default_kernel(129, 128) == GENERIC
+    assert default_kernel(1, 0) == GENERIC
     # few rows by a weight of several blocks: blocked; more rows, or one block: rows-left
-    assert default_product(1, 128, weight_blocks=4) == BLOCKED
-    assert default_product(FEW_ROWS, 128, weight_blocks=2) == BLOCKED
-    assert default_product(FEW_ROWS + 1, 128, weight_blocks=2) == ROWS_LEFT
-    assert default_product(2, 128, weight_blocks=1) == ROWS_LEFT
-    assert default_product(2, 0, weight_blocks=4) == GENERIC
+    assert default_kernel(1, 128, weight_blocks=4) == BLOCKED
+    assert default_kernel(FEW_ROWS, 128, weight_blocks=2) == BLOCKED
+    assert default_kernel(FEW_ROWS + 1, 128, weight_blocks=2) == ROWS_LEFT
+    assert default_kernel(2, 128, weight_blocks=1) == ROWS_LEFT
+    assert default_kernel(2, 0, weight_blocks=4) == GENERIC
 
 
 def test_untuned_conv_with_a_large_weight_streams_few_rows_blocked():
@@ -128,8 +129,8 @@ def test_untuned_conv_with_a_large_weight_streams_few_rows_blocked():
     assert conv.weight_blocks() > 1 and small.weight_blocks() == 1
     chosen = []
     for layer in (conv, small):
-        original = layer.kernels.forward
-        layer.kernels.forward = lambda *args, run=original: chosen.append(args[3]) or run(*args)
+        original = layer.matmul.forward
+        layer.matmul.forward = lambda *args, run=original: chosen.append(args[3]) or run(*args)
     x = torch.randn(2, 192, 40, dtype=torch.float64)
     y = torch.cat([conv(x[..., i : i + n]) for i, n in ((0, 2), (2, 4), (6, 16), (22, 18))], -1)
     assert chosen == [BLOCKED, BLOCKED, ROWS_LEFT, ROWS_LEFT]  # batch 2 x 1, 2, 8, 9 frames: 2, 4, 16, 18 rows
@@ -149,10 +150,10 @@ def test_products_table_overrides_the_default(transpose):
         layer = Conv1d(4, 6, 3, stride=2, padding=2, dtype=torch.float64)
         counter = _calls(layer, "_window_matmul")
         rows_of = lambda batch, n: batch * (n // 2)  # noqa: E731
-    layer.products[rows_of(2, 4)] = GENERIC
+    layer.kernel_table[rows_of(2, 4)] = GENERIC
     layer(torch.randn(2, 4, 4, dtype=torch.float64))
     assert counter["n"] == 0  # the table said generic for these rows
-    layer.products[rows_of(2, 4 * FAST_PATH_MAX_ROWS)] = WEIGHT_LEFT
+    layer.kernel_table[rows_of(2, 4 * FAST_PATH_MAX_ROWS)] = WEIGHT_LEFT
     layer(torch.randn(2, 4, 4 * FAST_PATH_MAX_ROWS, dtype=torch.float64))
     assert counter["n"] == 1  # a product beyond the default's bound, because the table says so
 
@@ -171,7 +172,7 @@ def test_stream_with_each_product_equals_generic_stream(transpose, groups, batch
         generic = Conv1d(6, 4, 3, stride=2, dilation=3, padding=3, groups=groups, dtype=torch.float64)
     generic.load_state_dict(fast.state_dict())
     generic.fast_path_rows = 0
-    fast.products = {rows: product for rows in range(1, 300)}
+    fast.kernel_table = {rows: product for rows in range(1, 300)}
     scripted = torch.jit.script(fast)
     for n in (2, 4, 8, 64, 2):
         x = torch.randn(batch, 6, n, dtype=torch.float64)
@@ -196,13 +197,13 @@ def test_model_with_each_product_streams_exactly_against_offline(product):
     model = streamify.convert(plain, torch.randn(1, 2, 64, dtype=torch.float64))
     for layer in model.modules():
         if isinstance(layer, (Conv1d, ConvTranspose1d)):
-            layer.products = {rows: product for rows in range(1, 300)}
+            layer.kernel_table = {rows: product for rows in range(1, 300)}
     assert_streams_exactly(model, frames=128, batch=3, sizes=[2, 4, 6, 8, 2, 10, 16, 8, 72])
 
 
 def test_product_values_are_the_ones_saved_tables_hold():
     # tables in pickled models and TorchScript files store these ints: they must not change
-    assert {p.value: p.label for p in Product} == {
+    assert {p.value: p.label for p in ConvKernel} == {
         0: "generic",
         2: "rows-left",
         3: "weight-left",
@@ -210,7 +211,7 @@ def test_product_values_are_the_ones_saved_tables_hold():
         5: "native",
         6: "columns",
     }
-    assert {p.value: p.label for p in Product} == PRODUCT_NAMES
+    assert {p.value: p.label for p in ConvKernel} == KERNEL_LABELS
     rows, weight = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     assert rows_by_weight(rows, weight, None, ROWS_LEFT).is_contiguous()
     assert not rows_by_weight(rows, weight, None, WEIGHT_LEFT).is_contiguous()  # (weight @ rows.t()).t()
@@ -229,10 +230,10 @@ def test_retired_matrix_vector_runs_rows_left(transpose):
     rows_left, generic = make(), make()
     generic.load_state_dict(rows_left.state_dict())
     generic.fast_path_rows = 0
-    rows_left.products = {rows: ROWS_LEFT for rows in range(1, 300)}
+    rows_left.kernel_table = {rows: ROWS_LEFT for rows in range(1, 300)}
     old = make()
     old.load_state_dict(rows_left.state_dict())
-    old.products = {rows: RETIRED_MATRIX_VECTOR for rows in range(1, 300)}
+    old.kernel_table = {rows: RETIRED_MATRIX_VECTOR for rows in range(1, 300)}
     scripted = torch.jit.script(old)
     per_frame = 1 if transpose else 2  # input frames per output frame (conv) or per row (transposed)
     for frames in (1, 1, 2, 4, 32, 1):  # one row per call of a batch-1 stream: the matrix-vector case

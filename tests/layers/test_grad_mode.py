@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from streamify.layers.products import Product, rows_by_weight
+from streamify.layers.conv_kernels import ConvKernel, rows_by_weight
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -26,11 +26,11 @@ FRESH_PROCESS = textwrap.dedent(
     """
     import torch
     from streamify.layers import Conv1d, ConvTranspose1d
-    from streamify.layers.products import Product
+    from streamify.layers.conv_kernels import ConvKernel
 
 
     def weight_left(layer):
-        layer.products = {1: Product.WEIGHT_LEFT.value}
+        layer.kernel_table = {1: ConvKernel.WEIGHT_LEFT.value}
         return layer
 
 
@@ -106,6 +106,6 @@ def _bias_adds(grad: bool, product: int) -> list:
 
 
 def test_the_bias_is_added_in_place_only_when_no_gradient_is_recorded() -> None:
-    for product in (Product.ROWS_LEFT.value, Product.WEIGHT_LEFT.value, Product.BLOCKED.value):
+    for product in (ConvKernel.ROWS_LEFT.value, ConvKernel.WEIGHT_LEFT.value, ConvKernel.BLOCKED.value):
         assert _bias_adds(grad=False, product=product) == ["add_"], product
         assert _bias_adds(grad=True, product=product) == ["add"], product

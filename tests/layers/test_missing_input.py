@@ -15,7 +15,7 @@ import torch
 from helpers import ABS_TOL
 from streamify.exactness import compare_streamed, stream_signal
 from streamify.layers import AvgPool1d, Conv1d, MaxPool1d, Pad, Sequential
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 POOLS = {
     "max3": lambda: MaxPool1d(3, 1),

@@ -16,7 +16,7 @@ import torch
 from helpers import ABS_TOL
 from streamify.exactness import compare_streamed
 from streamify.layers import ConvTranspose1d, Sequential
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 #: (kernel, stride, padding): tails of 9, 5 and 14 frames against calls of 1 to 3 input frames
 SHAPES = [(11, 2, 3), (8, 3, 1), (16, 2, 0)]

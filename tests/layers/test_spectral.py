@@ -29,7 +29,7 @@ from streamify.layers import (
     Sequential,
     StreamingError,
 )
-from streamify.state import get_state, set_state
+from streamify.runtime.state import get_state, set_state
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,7 @@ from streamify.cli import app
 from streamify.exactness import compare_streamed, measure_delay, stream_signal
 from streamify.layers import Sequential
 from streamify.models import build_demo_autoencoder, demo_signal
-from streamify.state import reset
+from streamify.runtime.state import reset
 
 
 @pytest.fixture(scope="module")

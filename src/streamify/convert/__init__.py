@@ -16,9 +16,8 @@ import torch.fx as fx
 from torch import Tensor, nn
 
 from streamify.convert.builder import GraphRewriter, Unsupported
-from streamify.convert.capture import MethodCall, capture
+from streamify.convert.capture import capture
 from streamify.convert.draws import ZeroDraws
-from streamify.convert.model import StreamingModel
 from streamify.convert.opcapture import capture_ops
 from streamify.convert.prepare import private_copy
 from streamify.convert.rewrite import Rewriter
@@ -26,6 +25,7 @@ from streamify.convert.trial_runs import run_model
 from streamify.convert.verify import verify as check
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.torch_layers import rule_for
+from streamify.runtime.model import MethodCall, StreamingModel
 
 __all__ = ["StreamingModel", "Unsupported", "convert"]
 
@@ -187,12 +187,12 @@ def assemble(
         example.size(1),
         out_value.size(1),
         example.dtype,
+        input_ratios=rewriter.input_ratios,
+        layer_sources=rewriter.sources,
+        random_kept=bool(rewriter.random_kept),
+        capture=capture_kind,
     )
     result.requires_grad_(False)  # an inference model: no autograd graph per buffer
-    object.__setattr__(result, "input_ratios", list(rewriter.input_ratios))  # for streamify.inspect
-    object.__setattr__(result, "layer_sources", list(rewriter.sources))
-    object.__setattr__(result, "random_kept", bool(rewriter.random_kept))
-    object.__setattr__(result, "capture", capture_kind)  # "aten" (op level) or "fx" (the fx tracer)
     return result
 
 

@@ -31,21 +31,7 @@ from streamify.convert.mutation import remove_dead_code
 from streamify.convert.sources import source_of, user_frame, where_of
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.torch_layers import rule_for
-
-
-class MethodCall(nn.Module):
-    """Exposes ``model.<method>`` as ``forward`` so that any method can be captured."""
-
-    def __init__(self, model: nn.Module, method: str) -> None:
-        super().__init__()
-        if not callable(getattr(model, method, None)):
-            raise StreamingError(f"streamify: convert: the model has no method {method!r}")
-        self.model = model
-        self.method = method
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return getattr(self.model, self.method)(x)
-
+from streamify.runtime.model import MethodCall
 
 #: tensor factories that code calls with sizes read from the input (``torch.zeros(B, C, k)``):
 #: recorded as calls when a size is traced, instead of failing in the factory

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import remove_weight_norm
 
-from streamify.state import set_streaming
+from streamify.runtime.state import set_streaming
 
 
 def _old_weight_norms(module: nn.Module):

@@ -9,7 +9,7 @@ import torch.fx as fx
 from torch import nn
 
 #: frames of these libraries are never the user's source line (einops: tensor helpers user code calls)
-_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/einops/")
+_LIBRARY_PATHS = ("/torch/", "/streamify/convert/", "/streamify/runtime/", "/einops/")
 
 
 def _library_frame(filename: str) -> bool:

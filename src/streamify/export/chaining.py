@@ -62,9 +62,11 @@ class StartsAtSignal(StreamingModule):
         self.started = []
         self.all_started: bool = False
 
-    def forward(self, x: Tensor) -> Tensor:
+    @torch.jit.export
+    def advance(self, x: Tensor) -> Tensor:
+        """One validated buffer (see :meth:`StreamingModule.advance`): straight to ``model`` once every item started."""
         if self.all_started:
-            return self.model(x)
+            return self.model.advance(x)
         return self._wait_for_signal(x)
 
     def _wait_for_signal(self, x: Tensor) -> Tensor:
@@ -88,7 +90,7 @@ class StartsAtSignal(StreamingModule):
         outputs: List[Tensor] = []
         begin = 0
         for end in cuts:
-            y = self.model(x.narrow(2, begin, end - begin))
+            y = self.model.advance(x.narrow(2, begin, end - begin))
             waiting: List[int] = []
             for item in range(batch):
                 if starts[item] >= end:

@@ -23,11 +23,25 @@ from streamify.layers.base import StreamingModule
 
 @torch.jit.interface
 class StreamInterface(nn.Module):
-    """What a caller uses of a stream or a streaming layer: one buffer in, one out, and a reset.
+    """What a caller uses of a stream: one buffer in, one out (checked, or already checked by the caller), a reset.
 
-    The exported methods call each method's stream through it, and the streams call their layers
-    through it (:class:`LayerCall`).
+    The exported methods call each method's buffering stream through it, and that stream calls its model's
+    :meth:`~streamify.layers.base.StreamingModule.advance` through it.
     """
+
+    def forward(self, x: Tensor) -> Tensor:
+        pass
+
+    def advance(self, x: Tensor) -> Tensor:
+        pass
+
+    def reset(self, indices: Optional[List[int]] = None) -> None:
+        pass
+
+
+@torch.jit.interface
+class LayerInterface(nn.Module):
+    """What a model's graph uses of a streaming layer: one buffer in, one out, and a reset (:class:`LayerCall`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         pass
@@ -37,7 +51,7 @@ class StreamInterface(nn.Module):
 
 
 class LayerCall(nn.Module):
-    """Holds a scripted streaming layer behind :class:`StreamInterface`, so that calling it is not inlined.
+    """Holds a scripted streaming layer behind :class:`LayerInterface`, so that calling it is not inlined.
 
     Shape:
         as the layer it holds: ``[batch, in_channels, n]`` to ``[batch, out_channels, n / ratio]``.
@@ -56,7 +70,7 @@ class LayerCall(nn.Module):
 
 
 # set as an object, not a string (this module postpones annotations): TorchScript reads the type from it
-LayerCall.__annotations__ = {"layer": StreamInterface}
+LayerCall.__annotations__ = {"layer": LayerInterface}
 
 
 def _is_leaf(module: nn.Module) -> bool:

@@ -18,9 +18,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from streamify.convert import StreamingModel, convert
 from streamify.export.progress import stage
 from streamify.layers.base import StreamingError
+from streamify.runtime.model import StreamingModel
 
 #: an example for one method: a tensor, or a tensor and its in_ratio (audio samples per frame)
 MethodExample = Union[Tensor, Tuple[Tensor, int]]
@@ -138,7 +138,7 @@ def convert_methods(
     for name in methods:
         method_example, given_ratio, output = _method_example(model, name, example, examples, done, where)
         stage(f"converting {name} (capture, streaming layers, verification)")
-        stream = convert(model, method_example, method=name, **convert_options)
+        stream = convert_model(model, method_example, name, **convert_options)
         if given_ratio is None:
             given_ratio = stream.ratio.denominator
         if given_ratio < 1:
@@ -147,6 +147,13 @@ def convert_methods(
         converted = ConvertedMethod(name, stream, method_example, given_ratio, out_ratio)
         done.append((converted, output.detach().to(torch.float32)))
     return [c for c, _ in done]
+
+
+def convert_model(model: nn.Module, example: Tensor, method: str = "forward", **options: object) -> StreamingModel:
+    """:func:`streamify.convert`, imported when a model is converted: the rest of the export runs without it."""
+    from streamify.convert import convert
+
+    return convert(model, example, method=method, **options)
 
 
 def _check_request(
@@ -246,7 +253,7 @@ def nn_tilde_sizes(method: ConvertedMethod, where: str, low: int = 256, high: in
 def extra_latency_samples(method: ConvertedMethod, size: int) -> int:
     """Audio samples of latency that host buffers of ``size`` samples add to the method's delay (0 for multiples
     of its buffer multiple): ``M - gcd(n, M)`` input frames, ``M`` the buffer multiple and ``n = size / in_ratio``."""
-    from streamify.buffering import extra_latency_frames
+    from streamify.runtime.buffering import extra_latency_frames
 
     return extra_latency_frames(size // method.in_ratio, int(method.stream.buffer_multiple)) * method.in_ratio
 

@@ -26,12 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from streamify._version import __version__
-from streamify.convert import StreamingModel, convert
 from streamify.exactness import compare_streamed
 from streamify.export.files import write_atomically
-from streamify.export.methods import check_float32
+from streamify.export.methods import check_float32, convert_model
 from streamify.layers.base import StreamingError
 from streamify.native import make_portable
+from streamify.runtime.model import StreamingModel
 
 #: DAW buffer sizes the native sizes are made for (each is rounded up to a multiple of the stream's)
 COMMON_BUFFER_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -114,7 +114,7 @@ def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[Streamin
         with torch.no_grad():
             edit.latent_scale.copy_(marks[0].view(1, -1, 1))
             edit.latent_offset.copy_(marks[1].view(1, -1, 1))
-        stream = convert(edit, example)
+        stream = convert_model(edit, example)
         scale, offset = (_marked_tensor(stream, mark, where) for mark in marks)
         with torch.no_grad():
             for knobs in (edit, getattr(stream.original, "model", stream.original)):  # the offline reference too
@@ -124,7 +124,7 @@ def _stream_for(model: nn.Module, example: Tensor, where: str) -> Tuple[Streamin
             offset.fill_(0.0)
         stream.reset()
         return stream, scale, offset
-    stream = model if isinstance(model, StreamingModel) else convert(model, example)
+    stream = model if isinstance(model, StreamingModel) else convert_model(model, example)
     if stream.ratio != 1:
         raise StreamingError(
             f"streamify: {where}: the model's forward returns one frame per {stream.ratio} input samples; Neutone FX "

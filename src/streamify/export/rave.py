@@ -16,8 +16,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from streamify.convert import StreamingModel
-from streamify.convert.verify import verify
 from streamify.export.chaining import starts_at_signal
 from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.export.nn_tilde import TYPE_BOOL, NnTildeModule, export_nn_tilde
@@ -29,6 +27,7 @@ from streamify.export.rave_methods import (
     set_noise_gain,
 )
 from streamify.layers.base import StreamingError, StreamingModule
+from streamify.runtime.model import StreamingModel
 
 #: the attributes of ``rave export``'s files (booleans; they act on AdaIN layers, which this export refuses)
 RAVE_ATTRIBUTES = ("learn_target", "reset_target", "learn_source", "reset_source")
@@ -175,9 +174,11 @@ def draws_off(stream: StreamingModel, where: str = "export RAVE run") -> List[st
 
 def convert_checked(model: RaveMethods, example: Tensor, methods: Sequence[str]) -> List[ConvertedMethod]:
     """:func:`convert_with_draws`, each stream then checked exactly against its offline method."""
+    from streamify.convert.verify import verify  # the converter's check, only where a model is converted
+
     converted = convert_with_draws(model, example, methods)
     for method in converted:
-        verify(method.stream, method.example, list(getattr(method.stream, "layer_sources", [])))
+        verify(method.stream, method.example, method.stream.layer_sources)
         method.stream.reset()
     return converted
 

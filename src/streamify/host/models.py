@@ -222,7 +222,7 @@ class TorchModel(HostModel):
                 self._runner = self.stream
             else:  # any other length: accumulated to multiples, at extra_latency(n) more delay
                 if self._any is None:
-                    from streamify.buffering import AnyLengthStream
+                    from streamify.runtime.buffering import AnyLengthStream
 
                     self._any = AnyLengthStream(self.stream, self.name).eval()
                 self._runner = self._any
@@ -241,7 +241,7 @@ class TorchModel(HostModel):
 
         Tensors and integers only, keyed by name; :meth:`set_state` restores it on this model or an identical one.
         """
-        from streamify.state import get_state
+        from streamify.runtime.state import get_state
 
         state = {f"stream.{key}": value for key, value in get_state(self.stream).items()}
         if self._runner is not None and self._runner is self._any:
@@ -257,8 +257,8 @@ class TorchModel(HostModel):
     def set_state(self, state: dict) -> None:
         """Restore a :meth:`get_state` snapshot (checked by :func:`streamify.state.set_state`; a snapshot of another
         model or buffer kind raises :class:`StreamingError` and leaves the stream fresh)."""
-        from streamify.buffering import AnyLengthStream
-        from streamify.state import set_state
+        from streamify.runtime.buffering import AnyLengthStream
+        from streamify.runtime.state import set_state
 
         any_keys = {"any.pending", "any.ready", "any.stream_batch", "any.extra"}
         prefix = "stream."

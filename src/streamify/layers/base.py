@@ -147,7 +147,7 @@ class StreamingModule(nn.Module):
         self.pad_value: float = 0.0
         self.warm_left: int = 0
         self.out_warm_left: int = 0
-        # explicit state (see :func:`streamify.state.step`): the caller provides the state tensors, the
+        # explicit state (see `streamify.runtime.state.step`): the caller provides the state tensors, the
         # warm-up masks are computed with tensor ops on every call (no shortcut on the Python counters)
         # and nothing is allocated; this is the path that ONNX export traces
         self.explicit_state: bool = False
@@ -207,17 +207,23 @@ class StreamingModule(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Process one buffer ``[batch, in_channels, n]`` into ``[batch, out_channels, n / ratio]``.
 
-        With ``streaming`` False, runs the offline computation instead.
+        A layer inside a model (not the root) goes straight to :meth:`stream`: its buffer was validated at
+        the root. With ``streaming`` False, runs the offline computation instead.
         """
+        if self.streaming and not self.is_root:
+            self._begin(x)
+            return self.stream(x)
+        return self._root_call(x)
+
+    def _root_call(self, x: Tensor) -> Tensor:
+        """A call of the root (or in offline mode): validation, the thread guard, :meth:`advance`."""
         if not self.streaming:
             return self.offline(x)
-        if not self.is_root:
-            return self._advance(x)
         self._validate(x)
         if self.busy:  # the thread guard: see the class docstring
             raise StreamingError(busy_message(self.layer_name))
         self._set_busy(True)
-        y = self._advance(x)
+        y = self.advance(x)
         self._set_busy(False)
         return y
 
@@ -228,11 +234,15 @@ class StreamingModule(nn.Module):
         else:
             self.__dict__["busy"] = busy
 
-    def _advance(self, x: Tensor) -> Tensor:
-        """One validated buffer, the guard held by the caller (:meth:`forward`, or :func:`streamify.state.step`)."""
+    def advance(self, x: Tensor) -> Tensor:
+        """One buffer that the caller has validated (:meth:`_validate`), the caller holding the thread guard.
+
+        What :meth:`forward` runs after its checks; :class:`~streamify.runtime.buffering.AnyLengthStream` and
+        :func:`streamify.runtime.state.step`, which check the buffer themselves, call it directly.
+        """
         self._begin(x)
         y = self.stream(x)
-        if self.is_root and self.delay > 0:
+        if self.is_root and self.delay > 0 and (self.out_warm_left > 0 or self.explicit_state):
             y = self._mask_output(y)
         return y
 
@@ -291,15 +301,15 @@ class StreamingModule(nn.Module):
     def _begin(self, x: Tensor) -> None:
         if self.explicit_state:
             return  # the state was given by the caller
-        batch = x.size(0)
         if self.stream_batch == 0:
+            batch = x.size(0)
             self.warm_pos = torch.zeros(batch, dtype=torch.long, device=x.device)
             self.out_warm_pos = torch.zeros(batch, dtype=torch.long, device=x.device)
             self._allocate(x)
             self.stream_batch = batch
             self._restart_warmup(None)
-        else:
-            self._check_batch(batch)
+        elif x.size(0) != self.stream_batch:  # an inner layer called on its own (the root checked its buffer)
+            self._check_batch(x.size(0))
 
     def _check_batch(self, batch: int) -> None:
         if self.stream_batch != 0 and batch != self.stream_batch:
@@ -396,7 +406,7 @@ class StreamingModule(nn.Module):
                 + str(x.dtype)
                 + "; convert the input, or the model with .to(dtype)"
             )
-        if not self.explicit_state:  # the state given sets the batch (see streamify.state.step)
+        if not self.explicit_state:  # the state given sets the batch (see streamify.runtime.state.step)
             self._check_batch(x.size(0))
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise StreamingError("streamify: " + self.layer_name + ": the buffer holds NaN or infinite values")

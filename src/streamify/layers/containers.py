@@ -365,16 +365,16 @@ class Heads(Branches):
         if not self.streaming:
             return self.offline(x)
         if not self.is_root:
-            return self._advance(x)
+            return self.advance(x)
         self._validate(x)
         if self.busy:  # the thread guard (see StreamingModule)
             raise StreamingError(busy_message(self.layer_name))
         self._set_busy(True)
-        outputs = self._advance(x)
+        outputs = self.advance(x)
         self._set_busy(False)
         return outputs
 
-    def _advance(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
+    def advance(self, x: Tensor) -> List[Tensor]:  # type: ignore[override]
         self._begin(x)
         outputs: List[Tensor] = []
         for path in self.paths:

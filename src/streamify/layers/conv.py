@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
-from streamify.layers.products import Product, Products, add_bias, block_rows, choose_product
+from streamify.layers.conv_kernels import ConvKernel, TorchMatmul, add_bias, block_rows, choose_kernel
 from streamify.timing import effective_kernel, strided_cache
 
 Padding = Union[int, Tuple[int, int], str]
@@ -120,7 +120,8 @@ class WindowOp(StreamingModule):
 
     def _windows_input(self, x: Tensor) -> Tensor:
         """The cached frames and buffer ``x`` ``[batch, channels, n]`` that this call's windows read; updates the cache."""
-        x = self._mask_input(x)
+        if self.warm_left > 0 or self.explicit_state:  # the warm-up frames (see StreamingModule._mask_input)
+            x = self._mask_input(x)
         n = x.size(-1)
         if self.cache_len > 0:
             z = torch.cat([self.cache, x], -1)
@@ -165,8 +166,8 @@ class Conv1d(WindowOp):
     torch.Size([1, 4, 4])
     """
 
-    #: rows per call (batch x frames) -> product (:mod:`streamify.layers.products`); see :func:`streamify.tune`
-    products: Dict[int, int]
+    #: rows per call (batch x frames) -> kernel, a ConvKernel value (:mod:`streamify.layers.conv_kernels`); see :func:`streamify.tune`
+    kernel_table: Dict[int, int]
 
     def __init__(
         self,
@@ -230,19 +231,19 @@ class Conv1d(WindowOp):
         self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
         #: untuned calls of at most this many windows (batch x frames) take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS
-        self.products: Dict[int, int] = {}
-        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
+        self.kernel_table: Dict[int, int] = {}
+        #: weight rows per block of the blocked product (:func:`streamify.layers.conv_kernels.block_rows`)
         self.rows_per_block = block_rows(self.out_channels // groups, weight.size(1) * self.kernel_size)
-        #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
-        self.kernels: nn.Module = Products()
+        #: runs the matrix products (:class:`~streamify.layers.conv_kernels.TorchMatmul`, or the native ones)
+        self.matmul: nn.Module = TorchMatmul()
 
     def _window(self, z: Tensor) -> Tensor:
         frames = (z.size(-1) - self.span) // self.stride + 1
         rows = frames * z.size(0)
-        product = choose_product(self.products, rows, self.fast_path_rows, self.weight_blocks())
-        if product == Product.GENERIC.value or torch.jit.is_tracing():
+        choice = choose_kernel(self.kernel_table, rows, self.fast_path_rows, self.weight_blocks())
+        if choice == ConvKernel.GENERIC.value or torch.jit.is_tracing():
             return F.conv1d(z, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return self._window_matmul(z, frames, product)
+        return self._window_matmul(z, frames, choice)
 
     def weight_blocks(self) -> int:
         """Blocks of ``rows_per_block`` rows in the weight matrix (1 for grouped convs: they have one product)."""
@@ -250,13 +251,13 @@ class Conv1d(WindowOp):
             return 1
         return self.out_channels // self.rows_per_block
 
-    def _window_matmul(self, z: Tensor, frames: int, product: int) -> Tensor:
+    def _window_matmul(self, z: Tensor, frames: int, choice: int) -> Tensor:
         """``F.conv1d`` without padding over ``z`` as one matrix product over its ``frames`` windows.
 
         Few frames per call make PyTorch's generic kernels slow (im2col loops, per-channel
         dilated loops, weight re-layouts); gathering the windows ``[batch * frames, in * kernel]``
         and multiplying them by the weight viewed as ``[out, in * kernel]`` reads each weight
-        once, by ``product`` (:mod:`streamify.layers.products`). The weight is viewed per call,
+        once, by the kernel ``choice`` (:mod:`streamify.layers.conv_kernels`). The weight is viewed per call,
         never copied, so weights trained or loaded later are used as they are.
         """
         batch, channels = z.size(0), z.size(1)
@@ -265,7 +266,7 @@ class Conv1d(WindowOp):
         # f * stride + j * dilation), copied once into the product's rows
         strides = z.stride()
         step = strides[2]
-        if product == Product.COLUMNS.value and self.groups == 1:
+        if choice == ConvKernel.COLUMNS.value and self.groups == 1:
             columns = z.as_strided(
                 [batch, channels, kernel, frames],
                 [strides[0], strides[1], self.dilation * step, self.stride * step],
@@ -288,7 +289,7 @@ class Conv1d(WindowOp):
         )
         cols = windows.reshape(batch * frames, channels * kernel)
         weight = self.weight.reshape(out_channels, channels * kernel)
-        y = self.kernels.forward(cols, weight, self.bias, product, self.rows_per_block)
+        y = self.matmul.forward(cols, weight, self.bias, choice, self.rows_per_block)
         return y.view(batch, frames, out_channels).transpose(1, 2)
 
     def _grouped_matmul(self, windows: Tensor, frames: int) -> Tensor:
@@ -331,7 +332,7 @@ class Conv1d(WindowOp):
 
 
 # TorchScript reads attribute types from the class annotations, and cannot parse postponed (string) ones
-Conv1d.__annotations__["products"] = Dict[int, int]
+Conv1d.__annotations__["kernel_table"] = Dict[int, int]
 
 
 class AvgPool1d(WindowOp):

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.conv import FAST_PATH_MAX_ROWS_TRANSPOSED
-from streamify.layers.products import Product, Products, block_rows, choose_product
+from streamify.layers.conv_kernels import ConvKernel, TorchMatmul, block_rows, choose_kernel
 from streamify.timing import ceil_div, effective_kernel
 
 
@@ -99,8 +99,8 @@ class ConvTranspose1d(OverlapAdd):
     True
     """
 
-    #: rows per call (batch x frames) -> product (:mod:`streamify.layers.products`); see :func:`streamify.tune`
-    products: Dict[int, int]
+    #: rows per call (batch x frames) -> kernel, a ConvKernel value (:mod:`streamify.layers.conv_kernels`); see :func:`streamify.tune`
+    kernel_table: Dict[int, int]
 
     def __init__(
         self,
@@ -172,11 +172,11 @@ class ConvTranspose1d(OverlapAdd):
         self.dtype_marker = torch.zeros(0, dtype=weight.dtype, device=weight.device)
         #: untuned calls of at most this many input frames x batch items take a matrix product (0: never)
         self.fast_path_rows = FAST_PATH_MAX_ROWS_TRANSPOSED
-        self.products: Dict[int, int] = {}
-        #: weight rows per block of the blocked product (:func:`streamify.layers.products.block_rows`)
+        self.kernel_table: Dict[int, int] = {}
+        #: weight rows per block of the blocked product (:func:`streamify.layers.conv_kernels.block_rows`)
         self.rows_per_block = block_rows(weight.size(1) * kernel_size, weight.size(0) // self.groups)
-        #: runs the products (:class:`~streamify.layers.products.Products`, or the native ones)
-        self.kernels: nn.Module = Products()
+        #: runs the matrix products (:class:`~streamify.layers.conv_kernels.TorchMatmul`, or the native ones)
+        self.matmul: nn.Module = TorchMatmul()
 
     def _tail_channels(self, x: Tensor) -> int:
         return self.out_channels
@@ -185,9 +185,9 @@ class ConvTranspose1d(OverlapAdd):
         x = self._mask_input(x)
         n = x.size(-1)
         rows = n * x.size(0)
-        product = choose_product(self.products, rows, self.fast_path_rows)
-        if product != Product.GENERIC.value and not torch.jit.is_tracing():
-            full = self._contributions_matmul(x, product)
+        choice = choose_kernel(self.kernel_table, rows, self.fast_path_rows)
+        if choice != ConvKernel.GENERIC.value and not torch.jit.is_tracing():
+            full = self._contributions_matmul(x, choice)
         else:
             full = F.conv_transpose1d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dilation)
         y = self._overlap_add(full, x.size(-1))
@@ -196,7 +196,7 @@ class ConvTranspose1d(OverlapAdd):
             y = y + bias.unsqueeze(-1)
         return y
 
-    def _contributions_matmul(self, x: Tensor, product: int) -> Tensor:
+    def _contributions_matmul(self, x: Tensor, choice: int) -> Tensor:
         """``F.conv_transpose1d`` without padding or bias as one (batched) matrix product and an overlap-add.
 
         Each input frame times the weight viewed as ``[in, out * kernel]`` (a view per call, never
@@ -208,12 +208,12 @@ class ConvTranspose1d(OverlapAdd):
         per_out = self.out_channels // groups
         if groups == 1:
             weight = self.weight.reshape(per_in, per_out * kernel).t()  # [out * kernel, in], a view
-            if product == Product.COLUMNS.value:  # each item's frames times the weight
+            if choice == ConvKernel.COLUMNS.value:  # each item's frames times the weight
                 cols = torch.matmul(weight, x)  # [batch, out * kernel, n]
             else:
                 # one 2-D product for the whole batch: the weights are read once, not once per item
                 frames = x.transpose(1, 2).reshape(batch * n, per_in)
-                cols = self.kernels.forward(frames, weight, None, product, self.rows_per_block)
+                cols = self.matmul.forward(frames, weight, None, choice, self.rows_per_block)
                 cols = cols.view(batch, n, per_out * kernel).transpose(1, 2)  # [batch, out * kernel, n]
             if n == 1 and self.dilation == 1:
                 return cols.reshape(batch, self.out_channels, kernel)  # one frame: its taps are the output
@@ -242,4 +242,4 @@ class ConvTranspose1d(OverlapAdd):
 
 
 # TorchScript reads attribute types from the class annotations, and cannot parse postponed (string) ones
-ConvTranspose1d.__annotations__["products"] = Dict[int, int]
+ConvTranspose1d.__annotations__["kernel_table"] = Dict[int, int]

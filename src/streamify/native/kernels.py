@@ -1,4 +1,4 @@
-"""The native products as a conv's ``kernels``, and turning them on and off in a model."""
+"""The native products as a conv's ``matmul``, and turning them on and off in a model."""
 
 from __future__ import annotations
 
@@ -7,28 +7,26 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from streamify.layers.products import Product, Products, add_bias, rows_by_weight
+from streamify.layers.conv_kernels import ConvKernel, TorchMatmul, add_bias, rows_by_weight
 
 
-class NativeProducts(nn.Module):
-    """A conv's products with :attr:`~streamify.layers.products.Product.NATIVE` run by the compiled
+class NativeMatmul(nn.Module):
+    """A conv's products with :attr:`~streamify.layers.conv_kernels.ConvKernel.NATIVE` run by the compiled
     ``torch.ops.streamify.rows_by_weight`` (:mod:`streamify.native.build` must have loaded it);
-    every other product as :class:`~streamify.layers.products.Products` runs it.
+    every other product as :class:`~streamify.layers.conv_kernels.TorchMatmul` runs it.
 
     A scripted model holding these needs the op where it is loaded (import streamify and call
     :func:`streamify.native.load` first); exports call :func:`make_portable` on their copy.
     """
 
-    def forward(
-        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
-    ) -> Tensor:
-        if product == Product.NATIVE.value:
+    def forward(self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], choice: int, rows_per_block: int) -> Tensor:
+        if choice == ConvKernel.NATIVE.value:
             return add_bias(torch.ops.streamify.rows_by_weight(rows, weight), bias)
-        return rows_by_weight(rows, weight, bias, product, rows_per_block)
+        return rows_by_weight(rows, weight, bias, choice, rows_per_block)
 
 
-def product_layers(model: nn.Module) -> List[nn.Module]:
-    """The layers of ``model`` that run products (streaming convs and transposed convs)."""
+def kernel_layers(model: nn.Module) -> List[nn.Module]:
+    """The layers of ``model`` that have a kernel table (streaming convs and transposed convs)."""
     from streamify.layers.base import StreamingModule
 
     return [m for m in model.modules() if isinstance(m, StreamingModule) and m.tunable_matmul]
@@ -46,27 +44,27 @@ def can_run_native(layer: nn.Module) -> bool:
 
 
 def use_native(layer: nn.Module) -> None:
-    """Give ``layer`` the native kernels (its table decides where ``Product.NATIVE`` runs)."""
-    if not isinstance(layer.kernels, NativeProducts):
-        layer.kernels = NativeProducts()
+    """Give ``layer`` the native kernels (its table decides where ``ConvKernel.NATIVE`` runs)."""
+    if not isinstance(layer.matmul, NativeMatmul):
+        layer.matmul = NativeMatmul()
 
 
 def make_portable(model: nn.Module) -> int:
     """Make ``model`` script to PyTorch ops only: portable kernels everywhere, and every
-    :attr:`~streamify.layers.products.Product.NATIVE` entry of a products table replaced by the
-    layer's default product. Returns how many table entries changed. Exports call this on their
+    :attr:`~streamify.layers.conv_kernels.ConvKernel.NATIVE` entry of a kernel table replaced by the
+    layer's default kernel. Returns how many table entries changed. Exports call this on their
     copy of the model.
     """
     changed = 0
-    for layer in product_layers(model):
-        if isinstance(layer.kernels, NativeProducts):
-            layer.kernels = Products()
-        for rows in [r for r, p in layer.products.items() if p == Product.NATIVE.value]:
-            del layer.products[rows]
+    for layer in kernel_layers(model):
+        if isinstance(layer.matmul, NativeMatmul):
+            layer.matmul = TorchMatmul()
+        for rows in [r for r, p in layer.kernel_table.items() if p == ConvKernel.NATIVE.value]:
+            del layer.kernel_table[rows]
             changed += 1
     return changed
 
 
 def uses_native(model: nn.Module) -> bool:
     """Whether any layer of ``model`` holds the native kernels."""
-    return any(isinstance(layer.kernels, NativeProducts) for layer in product_layers(model))
+    return any(isinstance(layer.matmul, NativeMatmul) for layer in kernel_layers(model))

@@ -20,7 +20,7 @@ from streamify.convert.verify import tolerance
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.recurrent import Recurrent
 from streamify.layers.torch_layers import rule_for
-from streamify.state import set_streaming
+from streamify.runtime.state import set_streaming
 
 if TYPE_CHECKING:
     from streamify.convert.builder import GraphRewriter

@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from streamify.buffering import AnyLengthStream
 from streamify.export.dispatch import StreamInterface, call_layers_through_interface
 from streamify.export.sharing import share_equal_constants
 from streamify.layers.base import StreamingModule
+from streamify.runtime.buffering import AnyLengthStream
 
 #: nn~ attribute type codes of ``A_params`` (bool, int, float, str)
 TYPE_BOOL, TYPE_INT, TYPE_FLOAT, TYPE_STR = 0, 1, 2, 3

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from streamify._version import __version__
-from streamify.convert import StreamingModel
 from streamify.export.files import write_atomically
 from streamify.export.methods import ConvertedMethod, convert_methods
 from streamify.export.onnx_export import rnn  # noqa: F401 (registers the RNN layers' ONNX nodes)
@@ -23,7 +22,8 @@ from streamify.export.onnx_export.verify import LengthMismatch, verify
 from streamify.export.progress import stage
 from streamify.layers.base import StreamingError, StreamingModule
 from streamify.layers.recurrent import Recurrent
-from streamify.state import StateSlot, _explicit_step, initial_state, state_layout
+from streamify.runtime.model import StreamingModel
+from streamify.runtime.state import StateSlot, _explicit_step, initial_state, state_layout
 
 #: ONNX opset of the exported graphs
 OPSET = 17

@@ -7,10 +7,10 @@ from typing import Any, Dict
 
 import torch
 
-from streamify.convert import StreamingModel
 from streamify.export.methods import ConvertedMethod
 from streamify.export.onnx_export.runtime import OnnxStream
 from streamify.layers.base import StreamingError
+from streamify.runtime.model import StreamingModel
 
 #: max error of ONNX Runtime against the PyTorch stream accepted at export (relative to the peak)
 EXPORT_REL_TOL = 1e-4

@@ -4,14 +4,14 @@ A streaming call of a low-rate conv computes few windows (``rows`` = batch items
 its cost is reading the weights. PyTorch's generic conv kernels are slow there (im2col
 loops, per-channel dilated loops, weight re-layouts), so a conv gathers its windows
 ``[rows, K]`` and multiplies them by its weight viewed as a matrix ``[N, K]`` instead.
-Which product reads the weights fastest depends on the rows, the matrix shape, the CPU
-and the BLAS (MKL differs from OpenBLAS, and a weight matrix read once per call is rarely
-in cache): the :class:`Product` kinds compute the same sums in different orders; a layer
-uses :func:`default_product` (by the row count and the weight's size) unless its ``products`` table (row count -> ``Product`` value)
-names another, and :func:`streamify.tune` fills that table by timing each product inside the
-model. A layer runs its products through its ``kernels`` submodule: :class:`Products`
-(PyTorch ops only, what exported files keep) or :class:`streamify.native.NativeProducts`,
-which adds :attr:`Product.NATIVE`, a kernel compiled for this machine.
+Which way of computing a call (its kernel) reads the weights fastest depends on the rows, the
+matrix shape, the CPU and the BLAS (MKL differs from OpenBLAS, and a weight matrix read once per
+call is rarely in cache): the :class:`ConvKernel` kinds compute the same sums in different orders;
+a layer uses :func:`default_kernel` unless its ``kernel_table`` (row count -> ``ConvKernel`` value)
+names another, and :func:`streamify.tune` fills that table by timing each kernel inside the
+model. A layer runs the matrix products through its ``matmul`` submodule: :class:`TorchMatmul`
+(PyTorch ops only, what exported files keep) or :class:`streamify.native.NativeMatmul`,
+which adds :attr:`ConvKernel.NATIVE`, a kernel compiled for this machine.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 
-class Product(enum.Enum):
-    """How a conv computes a call; a layer's ``products`` table stores the ``value`` (an int).
+class ConvKernel(enum.Enum):
+    """How a conv computes a call; a layer's ``kernel_table`` stores the ``value`` (an int).
 
-    TorchScript compiles ``Product.X.value`` to the constant, so scripted and saved models hold
+    TorchScript compiles ``ConvKernel.X.value`` to the constant, so scripted and saved models hold
     plain ints. The values are kept across versions: 1, a matrix-vector product for one row, was
     dropped (no faster than :attr:`ROWS_LEFT` on the reference model, docs/benchmarks.md), and a
     table saved by an earlier version that names it runs :attr:`ROWS_LEFT` (the same sums).
@@ -42,7 +42,7 @@ class Product(enum.Enum):
     #: batched product): BLAS's few-row kernels then read each weight once from memory
     BLOCKED = 4
     #: the compiled kernel of :mod:`streamify.native` (each weight read once for all rows); a layer
-    #: whose ``kernels`` are the portable :class:`Products` runs it as :attr:`ROWS_LEFT`
+    #: whose ``matmul`` is the portable :class:`TorchMatmul` runs it as :attr:`ROWS_LEFT`
     NATIVE = 5
     #: per batch item, ``weight @ windows`` with the windows gathered channel-major (``[in * kernel,
     #: frames]``): the output comes out in the stream's own ``[batch, out, frames]`` layout, with no
@@ -56,15 +56,15 @@ class Product(enum.Enum):
         return self.name.lower().replace("_", "-")
 
 
-#: each product's value -> its label (tables store values; reports show labels)
-PRODUCT_NAMES: Dict[int, str] = {product.value: product.label for product in Product}
+#: each kernel's value -> its label (tables store values; reports show labels)
+KERNEL_LABELS: Dict[int, str] = {kernel.value: kernel.label for kernel in ConvKernel}
 
 #: bytes of weights per block of the blocked product (fits a core's L2 cache with room to spare)
 BLOCK_BYTES = 256 * 1024
 
 
 def block_rows(out_features: int, in_features: int, element_size: int = 4) -> int:
-    """Rows per block of a ``[out_features, in_features]`` weight for :attr:`Product.BLOCKED`: the
+    """Rows per block of a ``[out_features, in_features]`` weight for :attr:`ConvKernel.BLOCKED`: the
     largest divisor of ``out_features`` whose block holds at most :data:`BLOCK_BYTES` (at least 1)."""
     target = max(1, BLOCK_BYTES // max(1, in_features * element_size))
     for rows in range(min(target, out_features), 0, -1):
@@ -73,47 +73,47 @@ def block_rows(out_features: int, in_features: int, element_size: int = 4) -> in
     return 1
 
 
-#: untuned calls of at most this many rows take :attr:`Product.BLOCKED` when the weight spans several blocks
-#: (:func:`default_product` holds it as a literal: TorchScript does not read module globals)
+#: untuned calls of at most this many rows take :attr:`ConvKernel.BLOCKED` when the weight spans several blocks
+#: (:func:`default_kernel` holds it as a literal: TorchScript does not read module globals)
 FEW_ROWS = 8
 
 
-def default_product(rows: int, fast_path_rows: int, weight_blocks: int = 1) -> int:
-    """The product of an untuned layer: :attr:`Product.BLOCKED` for calls of at most :data:`FEW_ROWS`
+def default_kernel(rows: int, fast_path_rows: int, weight_blocks: int = 1) -> int:
+    """The kernel of an untuned layer: :attr:`ConvKernel.BLOCKED` for calls of at most :data:`FEW_ROWS`
     rows over a weight of several blocks (``weight_blocks`` > 1, :func:`block_rows`), else
-    :attr:`Product.ROWS_LEFT` up to ``fast_path_rows`` rows, :attr:`Product.GENERIC` beyond (and for none).
+    :attr:`ConvKernel.ROWS_LEFT` up to ``fast_path_rows`` rows, :attr:`ConvKernel.GENERIC` beyond (and for none).
 
     Few rows by a large weight is what a streaming call of a low-rate conv computes: there the
     BLAS reads the weight well below the memory's bandwidth (MKL on an AMD EPYC: 9 GB/s at 2 rows,
     against 25 GB/s for a plain read), and block by block each weight is read once, from cache
     for every row after the first (docs/rave.md: RAVE's encoder)."""
     if rows <= 0 or rows > fast_path_rows:
-        return Product.GENERIC.value
+        return ConvKernel.GENERIC.value
     if rows <= 8 and weight_blocks > 1:  # FEW_ROWS
-        return Product.BLOCKED.value
-    return Product.ROWS_LEFT.value
+        return ConvKernel.BLOCKED.value
+    return ConvKernel.ROWS_LEFT.value
 
 
-def choose_product(table: Dict[int, int], rows: int, fast_path_rows: int, weight_blocks: int = 1) -> int:
-    """The product a layer runs for ``rows``: its ``table``'s entry (tuned), else :func:`default_product`."""
+def choose_kernel(table: Dict[int, int], rows: int, fast_path_rows: int, weight_blocks: int = 1) -> int:
+    """The kernel a layer runs for ``rows``: its ``table``'s entry (tuned), else :func:`default_kernel`."""
     if rows in table:
         return table[rows]
-    return default_product(rows, fast_path_rows, weight_blocks)
+    return default_kernel(rows, fast_path_rows, weight_blocks)
 
 
 def rows_by_weight(
-    rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int = 1
+    rows: Tensor, weight: Tensor, bias: Optional[Tensor], choice: int, rows_per_block: int = 1
 ) -> Tensor:
     """``rows @ weight.t() + bias``: ``rows`` ``[M, K]``, ``weight`` ``[N, K]``, ``bias`` ``[N]`` -> ``[M, N]``.
 
-    ``product`` is :attr:`Product.WEIGHT_LEFT` or :attr:`Product.BLOCKED` (blocks of
+    ``choice`` (a :class:`ConvKernel` value) is :attr:`ConvKernel.WEIGHT_LEFT` or :attr:`ConvKernel.BLOCKED` (blocks of
     ``rows_per_block`` weight rows, a divisor of ``N``: :func:`block_rows`); any other value runs
-    :attr:`Product.ROWS_LEFT`. ``weight`` is read where it is stored, never copied. The result
+    :attr:`ConvKernel.ROWS_LEFT`. ``weight`` is read where it is stored, never copied. The result
     may be a transposed view.
     """
-    if product == Product.WEIGHT_LEFT.value:
+    if choice == ConvKernel.WEIGHT_LEFT.value:
         y = torch.mm(weight, rows.t()).t()
-    elif product == Product.BLOCKED.value:
+    elif choice == ConvKernel.BLOCKED.value:
         m, n, k = rows.size(0), weight.size(0), weight.size(1)
         blocks = weight.reshape(n // rows_per_block, rows_per_block, k)
         y = torch.bmm(rows.unsqueeze(0).expand(blocks.size(0), m, k), blocks.transpose(1, 2))
@@ -140,15 +140,13 @@ def add_bias(y: Tensor, bias: Optional[Tensor]) -> Tensor:
     return y
 
 
-class Products(nn.Module):
-    """The products of one conv layer with PyTorch's ops only: :func:`rows_by_weight`.
+class TorchMatmul(nn.Module):
+    """The matrix products of one conv layer with PyTorch's ops only: :func:`rows_by_weight`.
 
-    A conv calls ``self.kernels.forward(rows, weight, bias, product, rows_per_block)``; TorchScript compiles
+    A conv calls ``self.matmul.forward(rows, weight, bias, choice, rows_per_block)``; TorchScript compiles
     whichever module the layer holds, so a layer holding this one scripts to portable code
     (any libtorch, nn~, ONNX) whatever its table says.
     """
 
-    def forward(
-        self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], product: int, rows_per_block: int
-    ) -> Tensor:
-        return rows_by_weight(rows, weight, bias, product, rows_per_block)
+    def forward(self, rows: Tensor, weight: Tensor, bias: Optional[Tensor], choice: int, rows_per_block: int) -> Tensor:
+        return rows_by_weight(rows, weight, bias, choice, rows_per_block)

@@ -16,10 +16,10 @@ import streamify
 from helpers import assert_streams_exactly
 from streamify import native
 from streamify.layers import Conv1d, ConvTranspose1d, StreamingError
-from streamify.layers.products import Product, Products
+from streamify.layers.conv_kernels import ConvKernel, TorchMatmul
 from streamify.native import build
 
-NATIVE = Product.NATIVE.value
+NATIVE = ConvKernel.NATIVE.value
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_gradients_match_the_matrix_product(op):
 
 
 def test_native_conv_gives_conv1d_gradients_with_its_bias(op):
-    """NativeProducts adds the bias in place to the op's output: autograd must still give conv1d's."""
+    """NativeMatmul adds the bias in place to the op's output: autograd must still give conv1d's."""
     torch.manual_seed(0)
     conv = Conv1d(5, 7, 3, dilation=2, dtype=torch.float64)
     native.use_native(conv)
@@ -128,9 +128,9 @@ def _model(dtype: torch.dtype = torch.float64) -> streamify.StreamingModel:
 
 def _run_natively(model: nn.Module) -> None:
     """Every conv runs NATIVE for every row count a test stream uses."""
-    for layer in native.product_layers(model):
+    for layer in native.kernel_layers(model):
         native.use_native(layer)
-        layer.products = {rows: NATIVE for rows in range(1, 200)}
+        layer.kernel_table = {rows: NATIVE for rows in range(1, 200)}
 
 
 def test_native_convs_stream_exactly_and_script_bit_for_bit(op):
@@ -150,8 +150,8 @@ def test_native_convs_stream_exactly_and_script_bit_for_bit(op):
 def test_native_and_portable_streams_agree(op):
     model = _model()
     x = torch.randn(2, 2, 64, dtype=torch.float64)
-    for layer in native.product_layers(model):
-        layer.products = {rows: Product.ROWS_LEFT.value for rows in range(1, 200)}
+    for layer in native.kernel_layers(model):
+        layer.kernel_table = {rows: ConvKernel.ROWS_LEFT.value for rows in range(1, 200)}
     portable = model(x)
     model.reset()
     _run_natively(model)
@@ -162,10 +162,10 @@ def test_make_portable_drops_native_choices_and_kernels(op):
     model = _model()
     _run_natively(model)
     changed = native.make_portable(model)
-    assert changed == len(native.product_layers(model)) * 199
+    assert changed == len(native.kernel_layers(model)) * 199
     assert not native.uses_native(model)
-    for layer in native.product_layers(model):
-        assert isinstance(layer.kernels, Products) and NATIVE not in layer.products.values()
+    for layer in native.kernel_layers(model):
+        assert isinstance(layer.matmul, TorchMatmul) and NATIVE not in layer.kernel_table.values()
     assert "streamify::rows_by_weight" not in str(torch.jit.script(model).inlined_graph)
 
 
@@ -182,9 +182,9 @@ def test_tune_offers_native_and_keeps_its_kernels_only_where_chosen(op):
     assert report.native and report.native_note == ""
     tried = [row for row in report.layers if "native" in row.ms]
     assert len(tried) == len(report.layers)  # every conv here has one group: all can run natively
-    for layer in native.product_layers(model):
-        chose = NATIVE in layer.products.values()
-        assert isinstance(layer.kernels, native.NativeProducts) == chose
+    for layer in native.kernel_layers(model):
+        chose = NATIVE in layer.kernel_table.values()
+        assert isinstance(layer.matmul, native.NativeMatmul) == chose
     assert_streams_exactly(model, frames=64, batch=2, sizes=[16, 16, 16, 16])
 
 
