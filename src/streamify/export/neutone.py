@@ -291,9 +291,11 @@ def _verify(path: Path, stream: StreamingModel, sample_rate: int, sizes: Sequenc
 
 def _wrapper(stream: StreamingModel, scale: Tensor, offset: Tensor, meta, sample_rate: int, sizes: List[int]):
     """The scripted stream inside neutone-sdk's ``WaveformToWaveformBase`` (:class:`StreamifyNeutone`)."""
+    from streamify.export.dispatch import call_layers_through_interface
     from streamify.export.neutone_model import StreamifyNeutone
 
     with _quiet_neutone():
+        call_layers_through_interface(stream)  # each layer type compiled once (docs/benchmarks.md)
         scripted = torch.jit.script(stream)
     if scale.shape[1] > 0:
         # the knobs write into the stream's own latent scale and offset: hand the scripted stream's tensors over
