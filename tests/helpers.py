@@ -227,3 +227,14 @@ def skip_or_fail_in_ci(message: str) -> None:
     if os.environ.get("CI", "").strip().lower() == "true":
         pytest.fail(f"{message} (CI=true: the tests' extras must be installed)")
     pytest.skip(message)
+
+
+def small_codec() -> nn.Sequential:
+    """A small seeded codec ``[B, 1, T] -> [B, 1, T]``: a conv, a stride-2 conv and a transposed conv (seed 0)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv1d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(4, 4, 4, stride=2, padding=1),
+        nn.ConvTranspose1d(4, 1, 2, 2),
+    ).eval()

@@ -14,9 +14,9 @@ from typing import List
 
 import pytest
 import torch
-from torch import nn
 
 import streamify
+from helpers import small_codec
 from streamify import convert
 from streamify.layers.base import StreamingModule
 from streamify.layers.conv import Conv1d
@@ -32,13 +32,7 @@ def _ours(frame: traceback.FrameSummary) -> bool:
 
 @pytest.fixture
 def model():
-    torch.manual_seed(0)
-    plain = nn.Sequential(
-        nn.Conv1d(1, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv1d(4, 4, 4, stride=2, padding=1),
-        nn.ConvTranspose1d(4, 1, 2, 2),
-    ).eval()
+    plain = small_codec()
     return convert(plain, torch.randn(1, 1, 64))
 
 

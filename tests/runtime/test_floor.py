@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import streamify
+from helpers import small_codec
 from streamify import convert
 
 CHILD = Path(__file__).resolve().parent / "floor_child.py"
@@ -24,13 +24,7 @@ SOURCE = Path(streamify.__file__).resolve().parent.parent  # the src/ folder of 
 
 
 def test_a_converted_model_streams_exports_and_plays_without_the_converter(tmp_path):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv1d(1, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv1d(4, 4, 4, stride=2, padding=1),
-        nn.ConvTranspose1d(4, 1, 2, 2),
-    ).eval()
+    model = small_codec()
     stream = convert(model, torch.randn(1, 1, 64))
     x = torch.randn(1, 1, 960)
     with torch.no_grad():
